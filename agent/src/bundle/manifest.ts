@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import semver from 'semver';
+
+/**
+ * manifest.json (DESIGN.md, "The service pack", step 2). Parsed strictly: an unknown key anywhere
+ * is an error, so a field an older agent does not understand is never silently ignored.
+ */
+export const PACK_KINDS = ['product', 'servicepack', 'license', 'trust'] as const;
+export const PAYLOAD_TYPES = ['app', 'system', 'data', 'config', 'db', 'license', 'hooks', 'trust'] as const;
+
+export type PackKind = (typeof PACK_KINDS)[number];
+export type PayloadType = (typeof PAYLOAD_TYPES)[number];
+
+const semverString = z.string().max(64).refine((v) => semver.valid(v) === v, 'must be a semantic version');
+const semverRange = z.string().max(256).refine((v) => semver.validRange(v) !== null, 'must be a semver range');
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case sha256 hex digest');
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+const slug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be a lower-case name');
+
+export const payloadSchema = z
+  .object({
+    name: slug,
+    type: z.enum(PAYLOAD_TYPES),
+    /** The tar entry that carries it: payloads/NN-name. */
+    file: z.string().regex(/^payloads\/[0-9]{2}-[a-z0-9][a-z0-9._-]{0,63}$/),
+    /** Bytes stored in the pack (after compression and encryption) and their sha256. */
+    size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    sha256: sha256Hex,
+    /** Bytes of the plain payload tar, and the number of entries in it. */
+    unpackedSize: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    fileCount: z.number().int().nonnegative().max(10_000_000),
+    compression: z.enum(['none', 'gzip']),
+    /** Present when the payload is sealed: the HKDF salt of its payload key. */
+    encryption: z.object({ salt: base64.length(24) }).strict().optional(),
+  })
+  .strict();
+
+export const recipientSchema = z
+  .object({
+    /** sha256 of the recipient public key's SubjectPublicKeyInfo (DER), hex. */
+    keyId: sha256Hex,
+    label: z.string().max(200),
+    algorithm: z.literal('rsa-oaep-sha256'),
+    wrappedKey: base64.max(2048),
+  })
+  .strict();
+
+export const manifestSchema = z
+  .object({
+    kind: z.enum(PACK_KINDS),
+    product: slug,
+    version: semverString,
+    compatible: z.array(z.string().min(1).max(64)).min(1).max(256),
+    requires: semverRange.optional(),
+    minAgentVersion: semverString.optional(),
+    securityVersion: z.number().int().nonnegative().max(2 ** 31),
+    /** Signed creation time; the clock policy evaluates certificates at this instant. */
+    createdAt: z.string().datetime({ offset: false }),
+    releaseNotes: z.string().max(64 * 1024).optional(),
+    /** A signed allowance to install over a newer version or securityVersion. */
+    allowDowngrade: z.boolean().optional(),
+    payloads: z.array(payloadSchema).max(64),
+    encryption: z
+      .object({
+        algorithm: z.literal('aes-256-gcm-stream-64k'),
+        recipients: z.array(recipientSchema).min(1).max(1024),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const names = new Set<string>();
+    m.payloads.forEach((p, i) => {
+      if (names.has(p.name)) ctx.addIssue({ code: 'custom', message: `duplicate payload name ${p.name}`, path: ['payloads', i] });
+      names.add(p.name);
+      const expected = `payloads/${String(i + 1).padStart(2, '0')}-${p.name}`;
+      if (p.file !== expected) ctx.addIssue({ code: 'custom', message: `payload ${i} must be stored as ${expected}`, path: ['payloads', i, 'file'] });
+      if ((p.encryption !== undefined) !== (m.encryption !== undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'every payload is encrypted exactly when the pack is', path: ['payloads', i] });
+      }
+    });
+    if (m.kind === 'servicepack' && m.requires === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'a servicepack must state the versions it applies to (requires)', path: ['requires'] });
+    }
+  });
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type PayloadEntry = z.infer<typeof payloadSchema>;
+export type Recipient = z.infer<typeof recipientSchema>;

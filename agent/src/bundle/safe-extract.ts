@@ -1,0 +1,186 @@
+import { constants as FS, type FileHandle } from 'node:fs/promises';
+import { open, mkdir, symlink, link, realpath } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { BundleError } from './errors.js';
+import type { InnerHeader, InnerSink } from './payload-tar.js';
+
+/**
+ * Writes the entries of a payload tar under `root`, refusing anything that could reach outside it
+ * (node-tar's list of attacks, each with a test in test/security/): absolute paths, `..`, writing
+ * through a symlink, symlinks or hardlinks that point outside, duplicate entries, and more entries
+ * or bytes than the signed manifest declared. `root` must be a fresh, empty directory; every path
+ * created under it is recorded, so the extractor knows what each ancestor is without trusting the
+ * disk.
+ */
+type Kind = 'dir' | 'implicit-dir' | 'file' | 'symlink';
+
+const MAX_PATH_BYTES = 4096;
+const MAX_NAME_BYTES = 255;
+/** Positional writes in flight per file: overlapping disk writes with decryption and parsing. */
+const MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
+
+export interface ExtractLimits {
+  readonly fileCount: number;
+}
+
+/** Splits and checks a tar path; returns its components relative to the root. */
+export function safeComponents(path: string, what = 'entry'): string[] {
+  if (path.includes('\0')) throw new BundleError('UNSAFE_PATH', `${what} path contains a NUL byte`);
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES) throw new BundleError('UNSAFE_PATH', `${what} path is too long`);
+  if (path.startsWith('/')) throw new BundleError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} is an absolute path`);
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  for (const p of parts) {
+    if (p === '..') throw new BundleError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} climbs out with '..'`);
+    if (Buffer.byteLength(p) > MAX_NAME_BYTES) throw new BundleError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} has a name that is too long`);
+  }
+  return parts;
+}
+
+export class SafeExtractor implements InnerSink {
+  private readonly kinds = new Map<string, Kind>();
+  private current: { fh: FileHandle; position: number; inflight: Promise<unknown>[]; inflightBytes: number } | null = null;
+  private pendingError: unknown = null;
+  entries = 0;
+  bytesWritten = 0;
+  private readonly symlinks: string[] = [];
+
+  constructor(
+    private readonly root: string,
+    private readonly limits: ExtractLimits,
+  ) {}
+
+  async entry(h: InnerHeader): Promise<void> {
+    this.entries += 1;
+    if (this.entries > this.limits.fileCount) {
+      throw new BundleError('FILE_COUNT_MISMATCH', `the payload holds more than the ${this.limits.fileCount} entries its manifest declares`);
+    }
+    const parts = safeComponents(h.path);
+    if (parts.length === 0) {
+      if (h.type === 'directory') return; // "./" itself
+      throw new BundleError('UNSAFE_PATH', `${h.type} entry with an empty path`);
+    }
+    const rel = parts.join('/');
+    const existing = this.kinds.get(rel);
+    if (existing !== undefined && !(existing === 'implicit-dir' && h.type === 'directory')) {
+      throw new BundleError('DUPLICATE_ENTRY', `${JSON.stringify(rel)} appears twice in the payload`);
+    }
+    await this.ensureParents(parts);
+    const target = join(this.root, ...parts);
+    switch (h.type) {
+      case 'directory':
+        if (existing === undefined) await mkdir(target, { mode: 0o755 });
+        this.kinds.set(rel, 'dir');
+        return;
+      case 'file': {
+        // O_EXCL + O_NOFOLLOW: never reuse or follow anything already on disk.
+        const fh = await open(target, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL | FS.O_NOFOLLOW, h.mode & 0o777);
+        this.kinds.set(rel, 'file');
+        this.current = { fh, position: 0, inflight: [], inflightBytes: 0 };
+        return;
+      }
+      case 'symlink': {
+        if (h.linkpath === '' || h.linkpath.startsWith('/')) {
+          throw new BundleError('UNSAFE_PATH', `symlink ${JSON.stringify(rel)} points to an absolute path ${JSON.stringify(h.linkpath)}`);
+        }
+        const resolved = posix.normalize(posix.join(posix.dirname(rel), h.linkpath));
+        if (resolved === '..' || resolved.startsWith('../')) {
+          throw new BundleError('UNSAFE_PATH', `symlink ${JSON.stringify(rel)} points outside the payload (${JSON.stringify(h.linkpath)})`);
+        }
+        await symlink(h.linkpath, target);
+        this.kinds.set(rel, 'symlink');
+        this.symlinks.push(rel);
+        return;
+      }
+      case 'hardlink': {
+        const linkParts = safeComponents(h.linkpath, 'hardlink target');
+        const linkRel = linkParts.join('/');
+        if (this.kinds.get(linkRel) !== 'file') {
+          throw new BundleError('UNSAFE_PATH', `hardlink ${JSON.stringify(rel)} must point to a regular file extracted earlier, not ${JSON.stringify(h.linkpath)}`);
+        }
+        await link(join(this.root, ...linkParts), target);
+        this.kinds.set(rel, 'file');
+        return;
+      }
+    }
+  }
+
+  data(chunk: Buffer): void | Promise<void> {
+    const cur = this.current;
+    if (!cur) throw new BundleError('PAYLOAD_TAR_INVALID', 'data outside a file entry');
+    if (this.pendingError) throw this.pendingError;
+    // The parser reuses nothing it hands out, so the chunk can be written as is.
+    const p = cur.fh.write(chunk, 0, chunk.length, cur.position).then(
+      () => {
+        cur.inflightBytes -= chunk.length;
+      },
+      (e: unknown) => {
+        this.pendingError ??= e;
+      },
+    );
+    cur.position += chunk.length;
+    cur.inflightBytes += chunk.length;
+    this.bytesWritten += chunk.length;
+    cur.inflight.push(p);
+    if (cur.inflightBytes > MAX_INFLIGHT_BYTES) return this.drain();
+    return undefined;
+  }
+
+  private async drain(): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    const waiting = cur.inflight;
+    cur.inflight = [];
+    await Promise.all(waiting);
+    if (this.pendingError) throw this.pendingError;
+  }
+
+  async entryEnd(): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    try {
+      await this.drain();
+    } finally {
+      this.current = null;
+      await cur.fh.close();
+    }
+  }
+
+  /** Called once the tar has ended: closes what is open and re-checks symlinks on the real disk. */
+  async finish(): Promise<void> {
+    await this.entryEnd();
+    const rootReal = await realpath(this.root);
+    for (const rel of this.symlinks) {
+      let real: string;
+      try {
+        real = await realpath(join(this.root, rel));
+      } catch {
+        continue; // dangling, and its lexical target stays inside the root
+      }
+      if (real !== rootReal && !real.startsWith(rootReal + '/')) {
+        throw new BundleError('UNSAFE_PATH', `symlink ${JSON.stringify(rel)} resolves outside the payload through another link`);
+      }
+    }
+  }
+
+  /** Closes an open file after a failure; the caller removes the whole root. */
+  async abort(): Promise<void> {
+    const cur = this.current;
+    this.current = null;
+    if (cur) {
+      await Promise.allSettled(cur.inflight);
+      await cur.fh.close().catch(() => undefined);
+    }
+  }
+
+  private async ensureParents(parts: string[]): Promise<void> {
+    for (let i = 1; i < parts.length; i++) {
+      const rel = parts.slice(0, i).join('/');
+      const kind = this.kinds.get(rel);
+      if (kind === 'dir' || kind === 'implicit-dir') continue;
+      if (kind === 'symlink') throw new BundleError('UNSAFE_PATH', `${JSON.stringify(parts.join('/'))} would be written through the symlink ${JSON.stringify(rel)}`);
+      if (kind === 'file') throw new BundleError('UNSAFE_PATH', `${JSON.stringify(parts.join('/'))} would be written under the file ${JSON.stringify(rel)}`);
+      await mkdir(join(this.root, ...parts.slice(0, i)), { mode: 0o755 });
+      this.kinds.set(rel, 'implicit-dir');
+    }
+  }
+}

@@ -1,0 +1,19 @@
+import { BUNDLE_CODES } from '../bundle/errors.js';
+import { CLI_CODES } from './cli-error.js';
+import { KEYS_CODES } from '../../../images/src/keys/errors.js';
+import { PACKER_CODES } from '../../../images/src/pack/errors.js';
+
+/**
+ * Every error code Sonde can emit, by domain. docs/errors.md documents exactly these; the test
+ * test/docs/error-codes.test.ts fails when the two disagree in either direction.
+ */
+export const ERROR_CODES: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  pack: BUNDLE_CODES,
+  cli: CLI_CODES,
+  keys: KEYS_CODES,
+  packer: PACKER_CODES,
+});
+
+export function allErrorCodes(): string[] {
+  return Object.values(ERROR_CODES).flat();
+}

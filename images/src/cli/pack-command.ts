@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { CliError } from '../../../agent/src/errors/cli-error.js';
+import { useJsonOutput } from '../../../agent/src/cli/run.js';
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function integer(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new CliError('USAGE', `not a non-negative integer: ${value}`);
+  return n;
+}
+
+interface PackFlags {
+  kind?: 'product' | 'servicepack' | 'license' | 'trust';
+  product?: string;
+  version?: string;
+  model?: string[];
+  requires?: string;
+  securityVersion?: number;
+  minAgentVersion?: string;
+  releaseNotes?: string;
+  allowDowngrade?: boolean;
+  compression?: 'gzip' | 'none';
+  sign: string;
+  cert: string;
+  passphraseFile?: string;
+  encryptFor?: string[];
+  output: string;
+  json?: boolean;
+}
+
+export function registerPackCommand(program: Command): void {
+  program
+    .command('pack')
+    .description('build, sign and optionally encrypt a service pack (.spk) from a folder')
+    .argument('<src>', 'a folder packed as one app payload, or a folder with a pack.json recipe')
+    .option('--kind <kind>', 'product | servicepack | license | trust')
+    .option('--product <name>', 'product name (lower case)')
+    .option('--version <semver>', 'release version')
+    .option('--model <model>', 'a compatible hardware model (repeatable)', collect)
+    .option('--requires <range>', 'installed versions a servicepack applies to (semver range)')
+    .option('--security-version <n>', 'anti-rollback counter', integer)
+    .option('--min-agent-version <semver>', 'oldest agent that may install it')
+    .option('--release-notes <file>', 'release notes (text file)')
+    .option('--allow-downgrade', 'sign an explicit allowance to install over a newer release')
+    .option('--compression <c>', 'gzip | none (default gzip)')
+    .requiredOption('--sign <key>', 'signer private key (PEM)')
+    .requiredOption('--cert <chain>', 'signer certificate chain (PEM: signer, then intermediates)')
+    .option('--passphrase-file <file>', 'passphrase of an encrypted signer key')
+    .option('--encrypt-for <cert>', 'encrypt for this recipient certificate (repeatable)', collect)
+    .requiredOption('-o, --output <file>', 'where to write the .spk')
+    .option('--json', 'print the result as JSON')
+    .action(async (src: string, flags: PackFlags) => {
+      useJsonOutput(flags.json === true);
+      const { packCommand } = await import('../pack/pack-command-action.js');
+      await packCommand(src, flags);
+    });
+}
+
+export type { PackFlags };

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (as root) to build, run and test Sonde: the Debian packages the
+# demo and the tests use, the npm dependencies (better-sqlite3 compiles from source against
+# Node's own headers), and the build. Safe to run again; it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: openssl (external-PKI fixtures, the pack-verify benchmark's reference),
+# python3/make/g++ (node-gyp for better-sqlite3).
+APT_PACKAGES=(openssl python3 make g++ tar gzip)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root, or install them first)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# node-gyp must build against the headers Debian's Node ships, never download them.
+export npm_config_nodedir="${npm_config_nodedir:-/usr}"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build
