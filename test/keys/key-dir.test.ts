@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -51,9 +51,20 @@ async function freshDir(): Promise<string> {
   return join(base, `k${counter}`);
 }
 
+/** A keys directory with a root CA, made once; tests that do not test initCa start from a copy. */
+let sharedRoot: string;
+async function dirWithRoot(): Promise<string> {
+  const dir = await freshDir();
+  await mkdir(dir);
+  for (const f of ['root.crt', 'root.key']) await copyFile(join(sharedRoot, f), join(dir, f));
+  return dir;
+}
+
 beforeAll(async () => {
   base = await mkdtemp(join(tmpdir(), 'sonde-key-dir-'));
-});
+  sharedRoot = await freshDir();
+  await initCa(sharedRoot, { name: 'Shared Test Root' });
+}, 60_000);
 
 afterAll(async () => {
   await rm(base, { recursive: true, force: true });
@@ -92,8 +103,7 @@ describe('initCa', { timeout: 60_000 }, () => {
   });
 
   it('refuses when only the key is left over, without generating anything', async () => {
-    const dir = await freshDir();
-    await initCa(dir, { days: 30 });
+    const dir = await dirWithRoot();
     await rm(join(dir, 'root.crt'));
     expect(await codeOf(initCa(dir))).toBe('KEY_EXISTS');
     expect(await readdir(dir)).toEqual(['root.key']);
@@ -170,8 +180,7 @@ describe('issueSigner', { timeout: 60_000 }, () => {
   });
 
   it('issues from the root, with the leaf alone in signer.crt, when there is no intermediate', async () => {
-    const solo = await freshDir();
-    await initCa(solo, { days: 365 });
+    const solo = await dirWithRoot();
     const result = await issueSigner(solo, { days: 30 });
     expect(result.issuer.name).toBe('root');
     const chain = await certsOf(join(solo, 'signer.crt'));
@@ -182,8 +191,7 @@ describe('issueSigner', { timeout: 60_000 }, () => {
   });
 
   it('keeps working with the root key offline once the intermediate exists', async () => {
-    const offline = await freshDir();
-    await initCa(offline, { days: 365 });
+    const offline = await dirWithRoot();
     await issueIntermediate(offline, { days: 180 });
     await rm(join(offline, 'root.key'));
     const result = await issueSigner(offline, { days: 30, out: 'release-2026' });
@@ -202,11 +210,9 @@ describe('issueSigner', { timeout: 60_000 }, () => {
   });
 
   it('refuses an issuer key that belongs to another certificate', async () => {
-    const mixed = await freshDir();
-    const other = await freshDir();
-    await initCa(mixed, { days: 30 });
-    await initCa(other, { days: 30 });
-    await writeFile(join(mixed, 'root.key'), await readFile(join(other, 'root.key')));
+    // K/root.key replaced by the root key of another directory.
+    const mixed = await dirWithRoot();
+    await writeFile(join(mixed, 'root.key'), await readFile(join(dir, 'root.key')));
     expect(await codeOf(issueSigner(mixed))).toBe('ISSUER_KEY_MISMATCH');
   });
 });
@@ -214,9 +220,8 @@ describe('issueSigner', { timeout: 60_000 }, () => {
 describe('issueRecipient', { timeout: 60_000 }, () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await freshDir();
-    await initCa(dir, { days: 365 });
-  }, 60_000);
+    dir = await dirWithRoot();
+  });
 
   it('writes <name>.crt and <name>.key for key encipherment, issued by the root', async () => {
     const result = await issueRecipient(dir, { name: 'fleet' });
@@ -254,8 +259,7 @@ describe('revoke', { timeout: 60_000 }, () => {
   let signerSerial: string;
 
   beforeAll(async () => {
-    dir = await freshDir();
-    await initCa(dir, { days: 365 });
+    dir = await dirWithRoot();
     root = await first(join(dir, 'root.crt'));
     signerSerial = (await issueSigner(dir, { days: 30 })).cert.serial;
   }, 60_000);
@@ -326,8 +330,7 @@ describe('revoke', { timeout: 60_000 }, () => {
   });
 
   it('needs the root key', async () => {
-    const offline = await freshDir();
-    await initCa(offline, { days: 30 });
+    const offline = await dirWithRoot();
     await rm(join(offline, 'root.key'));
     expect(await codeOf(revoke(offline, { serial: '01' }))).toBe('ISSUER_MISSING');
   });

@@ -1,4 +1,4 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -6,6 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { BundleError } from './errors.js';
 import { RATIO_CAP, RATIO_SLACK } from './format.js';
 import type { PayloadEntry } from './manifest.js';
+import { payloadHasher } from './payload-hash.js';
 import { PayloadTarReader } from './payload-tar.js';
 import { unwrapWith } from './recipients.js';
 import { SafeExtractor } from './safe-extract.js';
@@ -124,21 +125,26 @@ async function streamPayload(
   key: Buffer | null,
   onProgress?: (bytesRead: number) => void,
 ): Promise<number> {
-  const hash = createHash('sha256');
+  const hash = payloadHasher(entry.size);
   let hashed = 0;
   const reader = cursor.reader;
-  const verifyHash = (): void => {
-    if (hash.digest('hex') !== entry.sha256) {
+  const verifyHash = async (): Promise<void> => {
+    if ((await hash.digest()) !== entry.sha256) {
       throw new BundleError('PAYLOAD_HASH_MISMATCH', `payload ${entry.file} does not match its signed sha256`);
     }
   };
   if (dir === null) {
-    for await (const chunk of reader.stream(entry.size, entry.file)) {
-      hash.update(chunk);
-      hashed += chunk.length;
-      onProgress?.(reader.offset);
+    try {
+      for await (const chunk of reader.stream(entry.size, entry.file)) {
+        await hash.update(chunk);
+        hashed += chunk.length;
+        onProgress?.(reader.offset);
+      }
+    } catch (e) {
+      hash.dispose();
+      throw e;
     }
-    verifyHash();
+    await verifyHash();
     return 0;
   }
 
@@ -150,9 +156,11 @@ async function streamPayload(
 
   async function* stored(): AsyncGenerator<Buffer> {
     for await (const chunk of reader.stream(entry.size, entry.file)) {
-      hash.update(chunk);
+      const hashing = hash.update(chunk);
       hashed += chunk.length;
       onProgress?.(reader.offset);
+      // The worker hashes this chunk while it is decrypted here.
+      if (hashing) await hashing;
       if (opener) {
         for (const plain of opener.push(chunk)) {
           compressedIn += plain.length;
@@ -210,14 +218,15 @@ async function streamPayload(
     // downstream (bad gzip, bad tar): read the rest of the payload through the hash to say so.
     if (!(e instanceof BundleError && e.code === 'PACK_TRUNCATED')) {
       try {
-        for await (const chunk of reader.stream(entry.size - hashed, entry.file)) hash.update(chunk);
-        verifyHash();
+        for await (const chunk of reader.stream(entry.size - hashed, entry.file)) await hash.update(chunk);
+        await verifyHash();
       } catch (hashError) {
         if (hashError instanceof BundleError && hashError.code === 'PAYLOAD_HASH_MISMATCH') throw hashError;
       }
     }
+    hash.dispose();
     throw e;
   }
-  verifyHash();
+  await verifyHash();
   return extractor.entries;
 }

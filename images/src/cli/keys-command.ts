@@ -12,89 +12,101 @@ export function registerKeysCommand(program: Command): void {
     .command('keys')
     .description('issue keys and certificates into a keys directory, and revoke certificates');
 
-  withOutputOptions(
-    withPairOptions(keys.command('init-ca').description('create the root CA: K/root.crt and K/root.key'), 'Sonde Root CA', 20),
-  ).action(async (flags: IssueFlags) => {
-    useJsonOutput(flags.json === true);
-    const { initCa } = await import('../keys/key-dir.js');
-    const result = await initCa(flags.dir, pairOptions(flags));
-    print(flags, { command: 'init-ca', ...result }, () => formatPair(result));
-  });
-
-  withOutputOptions(
-    withIssuerOptions(
-      withPairOptions(
-        keys
-          .command('issue-intermediate')
-          .description('create an intermediate CA signed by the root: K/intermediate.crt and K/intermediate.key'),
-        'Sonde Intermediate CA',
-        10,
-      ),
-    ),
-  ).action(async (flags: IssueFlags) => {
-    useJsonOutput(flags.json === true);
-    const { issueIntermediate } = await import('../keys/key-dir.js');
-    const result = await issueIntermediate(flags.dir, issueOptions(flags));
-    print(flags, { command: 'issue-intermediate', ...result }, () => formatPair(result));
-  });
-
-  withOutputOptions(
-    withIssuerOptions(
-      withPairOptions(
-        keys
-          .command('issue-signer')
-          .description(
-            'create a code-signing key, issued by the intermediate if K has one, else by the root: K/signer.crt (leaf + chain) and K/signer.key',
-          ),
-        'Sonde Signer',
-        3,
-      ),
-    ).option('--out <base>', 'file name without extension', 'signer'),
-  ).action(async (flags: IssueFlags & { out: string }) => {
-    useJsonOutput(flags.json === true);
-    const { issueSigner } = await import('../keys/key-dir.js');
-    const result = await issueSigner(flags.dir, { ...issueOptions(flags), out: flags.out });
-    print(flags, { command: 'issue-signer', ...result }, () => formatPair(result));
-  });
-
-  withOutputOptions(
-    withIssuerOptions(
-      withKeyOptions(
-        keys
-          .command('issue-recipient')
-          .description('create a key that packs are encrypted to (fleet, group or probe): K/<name>.crt and K/<name>.key')
-          .requiredOption('--dir <dir>', 'keys directory')
-          .requiredOption('--name <name>', 'file name and common name, e.g. fleet, group-lyon, probe-0042')
-          .option('--days <n>', 'lifetime in days (default: 10 years, at most the issuer\'s)', parseDays),
-      ),
-    ),
-  ).action(async (flags: IssueFlags & { name: string }) => {
-    useJsonOutput(flags.json === true);
-    const { issueRecipient } = await import('../keys/key-dir.js');
-    const result = await issueRecipient(flags.dir, { ...issueOptions(flags), name: flags.name });
-    print(flags, { command: 'issue-recipient', ...result }, () => formatPair(result));
-  });
-
-  withOutputOptions(
-    keys
-      .command('revoke')
-      .description('add a certificate serial to K/revocations.json, signed by the root key')
-      .requiredOption('--dir <dir>', 'keys directory')
-      .addOption(new Option('--serial <hex>', 'serial number to revoke (hex, colons allowed)').conflicts('cert'))
-      .option('--cert <file>', 'revoke the serial of the first certificate in this file')
-      .option('--reason <text>', 'why, recorded in the list (at most 200 characters)')
-      .option('--issuer-passphrase-file <file>', 'passphrase file for root.key when it is encrypted'),
-  ).action(async (flags: RevokeFlags) => {
-    useJsonOutput(flags.json === true);
-    const { revoke } = await import('../keys/key-dir.js');
-    const result = await revoke(flags.dir, {
-      serial: flags.serial,
-      cert: flags.cert,
-      reason: flags.reason,
-      issuerPassphraseFile: flags.issuerPassphraseFile,
+  keys
+    .command('init-ca')
+    .description('create the root CA: K/root.crt and K/root.key')
+    .addOption(dirOption('keys directory K, created if missing'))
+    .addOption(new Option('--name <cn>', 'common name (default: "Sonde Root CA")'))
+    .addOption(daysOption('20 years'))
+    .addOption(passphraseFileOption())
+    .addOption(forceOption())
+    .addOption(jsonOption())
+    .action(async (flags: IssueFlags) => {
+      useJsonOutput(flags.json === true);
+      const { initCa } = await import('../keys/key-dir.js');
+      const result = await initCa(flags.dir, pairOptions(flags));
+      print(flags, { command: 'init-ca', ...result }, () => formatPair(result));
     });
-    print(flags, { command: 'revoke', ...result }, () => formatRevoke(result));
-  });
+
+  keys
+    .command('issue-intermediate')
+    .description('create an intermediate CA signed by the root: K/intermediate.crt and K/intermediate.key')
+    .addOption(dirOption('keys directory K, holding root.crt and root.key'))
+    .addOption(new Option('--name <cn>', 'common name (default: "Sonde Intermediate CA")'))
+    .addOption(daysOption("10 years, at most the root's"))
+    .addOption(passphraseFileOption())
+    .addOption(issuerPassphraseFileOption('root.key'))
+    .addOption(forceOption())
+    .addOption(jsonOption())
+    .action(async (flags: IssueFlags) => {
+      useJsonOutput(flags.json === true);
+      const { issueIntermediate } = await import('../keys/key-dir.js');
+      const result = await issueIntermediate(flags.dir, issueOptions(flags));
+      print(flags, { command: 'issue-intermediate', ...result }, () => formatPair(result));
+    });
+
+  keys
+    .command('issue-signer')
+    .description(
+      'create a code-signing key, issued by the intermediate if K has one, else by the root: ' +
+        'K/signer.crt (leaf, then intermediate) and K/signer.key',
+    )
+    .addOption(dirOption('keys directory K, holding the issuer'))
+    .addOption(new Option('--name <cn>', 'common name (default: "Sonde Signer")'))
+    .addOption(new Option('--out <base>', 'file name without extension').default('signer'))
+    .addOption(daysOption("3 years, at most the issuer's"))
+    .addOption(passphraseFileOption())
+    .addOption(issuerPassphraseFileOption("the issuer's key"))
+    .addOption(forceOption())
+    .addOption(jsonOption())
+    .action(async (flags: IssueFlags & { out: string }) => {
+      useJsonOutput(flags.json === true);
+      const { issueSigner } = await import('../keys/key-dir.js');
+      const result = await issueSigner(flags.dir, { ...issueOptions(flags), out: flags.out });
+      print(flags, { command: 'issue-signer', ...result }, () => formatPair(result));
+    });
+
+  keys
+    .command('issue-recipient')
+    .description(
+      'create a key that packs are encrypted to (fleet, group or probe), issued like a signer: K/<name>.crt and K/<name>.key',
+    )
+    .addOption(dirOption('keys directory K, holding the issuer'))
+    .addOption(
+      new Option('--name <name>', 'file name and common name, e.g. fleet, group-lyon, probe-0042').makeOptionMandatory(),
+    )
+    .addOption(daysOption("10 years, at most the issuer's"))
+    .addOption(passphraseFileOption())
+    .addOption(issuerPassphraseFileOption("the issuer's key"))
+    .addOption(forceOption())
+    .addOption(jsonOption())
+    .action(async (flags: IssueFlags & { name: string }) => {
+      useJsonOutput(flags.json === true);
+      const { issueRecipient } = await import('../keys/key-dir.js');
+      const result = await issueRecipient(flags.dir, { ...issueOptions(flags), name: flags.name });
+      print(flags, { command: 'issue-recipient', ...result }, () => formatPair(result));
+    });
+
+  keys
+    .command('revoke')
+    .description('add a certificate serial to K/revocations.json, signed by the root key')
+    .addOption(dirOption('keys directory K, holding root.crt and root.key'))
+    .addOption(new Option('--serial <hex>', 'serial number to revoke (hex, colons allowed)').conflicts('cert'))
+    .addOption(new Option('--cert <file>', 'revoke the serial of the first certificate in this file'))
+    .addOption(new Option('--reason <text>', 'why, recorded in the list (at most 200 characters)'))
+    .addOption(issuerPassphraseFileOption('root.key'))
+    .addOption(jsonOption())
+    .action(async (flags: RevokeFlags) => {
+      useJsonOutput(flags.json === true);
+      const { revoke } = await import('../keys/key-dir.js');
+      const result = await revoke(flags.dir, {
+        serial: flags.serial,
+        cert: flags.cert,
+        reason: flags.reason,
+        issuerPassphraseFile: flags.issuerPassphraseFile,
+      });
+      print(flags, { command: 'revoke', ...result }, () => formatRevoke(result));
+    });
 }
 
 interface OutputFlags {
@@ -118,27 +130,28 @@ interface RevokeFlags extends OutputFlags {
   issuerPassphraseFile?: string;
 }
 
-function withPairOptions(cmd: Command, defaultName: string, defaultYears: number): Command {
-  return withKeyOptions(
-    cmd
-      .requiredOption('--dir <dir>', 'keys directory (created if missing)')
-      .option('--name <cn>', `common name (default: "${defaultName}")`)
-      .option('--days <n>', `lifetime in days (default: ${defaultYears} years)`, parseDays),
-  );
+function dirOption(help: string): Option {
+  return new Option('--dir <dir>', help).makeOptionMandatory();
 }
 
-function withKeyOptions(cmd: Command): Command {
-  return cmd
-    .option('--passphrase-file <file>', 'encrypt the new private key with the passphrase in this file')
-    .option('--force', 'replace existing files');
+function daysOption(defaultLife: string): Option {
+  return new Option('--days <n>', `lifetime in days (default: ${defaultLife})`).argParser(parseDays);
 }
 
-function withIssuerOptions(cmd: Command): Command {
-  return cmd.option('--issuer-passphrase-file <file>', "passphrase file for the issuer's key when it is encrypted");
+function passphraseFileOption(): Option {
+  return new Option('--passphrase-file <file>', 'encrypt the new private key with the passphrase in this file');
 }
 
-function withOutputOptions(cmd: Command): Command {
-  return cmd.option('--json', 'print one JSON object instead of a summary');
+function issuerPassphraseFileOption(whose: string): Option {
+  return new Option('--issuer-passphrase-file <file>', `passphrase file for ${whose}, when it is encrypted`);
+}
+
+function forceOption(): Option {
+  return new Option('--force', 'replace existing files');
+}
+
+function jsonOption(): Option {
+  return new Option('--json', 'print one JSON object instead of a summary');
 }
 
 function parseDays(value: string): number {

@@ -22,7 +22,7 @@ interface PackFlags {
   minAgentVersion?: string;
   releaseNotes?: string;
   allowDowngrade?: boolean;
-  compression?: 'gzip' | 'none';
+  compression?: 'gzip' | 'none' | 'auto';
   sign: string;
   cert: string;
   passphraseFile?: string;
@@ -45,7 +45,7 @@ export function registerPackCommand(program: Command): void {
     .option('--min-agent-version <semver>', 'oldest agent that may install it')
     .option('--release-notes <file>', 'release notes (text file)')
     .option('--allow-downgrade', 'sign an explicit allowance to install over a newer release')
-    .option('--compression <c>', 'gzip | none (default gzip)')
+    .option('--compression <c>', 'auto | gzip | none (default auto: gzip when it saves at least 10%)')
     .requiredOption('--sign <key>', 'signer private key (PEM)')
     .requiredOption('--cert <chain>', 'signer certificate chain (PEM: signer, then intermediates)')
     .option('--passphrase-file <file>', 'passphrase of an encrypted signer key')

@@ -33,7 +33,7 @@ export async function packCommand(src: string, flags: PackFlags): Promise<void> 
   if (flags.releaseNotes !== undefined) overrides.releaseNotes = await readText(flags.releaseNotes, 'release notes');
   if (flags.allowDowngrade) overrides.allowDowngrade = true;
   if (flags.compression !== undefined) {
-    if (flags.compression !== 'gzip' && flags.compression !== 'none') throw new CliError('USAGE', '--compression: expected gzip or none');
+    if (!['gzip', 'none', 'auto'].includes(flags.compression)) throw new CliError('USAGE', '--compression: expected auto, gzip or none');
     overrides.compression = flags.compression;
   }
   const plan = await makePlan(src, overrides);

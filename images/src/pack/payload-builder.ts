@@ -22,7 +22,7 @@ export interface BuildPayloadOptions {
   readonly name: string;
   readonly file: string;
   readonly dir: string;
-  readonly compression: 'gzip' | 'none';
+  readonly compression: 'gzip' | 'none' | 'auto';
   readonly contentKey: Buffer | null;
   readonly tmpPath: string;
   readonly onTarBytes?: (n: number) => void;
@@ -105,10 +105,13 @@ export async function buildPayload(o: BuildPayloadOptions): Promise<PayloadEntry
     if (salt) entry.encryption = { salt: salt.toString('base64') };
     return { entry, compressed };
   };
-  const first = await attempt(o.compression);
+  if (o.compression === 'none') return (await attempt('none')).entry;
+  const first = await attempt('gzip');
   // Agents refuse payloads that inflate past RATIO_CAP:1 (a bomb guard); keep well under it.
-  if (o.compression === 'gzip' && first.entry.unpackedSize > (RATIO_CAP / 2) * Math.max(first.compressed, 1) + 1024 * 1024) {
-    return (await attempt('none')).entry;
-  }
+  const nearBombCap = first.entry.unpackedSize > (RATIO_CAP / 2) * Math.max(first.compressed, 1) + 1024 * 1024;
+  // 'auto': gzip only when it saves at least a tenth. Inflating costs every probe CPU on every
+  // install (about 0.5 s per 256 MiB here), which a few percent of transfer does not repay.
+  const poorGain = o.compression === 'auto' && first.compressed > 0.9 * first.entry.unpackedSize;
+  if (nearBombCap || poorGain) return (await attempt('none')).entry;
   return first.entry;
 }

@@ -22,7 +22,7 @@ const recipeSchema = z
     releaseNotes: z.string().optional(),
     releaseNotesFile: z.string().optional(),
     allowDowngrade: z.boolean().optional(),
-    compression: z.enum(['gzip', 'none']).optional(),
+    compression: z.enum(['gzip', 'none', 'auto']).optional(),
     payloads: z.partialRecord(z.enum(PAYLOAD_TYPES), z.string()).optional(),
   })
   .strict();
@@ -40,7 +40,7 @@ export interface PackPlan {
   securityVersion: number;
   releaseNotes?: string;
   allowDowngrade?: boolean;
-  compression: 'gzip' | 'none';
+  compression: 'gzip' | 'none' | 'auto';
   payloads: { type: PayloadType; dir: string }[];
 }
 
@@ -86,7 +86,7 @@ export async function makePlan(src: string, flags: PlanOverrides): Promise<PackP
     version: flags.version ?? r.version ?? '',
     compatible: flags.compatible ?? r.compatible ?? [],
     securityVersion: flags.securityVersion ?? r.securityVersion ?? 0,
-    compression: flags.compression ?? r.compression ?? 'gzip',
+    compression: flags.compression ?? r.compression ?? 'auto',
     payloads,
   };
   const requires = flags.requires ?? r.requires;

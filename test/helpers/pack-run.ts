@@ -1,0 +1,68 @@
+import type { KeyObject } from 'node:crypto';
+import { expect } from 'vitest';
+import { BundleError, type BundleCode } from '../../agent/src/bundle/errors.js';
+import { extractPack, type ExtractResult } from '../../agent/src/bundle/extract.js';
+import { readPack } from '../../agent/src/bundle/read.js';
+import type { Keyring } from '../../agent/src/bundle/trust.js';
+import { verifyPack } from '../../agent/src/bundle/verify.js';
+
+/**
+ * The agent's whole path for a pack, as one call: read, verify against a keyring, then extract
+ * (or hash-only). Packs come from a file or from bytes held in memory, which the security and
+ * fuzz suites mutate; bytes are fed in slices, as a socket would deliver them.
+ */
+export interface RunOptions {
+  readonly keyring: Keyring;
+  readonly staging?: string;
+  readonly key?: KeyObject;
+  readonly mode?: 'extract' | 'hash-only';
+}
+
+/** Slices of `bytes`, `size` bytes each (or as many as `size()` says, for uneven slicing). */
+export async function* fromBytes(bytes: Buffer, size: number | (() => number) = 64 * 1024): AsyncGenerator<Buffer> {
+  let at = 0;
+  while (at < bytes.length) {
+    const n = Math.max(1, typeof size === 'number' ? size : size());
+    yield bytes.subarray(at, at + n);
+    at += n;
+  }
+}
+
+export async function runPack(source: string | Buffer | AsyncIterable<Buffer>, o: RunOptions): Promise<ExtractResult> {
+  const unverified = await readPack(Buffer.isBuffer(source) ? fromBytes(source) : source);
+  const pack = await verifyPack(unverified, o.keyring);
+  const mode = o.mode ?? 'extract';
+  return extractPack(pack, {
+    mode,
+    ...(mode === 'extract' ? { staging: expectDefined(o.staging, 'staging') } : {}),
+    ...(o.key ? { key: o.key } : {}),
+  });
+}
+
+/** Runs the pack and returns how it was refused; fails the test if it was accepted or crashed. */
+export async function refusalOf(source: string | Buffer | AsyncIterable<Buffer>, o: RunOptions): Promise<BundleError> {
+  let result: ExtractResult;
+  try {
+    result = await runPack(source, o);
+  } catch (e) {
+    if (e instanceof BundleError) return e;
+    throw new Error(`the pack was refused with an exception that is not a BundleError: ${String(e)}`, { cause: e });
+  }
+  throw new Error(`the pack was accepted (${result.payloads.length} payload(s) extracted) but had to be refused`);
+}
+
+/** Runs the pack and asserts the exact code it is refused with; returns the error for more checks. */
+export async function expectRefused(
+  source: string | Buffer | AsyncIterable<Buffer>,
+  o: RunOptions,
+  code: BundleCode,
+): Promise<BundleError> {
+  const e = await refusalOf(source, o);
+  expect(e.code, e.message).toBe(code);
+  return e;
+}
+
+function expectDefined<T>(v: T | undefined, what: string): T {
+  if (v === undefined) throw new Error(`${what} is required in extract mode`);
+  return v;
+}
