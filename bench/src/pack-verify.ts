@@ -72,7 +72,7 @@ async function makeDataset(dir: string, totalMiB: number): Promise<{ files: numb
 async function settle(...paths: string[]): Promise<void> {
   for (const p of paths) await rm(p, { recursive: true, force: true });
   await timed('sync', []);
-  await new Promise((r) => setTimeout(r, 1500));
+  await new Promise((r) => setTimeout(r, 5000));
 }
 
 async function main(): Promise<void> {

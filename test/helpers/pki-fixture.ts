@@ -34,7 +34,8 @@ export interface PkiWorld {
     readonly fleet: Pair;
     readonly probe: Pair;
   };
-  readonly other: { readonly keyring: Keyring; readonly signer: Signer };
+  /** Its cached keys folder (root.crt, root.key, signer.*): read it, never write it. */
+  readonly other: { readonly dir: string; readonly keyring: Keyring; readonly signer: Signer };
   readonly variants: {
     /** Issued by the vendor intermediate with the serverAuth usage only. */
     readonly noCodeSigning: Signer;
@@ -73,7 +74,11 @@ export async function pkiWorld(): Promise<PkiWorld> {
       fleet: await pair(join(vendor, 'fleet')),
       probe: await pair(join(vendor, 'probe')),
     },
-    other: { keyring: await loadKeyring(join(dir, 'other', 'root.crt')), signer: await loadSigner(join(dir, 'other'), 'signer') },
+    other: {
+      dir: join(dir, 'other'),
+      keyring: await loadKeyring(join(dir, 'other', 'root.crt')),
+      signer: await loadSigner(join(dir, 'other'), 'signer'),
+    },
     variants: {
       noCodeSigning: await loadSigner(join(dir, 'variants'), 'no-code-signing'),
       noExtendedUsage: await loadSigner(join(dir, 'variants'), 'no-extended-usage'),

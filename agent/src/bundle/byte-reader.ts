@@ -27,7 +27,14 @@ export class ByteReader {
   private async fill(): Promise<boolean> {
     while (this.head.length === 0) {
       if (this.done) return false;
-      const r = await this.source.next();
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await this.source.next();
+      } catch (e) {
+        if (e instanceof BundleError) throw e;
+        const code = (e as NodeJS.ErrnoException).code ?? 'error';
+        throw new BundleError('PACK_UNREADABLE', `the pack cannot be read (${code})`, { cause: e });
+      }
       if (r.done) {
         this.done = true;
         return false;

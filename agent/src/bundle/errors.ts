@@ -5,6 +5,7 @@ import { SondeError } from '../errors/sonde-error.js';
  * service pack. Each is documented in docs/errors.md under "Pack".
  */
 export const BUNDLE_CODES = [
+  'PACK_UNREADABLE',
   'PACK_FORMAT',
   'PACK_TRUNCATED',
   'PACK_UNSUPPORTED_VERSION',

@@ -216,7 +216,9 @@ async function streamPayload(
     await extractor.abort();
     // A stored byte that does not match its signed hash is the root cause of whatever broke
     // downstream (bad gzip, bad tar): read the rest of the payload through the hash to say so.
-    if (!(e instanceof BundleError && e.code === 'PACK_TRUNCATED')) {
+    // A chunk that fails authentication already judged the stored bytes themselves, and names
+    // the chunk (DESIGN.md: chunked AEAD rejects tampering early), so it stands.
+    if (!(e instanceof BundleError && (e.code === 'PACK_TRUNCATED' || e.code === 'DECRYPT_FAILED'))) {
       try {
         for await (const chunk of reader.stream(entry.size - hashed, entry.file)) await hash.update(chunk);
         await verifyHash();

@@ -96,5 +96,12 @@ export function decodeHeader(block: Buffer): OuterHeader {
   const prefixEnd = block.indexOf(0, 345);
   const prefix = block.toString('utf8', 345, prefixEnd === -1 || prefixEnd > 500 ? 500 : prefixEnd);
   if (prefix !== '') throw new BundleError('PACK_FORMAT', 'pack entries never use the ustar prefix field');
-  return { name, size: readSize(block) };
+  const size = readSize(block);
+  // Sonde writes every outer header with encodeHeader, so a (name, size) has one encoding. Fields
+  // read leniently above (blanks in the checksum, unread mode or mtime) would otherwise let bytes
+  // of a header change while the pack still verifies.
+  if (Buffer.byteLength(name) > 100 || !block.equals(encodeHeader(name, size))) {
+    throw new BundleError('PACK_FORMAT', `the tar header of ${JSON.stringify(name)} is not in the form Sonde writes`);
+  }
+  return { name, size };
 }

@@ -13,6 +13,8 @@ import { runCommand } from './run.js';
 const program = new Command('sonde')
   .description('Signed, encrypted, crash-safe updates for fleets of network-supervision probes')
   .version(process.env.npm_package_version ?? '0.1.0')
+  // Root options only before the subcommand, so `sonde pack --version 1.2.0` is pack's flag.
+  .enablePositionalOptions()
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) })
   .exitOverride((err) => {
