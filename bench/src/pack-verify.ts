@@ -7,7 +7,7 @@
  *   - `tar -x` of the same payload as a plain tar (the extraction limit),
  *   - `sonde verify --key --extract` (signature, chain, hash, decrypt, decompress, safe extract).
  * It prints MB/s for all three, the ratio to openssl, and sonde's peak RSS, for each size asked.
- * Usage: node dist/bench/src/pack-verify.js [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none]
+ * Usage: node dist/bench/src/pack-verify.js [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none] [--extract-root DIR]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, writeFile, readFile } from 'node:fs/promises';
@@ -30,6 +30,8 @@ const runs = Number(arg('runs', '3'));
 const work = resolve(arg('dir', '.bench/pack-verify'));
 const keep = argv.includes('--keep');
 const compression = arg('compression', 'auto') as 'auto' | 'gzip' | 'none';
+/** Where tar -x and sonde verify extract: the work dir (disk) by default, or e.g. /dev/shm. */
+const extractRoot = resolve(arg('extract-root', work));
 const sonde = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.url));
 
 const WORDS = 'probe target latency jitter packet loss interface collector threshold alarm measurement window'.split(' ');
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
   const signer = { key: await loadPrivateKey(join(keys, 'signer.key')), chainPem };
   const fleet = new X509Certificate(await readFile(join(keys, 'fleet.crt'), 'utf8'));
 
-  console.log(`pack-verify: ${runs} run(s) per measure, median shown; work dir ${work}`);
+  console.log(`pack-verify: ${runs} run(s) per measure, median shown; work dir ${work}, extracting under ${extractRoot}`);
   for (const sizeMiB of sizes) {
     const data = join(work, `data-${sizeMiB}`);
     const { files, bytes } = await makeDataset(data, sizeMiB);
@@ -106,8 +108,8 @@ async function main(): Promise<void> {
     const rss: number[] = [];
     for (let r = 0; r < runs; r++) {
       dgst.push((await timed('openssl', ['dgst', '-sha256', spk])).seconds);
-      const tx = join(work, 'tar-x');
-      const vx = join(work, 'verify-x');
+      const tx = join(extractRoot, 'sonde-bench-tar-x');
+      const vx = join(extractRoot, 'sonde-bench-verify-x');
       await settle(tx, vx);
       await mkdir(tx);
       untar.push((await timed('tar', ['-xf', plainTar, '-C', tx])).seconds);

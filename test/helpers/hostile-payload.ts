@@ -13,9 +13,11 @@ import { expectRefusedCleanly, makeSandbox, type Sandbox } from './sandbox.js';
  * absolute paths and links aim at that sandbox's sentinel: if one got through, the sandbox check
  * would see it.
  */
+export type HostileEntries = (box: Sandbox) => RawEntry[];
+
 export interface HostileCase {
   /** The payload tar's entries; ignored when `tar` is given. */
-  readonly entries?: (box: Sandbox) => RawEntry[];
+  readonly entries?: HostileEntries;
   /** The payload tar's bytes, for damage that rawTar's entries cannot describe. */
   readonly tar?: (box: Sandbox) => Buffer;
   readonly code: BundleCode;

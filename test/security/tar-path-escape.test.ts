@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectHostileRefused, paxRecord, type HostileCase } from '../helpers/hostile-payload.js';
-import { scratch } from '../helpers/packs.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { countEntries, rawTar, type RawEntry } from '../helpers/hostile-tar.js';
+import { expectHostileRefused, paxRecord, type HostileCase, type HostileEntries } from '../helpers/hostile-payload.js';
+import { runPack } from '../helpers/pack-run.js';
+import { scratch, treeDigest, writeRawPack } from '../helpers/packs.js';
 import { pkiWorld, type PkiWorld } from '../helpers/pki-fixture.js';
+import { expectNothingEscaped, makeSandbox } from '../helpers/sandbox.js';
 
 /**
  * Entries that would land outside staging (node-tar's list): absolute paths, `..`, symlinks and
@@ -19,7 +24,7 @@ beforeAll(async () => {
 });
 afterAll(() => tmp.cleanup());
 
-const unsafe = (entries: HostileCase['entries']): HostileCase => ({ entries, code: 'UNSAFE_PATH' });
+const unsafe = (entries: HostileEntries): HostileCase => ({ entries, code: 'UNSAFE_PATH' });
 const first = { path: 'ok.txt', data: 'an honest file first, so there is something to clean up\n' };
 
 describe('paths', () => {
@@ -62,6 +67,11 @@ describe('symlinks', () => {
       { path: 'd/e/a', type: '2', linkpath: '../..' },
       { path: 'b', type: '2', linkpath: 'd/e/a/../../nowhere' },
     ])],
+    ['a chain that leaves and comes back by the payload folder name (a -> ., then b -> a/../app/ok.txt)', unsafe(() => [
+      first,
+      { path: 'a', type: '2', linkpath: '.' },
+      { path: 'b', type: '2', linkpath: 'a/../app/ok.txt' },
+    ])],
     ['a dangling chain through a link made later (b -> a/../x, then a -> .)', unsafe(() => [
       { path: 'b', type: '2', linkpath: 'a/../nowhere' },
       { path: 'a', type: '2', linkpath: '.' },
@@ -69,6 +79,27 @@ describe('symlinks', () => {
   ];
   it.each(cases)('refuses %s', async (_what, c) => {
     await expectHostileRefused(tmp.dir, world, c);
+  });
+});
+
+describe('honest links', () => {
+  it('are extracted when every step stays inside, dangling ones included', async () => {
+    const box = await makeSandbox(tmp.dir, 'honest');
+    const out = join(tmp.dir, 'honest.spk');
+    const entries: RawEntry[] = [
+      { path: 'lib/libprobe.so.1', data: 'ELF' },
+      { path: 'lib/libprobe.so', type: '2', linkpath: 'libprobe.so.1' },
+      { path: 'bin/probe', type: '2', linkpath: '../lib/libprobe.so' },
+      { path: 'bin/self', type: '2', linkpath: '.' },
+      { path: 'bin/again', type: '2', linkpath: 'self/self/probe' },
+      { path: 'current', type: '2', linkpath: 'releases/v3' },
+      { path: 'h', type: '1', linkpath: 'lib/libprobe.so.1' },
+    ];
+    await writeRawPack(out, world.vendor.signer, [{ type: 'app', tar: rawTar(entries), fileCount: countEntries(entries) }]);
+    await runPack(out, { keyring: world.vendor.keyring, staging: box.staging });
+    expect(await readFile(join(box.staging, 'app', 'bin', 'again'), 'utf8')).toBe('ELF');
+    expect((await treeDigest(box.staging))['app/current']).toBe('link:releases/v3');
+    await expectNothingEscaped(box);
   });
 });
 

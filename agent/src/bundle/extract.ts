@@ -6,6 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { BundleError } from './errors.js';
 import { RATIO_CAP, RATIO_SLACK } from './format.js';
 import type { PayloadEntry } from './manifest.js';
+import { GarbageReleaser } from './memory.js';
 import { payloadHasher } from './payload-hash.js';
 import { PayloadTarReader } from './payload-tar.js';
 import { unwrapWith } from './recipients.js';
@@ -126,6 +127,7 @@ async function streamPayload(
   onProgress?: (bytesRead: number) => void,
 ): Promise<number> {
   const hash = payloadHasher(entry.size);
+  const releaser = new GarbageReleaser();
   let hashed = 0;
   const reader = cursor.reader;
   const verifyHash = async (): Promise<void> => {
@@ -138,6 +140,7 @@ async function streamPayload(
       for await (const chunk of reader.stream(entry.size, entry.file)) {
         await hash.update(chunk);
         hashed += chunk.length;
+        releaser.add(chunk.length);
         onProgress?.(reader.offset);
       }
     } catch (e) {
@@ -158,6 +161,7 @@ async function streamPayload(
     for await (const chunk of reader.stream(entry.size, entry.file)) {
       const hashing = hash.update(chunk);
       hashed += chunk.length;
+      releaser.add(chunk.length);
       onProgress?.(reader.offset);
       // The worker hashes this chunk while it is decrypted here.
       if (hashing) await hashing;

@@ -1,5 +1,5 @@
 import { closeSync, constants as FS, linkSync, mkdirSync, openSync, symlinkSync, write, writeSync } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { readlink, realpath } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { BundleError } from './errors.js';
 import type { InnerHeader, InnerSink } from './payload-tar.js';
@@ -167,15 +167,27 @@ export class SafeExtractor implements InnerSink {
   async finish(): Promise<void> {
     await this.entryEnd();
     const rootReal = await realpath(this.root);
+    const inside = (p: string): boolean => p === rootReal || p.startsWith(rootReal + '/');
+    // Each link is followed one component at a time, as the kernel would, and every step must stay
+    // inside: `b -> a/..` with `a -> .` looks inside but climbs out, and so does a dangling
+    // `b -> a/../nowhere`, or `a/../app/x`, which comes back only while the folder is named app.
     for (const rel of this.symlinks) {
-      let real: string;
-      try {
-        real = await realpath(join(this.root, rel));
-      } catch {
-        continue; // dangling, and its lexical target stays inside the root
-      }
-      if (real !== rootReal && !real.startsWith(rootReal + '/')) {
-        throw new BundleError('UNSAFE_PATH', `symlink ${JSON.stringify(rel)} resolves outside the payload through another link`);
+      const link = join(this.root, rel);
+      let at = await realpath(posix.dirname(link));
+      const parts = (await readlink(link)).split('/').filter((p) => p !== '' && p !== '.');
+      for (const [i, part] of parts.entries()) {
+        const next = await realpath(`${at}/${part}`).catch(() => null);
+        if (next === null) {
+          // Nothing on disk from here on (or a loop): the rest must be plain names, which cannot climb.
+          if (parts.slice(i).includes('..')) {
+            throw new BundleError('UNSAFE_PATH', `symlink ${JSON.stringify(rel)} climbs with '..' through a path that does not exist`);
+          }
+          break;
+        }
+        if (!inside(next)) {
+          throw new BundleError('UNSAFE_PATH', `symlink ${JSON.stringify(rel)} resolves outside the payload through another link`);
+        }
+        at = next;
       }
     }
   }

@@ -1,6 +1,7 @@
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { crashPoint } from '../update/crash.js';
 
 /**
  * The one way Sonde writes a file that matters (DESIGN.md, "Conventions"): write a temp file in
@@ -25,6 +26,7 @@ export async function writeFileAtomic(
     throw e;
   }
   await fh.close();
+  crashPoint('write:before-rename', basename(path));
   try {
     await rename(tmp, path);
   } catch (e) {
@@ -32,6 +34,7 @@ export async function writeFileAtomic(
     throw e;
   }
   await fsyncDir(dir);
+  crashPoint('write:after-rename', basename(path));
 }
 
 /** fsync a directory so that entries created or renamed in it are durable. */

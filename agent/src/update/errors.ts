@@ -1,0 +1,41 @@
+import { SondeError } from '../errors/sonde-error.js';
+
+/**
+ * Codes of the install engine. POLICY_* refusals happen before anything is staged and leave the
+ * probe untouched; the others say why an install was rolled back or failed. docs/errors.md.
+ */
+export const UPDATE_CODES = [
+  'POLICY_INCOMPATIBLE_MODEL',
+  'POLICY_PRODUCT_MISMATCH',
+  'POLICY_REQUIRES_UNMET',
+  'POLICY_NO_BASE_RELEASE',
+  'POLICY_DOWNGRADE',
+  'POLICY_SECURITY_DOWNGRADE',
+  'POLICY_STALE_PACK',
+  'POLICY_AGENT_TOO_OLD',
+  'POLICY_DISK_SPACE',
+  'POLICY_BUSY',
+  'POLICY_MAINTENANCE_WINDOW',
+  'ALREADY_INSTALLED',
+  'SITE_VARS_MISSING',
+  'MIGRATION_FAILED',
+  'DB_VERSION_UNSUPPORTED',
+  'CONFIG_VERSION_UNSUPPORTED',
+  'CONFIG_INVALID',
+  'RELEASE_INVALID',
+  'SLOT_VERIFY_FAILED',
+  'APP_START_FAILED',
+  'HEALTH_CHECK_FAILED',
+  'INSTALL_INTERRUPTED',
+  'INSTALL_LOCKED',
+  'ROLLBACK_UNAVAILABLE',
+  'ROLLBACK_BELOW_SECURITY_FLOOR',
+  'TRUST_PACK_UNAUTHORISED',
+  'PROBE_NOT_INITIALISED',
+] as const;
+
+export type UpdateCode = (typeof UPDATE_CODES)[number];
+
+export class UpdateError extends SondeError<UpdateCode> {
+  override readonly domain = 'update';
+}

@@ -1,0 +1,55 @@
+import { assertNever } from '../errors/sonde-error.js';
+import type { Manifest, PayloadType } from '../bundle/manifest.js';
+import { otherSlot, type SlotName } from './layout.js';
+import { UpdateError } from './errors.js';
+
+/**
+ * The install plan: a pure function of the verified manifest and the active slot (RAUC plans
+ * before it writes). It says where each payload goes and whether the install switches slots.
+ */
+export type InstallPlan =
+  | {
+      readonly kind: 'slot';
+      readonly activeSlot: SlotName | null;
+      readonly targetSlot: SlotName;
+      /** Payload types that become folders of the new slot. */
+      readonly slotPayloads: readonly PayloadType[];
+      /** No app payload: the new slot starts as a copy of the active one. */
+      readonly inheritActive: boolean;
+      readonly migratesDb: boolean;
+      readonly migratesConfig: boolean;
+    }
+  | { readonly kind: 'license' }
+  | { readonly kind: 'trust' };
+
+/** Folders a slot holds; db and config are kept too, so a release carries its own migrations. */
+export const SLOT_FOLDERS: readonly PayloadType[] = ['app', 'data', 'hooks', 'system', 'db', 'config'];
+
+export function planInstall(m: Manifest, activeSlot: SlotName | null): InstallPlan {
+  const types = new Set(m.payloads.map((p) => p.type));
+  switch (m.kind) {
+    case 'license':
+      if (!types.has('license')) throw new UpdateError('RELEASE_INVALID', 'a license pack needs a license payload');
+      return { kind: 'license' };
+    case 'trust':
+      if (!types.has('trust')) throw new UpdateError('RELEASE_INVALID', 'a trust pack needs a trust payload');
+      return { kind: 'trust' };
+    case 'product':
+    case 'servicepack': {
+      if (m.kind === 'product' && !types.has('app')) throw new UpdateError('RELEASE_INVALID', 'a product pack needs an app payload');
+      const inheritActive = !types.has('app');
+      if (inheritActive && activeSlot === null) throw new UpdateError('POLICY_NO_BASE_RELEASE', 'a pack without an app payload needs an installed release');
+      return {
+        kind: 'slot',
+        activeSlot,
+        targetSlot: activeSlot === null ? 'a' : otherSlot(activeSlot),
+        slotPayloads: SLOT_FOLDERS.filter((t) => types.has(t)),
+        inheritActive,
+        migratesDb: types.has('db'),
+        migratesConfig: types.has('config'),
+      };
+    }
+    default:
+      return assertNever(m.kind, 'pack kind');
+  }
+}

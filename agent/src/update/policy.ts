@@ -1,0 +1,97 @@
+import semver from 'semver';
+import type { Manifest } from '../bundle/manifest.js';
+import { UpdateError } from './errors.js';
+
+/**
+ * Policy checks (DESIGN.md, "Policy checks happen before staging"): a pure function of the
+ * verified manifest and the probe's facts. The first violation throws; nothing has been written.
+ */
+export interface InstalledRelease {
+  readonly product: string;
+  readonly version: string;
+  readonly securityVersion: number;
+}
+
+export interface MaintenanceWindow {
+  /** "HH:MM" local time; a window may wrap midnight (22:00-04:00). */
+  readonly start: string;
+  readonly end: string;
+}
+
+export interface PolicyFacts {
+  readonly manifest: Manifest;
+  readonly model: string | null;
+  readonly installed: InstalledRelease | null;
+  readonly securityFloor: number;
+  readonly newestCreatedAtSameSecurity: string | null;
+  readonly agentVersion: string;
+  readonly freeBytes: number;
+  readonly requiredBytes: number;
+  readonly busyReason: string | null;
+  readonly maintenanceWindow: MaintenanceWindow | null;
+  readonly now: Date;
+}
+
+function minutes(hhmm: string): number {
+  const m = /^(\d{2}):(\d{2})$/.exec(hhmm);
+  if (!m) throw new UpdateError('CONFIG_INVALID', `maintenance window time ${hhmm} is not HH:MM`);
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
+export function insideWindow(w: MaintenanceWindow, now: Date): boolean {
+  const t = now.getHours() * 60 + now.getMinutes();
+  const s = minutes(w.start);
+  const e = minutes(w.end);
+  return s <= e ? t >= s && t < e : t >= s || t < e;
+}
+
+const MiB = 1024 * 1024;
+
+export function checkPolicy(f: PolicyFacts): void {
+  const m = f.manifest;
+  if (f.model !== null && !m.compatible.includes(f.model)) {
+    throw new UpdateError('POLICY_INCOMPATIBLE_MODEL', `this probe is a ${f.model}; the pack is for ${m.compatible.join(', ')}`);
+  }
+  if (m.minAgentVersion && semver.lt(f.agentVersion, m.minAgentVersion)) {
+    throw new UpdateError('POLICY_AGENT_TOO_OLD', `the pack needs agent ${m.minAgentVersion} or newer; this agent is ${f.agentVersion}`);
+  }
+  if (m.kind === 'product' || m.kind === 'servicepack') {
+    const inst = f.installed;
+    if (inst && inst.product !== m.product) {
+      throw new UpdateError('POLICY_PRODUCT_MISMATCH', `the probe runs ${inst.product}; the pack is ${m.product}`);
+    }
+    if (m.kind === 'servicepack' && !inst) {
+      throw new UpdateError('POLICY_NO_BASE_RELEASE', `servicepack ${m.version} needs an installed release in ${m.requires}; the probe has none`);
+    }
+    if (inst && m.requires && !semver.satisfies(inst.version, m.requires, { includePrerelease: true })) {
+      throw new UpdateError('POLICY_REQUIRES_UNMET', `${m.product} ${m.version} applies to ${m.requires}; the probe runs ${inst.version}`);
+    }
+    if (inst && semver.eq(inst.version, m.version)) {
+      throw new UpdateError('ALREADY_INSTALLED', `${m.product} ${m.version} is already installed`);
+    }
+    if (inst && semver.lt(m.version, inst.version) && !m.allowDowngrade) {
+      throw new UpdateError('POLICY_DOWNGRADE', `${m.version} is older than the installed ${inst.version}, and the pack carries no signed downgrade allowance`);
+    }
+    if (m.securityVersion < f.securityFloor && !m.allowDowngrade) {
+      throw new UpdateError('POLICY_SECURITY_DOWNGRADE', `securityVersion ${m.securityVersion} is below the probe's floor ${f.securityFloor}`);
+    }
+    if (f.newestCreatedAtSameSecurity !== null && Date.parse(m.createdAt) < Date.parse(f.newestCreatedAtSameSecurity)) {
+      throw new UpdateError('POLICY_STALE_PACK', `the pack was created ${m.createdAt}, before a pack of the same securityVersion already installed (${f.newestCreatedAtSameSecurity})`);
+    }
+  }
+  if (f.freeBytes < f.requiredBytes) {
+    throw new UpdateError('POLICY_DISK_SPACE', `the install needs ${Math.ceil(f.requiredBytes / MiB)} MiB free; ${Math.floor(f.freeBytes / MiB)} MiB are`);
+  }
+  if (f.busyReason !== null) {
+    throw new UpdateError('POLICY_BUSY', `the app asked not to be interrupted: ${f.busyReason.slice(0, 200)}`);
+  }
+  if (f.maintenanceWindow && !insideWindow(f.maintenanceWindow, f.now)) {
+    throw new UpdateError('POLICY_MAINTENANCE_WINDOW', `installs are allowed ${f.maintenanceWindow.start}-${f.maintenanceWindow.end} only`);
+  }
+}
+
+/** Bytes an install needs: every payload unpacked, two copies of the database, and a margin. */
+export function requiredBytes(m: Manifest, dbBytes: number): number {
+  const unpacked = m.payloads.reduce((n, p) => n + p.unpackedSize, 0);
+  return Math.ceil((unpacked + 2 * dbBytes) * 1.1) + 16 * MiB;
+}

@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../fs/atomic.js';
+import type { Layout } from '../layout.js';
+import { readReleaseInfo } from '../release-info.js';
+import { UpdateError } from '../errors.js';
+import type { AppRunner } from './runner.js';
+
+/**
+ * The `process` runner: `node <slot>/app/<entry>` as a detached child, in its own process group,
+ * with its output appended to `<root>/run/app.log` and its pid in `<root>/run/app.pid`. The app
+ * outlives the agent (an agent crash must not take the probe's service down), so the pid file is
+ * how the next agent finds it.
+ */
+function nodeModulesDir(): string {
+  const req = createRequire(import.meta.url);
+  // .../node_modules/better-sqlite3/package.json -> .../node_modules
+  return dirname(dirname(req.resolve('better-sqlite3/package.json')));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function isOurApp(pid: number, root: string): Promise<boolean> {
+  if (!alive(pid)) return false;
+  try {
+    // A recycled pid belongs to someone else: check the environment the app was started with.
+    const env = await readFile(`/proc/${pid}/environ`, 'utf8');
+    return env.split('\0').includes(`PROBE_ROOT=${root}`);
+  } catch {
+    return false;
+  }
+}
+
+export class ProcessRunner implements AppRunner {
+  private readonly pidFile: string;
+  private readonly logFile: string;
+
+  constructor(private readonly layout: Layout) {
+    this.pidFile = join(layout.run, 'app.pid');
+    this.logFile = join(layout.run, 'app.log');
+  }
+
+  async running(): Promise<number | null> {
+    let pid: number;
+    try {
+      pid = Number((await readFile(this.pidFile, 'utf8')).trim());
+    } catch {
+      return null;
+    }
+    if (!Number.isSafeInteger(pid) || pid <= 1) return null;
+    return (await isOurApp(pid, this.layout.root)) ? pid : null;
+  }
+
+  async start(slotDir: string): Promise<void> {
+    if (await this.running()) await this.stop();
+    const release = await readReleaseInfo(join(slotDir, 'app'));
+    mkdirSync(this.layout.run, { recursive: true });
+    const log = openSync(this.logFile, 'a');
+    try {
+      const child = spawn(process.execPath, [join(slotDir, 'app', release.entry)], {
+        cwd: join(slotDir, 'app'),
+        detached: true,
+        stdio: ['ignore', log, log],
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          PROBE_ROOT: this.layout.root,
+          PROBE_SLOT: slotDir,
+          NODE_PATH: nodeModulesDir(),
+        },
+      });
+      const pid = child.pid;
+      if (pid === undefined) throw new UpdateError('APP_START_FAILED', `could not start ${release.entry}`);
+      child.unref();
+      await writeFileAtomic(this.pidFile, `${pid}\n`);
+    } finally {
+      closeSync(log);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const pid = await this.running();
+    if (pid !== null) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone already
+      }
+      const deadline = Date.now() + 5000;
+      while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      if (alive(pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+        while (alive(pid)) await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    await rm(this.pidFile, { force: true });
+  }
+}

@@ -1,0 +1,118 @@
+import { execFile } from 'node:child_process';
+import { cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { writeFileAtomic } from '../fs/atomic.js';
+import type { Manifest } from '../bundle/manifest.js';
+import type { EngineContext } from './context.js';
+import { crashPoint } from './crash.js';
+import { UpdateError } from './errors.js';
+import { exists, readConfig } from './facts.js';
+import type { Deployment } from './journal.js';
+import { slotDir } from './layout.js';
+import { applyMigrations, loadMigrations, planMigrations, snapshotDatabase, dbVersion } from './migrations.js';
+import { applyTemplate, configVersionOf, loadConfigMigrations, migrateConfig, type ConfigDoc } from './config-ops.js';
+import type { InstallPlan } from './plan.js';
+import { readReleaseInfo, type ReleaseInfo } from './release-info.js';
+import { fillTemplate, readSiteVars } from './site-vars.js';
+
+const run = promisify(execFile);
+
+/**
+ * The "verified -> staged" step for a slot install (DESIGN.md, the agent's states): the extracted
+ * payloads become the inactive slot (marked bad first, read back, synced), the config and the
+ * database are migrated on copies in staging. The live database, the live config and the active
+ * slot are not touched; the app is stopped only for the database snapshot (quiesced, so no
+ * measurement written before the switch is lost) and restarted by undo if anything fails.
+ */
+export interface Staged {
+  readonly release: ReleaseInfo;
+  readonly dbVersion: number;
+  readonly configVersion: number;
+}
+
+async function countEntries(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    n++;
+    if (e.isDirectory()) n += await countEntries(join(dir, e.name));
+  }
+  return n;
+}
+
+export async function stageSlot(
+  ctx: EngineContext,
+  d: Deployment,
+  m: Manifest,
+  plan: Extract<InstallPlan, { kind: 'slot' }>,
+  payloadsDir: string,
+): Promise<Staged> {
+  const { layout, journal, slots, runner } = ctx;
+  const staging = join(layout.staging, d.id);
+  const target = slotDir(layout, plan.targetSlot);
+
+  // RAUC's order: mark the target bad, write it, read it back, and only at the switch mark it active.
+  await slots.markBad(plan.targetSlot);
+  crashPoint('stage:target-marked-bad');
+  await rm(target, { recursive: true, force: true });
+  await mkdir(target, { recursive: true });
+  if (plan.inheritActive && plan.activeSlot) {
+    // A data- or config-only pack keeps the active release's app: the new slot starts as its copy.
+    await cp(slotDir(layout, plan.activeSlot), target, { recursive: true, verbatimSymlinks: true, force: true });
+    for (const t of plan.slotPayloads) await rm(join(target, t), { recursive: true, force: true });
+    await rm(join(target, 'release-meta.json'), { force: true });
+  }
+  for (const t of plan.slotPayloads) await rename(join(payloadsDir, t), join(target, t));
+  await writeFile(join(target, 'release-meta.json'), `${JSON.stringify({ product: m.product, version: m.version, deployment: d.id }, null, 2)}\n`);
+  crashPoint('stage:slot-written');
+  // Read back: every payload landed whole (entry counts as the signed manifest says).
+  for (const p of m.payloads) {
+    if (!plan.slotPayloads.includes(p.type)) continue;
+    const n = await countEntries(join(target, p.type));
+    if (n !== p.fileCount) throw new UpdateError('SLOT_VERIFY_FAILED', `slot ${plan.targetSlot}/${p.type} holds ${n} entries; the pack declares ${p.fileCount}`);
+  }
+  const release = await readReleaseInfo(join(target, 'app'));
+  // One syncfs for the whole slot: its bytes are on disk before anything can point at it.
+  await run('sync', ['-f', target]);
+  crashPoint('stage:slot-synced');
+
+  // Config, on a copy: template (product packs), numbered ops, then site variables.
+  const live = (await readConfig(layout.config)) ?? {};
+  let doc: ConfigDoc = live;
+  const configDir = join(target, 'config');
+  if (await exists(join(configDir, 'config.template.json'))) {
+    const template = (await readConfig(join(configDir, 'config.template.json'))) ?? {};
+    doc = applyTemplate(doc, template);
+  }
+  const migrated = migrateConfig(doc, await loadConfigMigrations(join(configDir, 'ops')), configVersionOf(doc));
+  doc = fillTemplate(migrated.doc, await readSiteVars(layout.siteVars));
+  const configVersion = configVersionOf(doc);
+  if (configVersion < release.config.min || configVersion > release.config.max) {
+    throw new UpdateError('CONFIG_VERSION_UNSUPPORTED', `config version ${configVersion} is outside ${release.version}'s range ${release.config.min}..${release.config.max}`);
+  }
+  await mkdir(staging, { recursive: true, mode: 0o700 });
+  // 0600: once filled, the config holds site secrets.
+  await writeFileAtomic(join(staging, 'config.json'), `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
+  crashPoint('stage:config-written');
+
+  // Quiesce the app, then snapshot and migrate the database copy.
+  const appWasRunning = (await runner.running()) !== null;
+  journal.update(d.id, { stage: { appWasRunning, dbExisted: await exists(layout.db), configExisted: await exists(layout.config) } });
+  await runner.stop();
+  journal.update(d.id, { stage: { appStopped: true } });
+  crashPoint('stage:app-stopped');
+  const copy = join(staging, 'probe.db');
+  await rm(copy, { force: true });
+  if (await exists(layout.db)) await snapshotDatabase(layout.db, copy);
+  crashPoint('stage:db-snapshot');
+  const migrations = await loadMigrations(join(target, 'db', 'migrations'));
+  const from = (await exists(copy)) ? dbVersion(copy) : 0;
+  const version = applyMigrations(copy, planMigrations(migrations, from));
+  crashPoint('stage:db-migrated');
+  if (version < release.db.min || version > release.db.max) {
+    throw new UpdateError('DB_VERSION_UNSUPPORTED', `database version ${version} is outside ${release.version}'s range ${release.db.min}..${release.db.max}`);
+  }
+  await run('sync', ['-f', staging]);
+  journal.update(d.id, { stage: { stagingDir: staging, releaseVersion: release.version, dbVersion: version, configVersion } });
+  return { release, dbVersion: version, configVersion };
+}

@@ -1,0 +1,100 @@
+import { X509Certificate } from 'node:crypto';
+import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { revoke } from '../keys/key-dir.js';
+import { writePack, type WrittenPack } from '../pack/pack-writer.js';
+import { makePlan } from '../pack/recipe.js';
+import { SAMPLE_PRODUCT, SAMPLE_RELEASES, type SampleReleaseVersion } from './releases.js';
+import { writeLicenseRecipe, writeReleaseRecipe, writeTrustRecipe } from './recipes.js';
+import { loadSampleSigner, makeSampleKeys, REVOKED_SIGNER_NAME, type SampleKeys } from './sample-keys.js';
+
+/**
+ * `images/build-samples --out DIR`: the sample PKI in DIR/keys and every sample pack in DIR,
+ * signed by keys/signer and encrypted for keys/fleet.crt:
+ *
+ *   DIR/probe-app-{1.0.0,1.1.0,1.1.1,1.2.0-bad,1.2.0-crash}.spk, DIR/license.spk, DIR/trust.spk
+ *
+ * Packs are written in release order with strictly increasing createdAt, because a probe refuses
+ * a pack created before the newest one it installed at the same securityVersion.
+ */
+export type SamplePackId = SampleReleaseVersion | 'license' | 'trust';
+
+export const SAMPLE_PACK_IDS: readonly SamplePackId[] = Object.freeze([...SAMPLE_RELEASES.map((r) => r.version), 'license', 'trust']);
+
+export interface SamplePaths {
+  readonly out: string;
+  readonly keys: SampleKeys;
+  readonly packs: Readonly<Record<SamplePackId, string>>;
+}
+
+export interface BuildSamplesOptions {
+  /** One line per step; silent by default. */
+  readonly log?: (line: string) => void;
+}
+
+export function samplePackFile(id: SamplePackId): string {
+  return id === 'license' || id === 'trust' ? `${id}.spk` : `${SAMPLE_PRODUCT}-${id}.spk`;
+}
+
+/** Packs a recipe folder with the sample signer, encrypted for the fleet key. */
+export async function packSampleRecipe(src: string, out: string, keys: SampleKeys, createdAt?: Date): Promise<WrittenPack> {
+  const plan = await makePlan(src, {});
+  return writePack(plan, {
+    out,
+    signer: await loadSampleSigner(keys),
+    recipients: [{ cert: new X509Certificate(await readFile(keys.fleetCert, 'utf8')) }],
+    ...(createdAt ? { createdAt } : {}),
+  });
+}
+
+/**
+ * revocations.json revoking the revoked-signer, signed by the current root. It is produced by
+ * `sonde keys revoke` run against a copy of the keys folder, so the vendor's own
+ * keys/revocations.json is left as it was: the revocation reaches probes in the trust pack.
+ */
+export async function makeTrustRevocations(keys: SampleKeys, scratch: string): Promise<string> {
+  const copy = join(scratch, 'keys-copy');
+  await cp(keys.dir, copy, { recursive: true });
+  await revoke(copy, { cert: join(copy, `${REVOKED_SIGNER_NAME}.crt`), reason: 'sample: signer retired' });
+  return join(copy, 'revocations.json');
+}
+
+function describe(w: WrittenPack): string {
+  const m = w.manifest;
+  const range = m.requires ? ` requires ${m.requires}` : '';
+  return `${m.kind} ${m.version}${range} [${m.payloads.map((p) => p.type).join(', ')}] ${w.size} bytes`;
+}
+
+export async function buildSamples(outDir: string, options: BuildSamplesOptions = {}): Promise<SamplePaths> {
+  const log = options.log ?? (() => undefined);
+  const out = resolve(outDir);
+  await mkdir(out, { recursive: true });
+  const { keys, reused } = await makeSampleKeys(join(out, 'keys'));
+  log(`${reused ? 'reused' : 'created'} ${keys.dir} (root, intermediate, signer, fleet, ${REVOKED_SIGNER_NAME}, second-root)`);
+
+  const scratch = await mkdtemp(join(tmpdir(), 'sonde-samples-'));
+  const packs: Partial<Record<SamplePackId, string>> = {};
+  let last = 0;
+  const nextCreatedAt = (): Date => {
+    last = Math.max(Date.now(), last + 1);
+    return new Date(last);
+  };
+  const pack = async (id: SamplePackId, src: string): Promise<void> => {
+    const path = join(out, samplePackFile(id));
+    const written = await packSampleRecipe(src, path, keys, nextCreatedAt());
+    packs[id] = path;
+    log(`wrote ${path}: ${describe(written)}`);
+  };
+  try {
+    for (const release of SAMPLE_RELEASES) {
+      await pack(release.version, await writeReleaseRecipe(join(scratch, release.version), release));
+    }
+    await pack('license', await writeLicenseRecipe(join(scratch, 'license')));
+    const revocations = await makeTrustRevocations(keys, scratch);
+    await pack('trust', await writeTrustRecipe(join(scratch, 'trust'), { roots: { 'second-root.crt': keys.secondRootCert }, revocations }));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  return { out, keys, packs: packs as Record<SamplePackId, string> };
+}
