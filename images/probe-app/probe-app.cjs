@@ -98,6 +98,8 @@ try {
 function loadConfig() {
   const c = readJson(files.config);
   if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new Error('not a JSON object');
+  // A decimal string is accepted too, so that a template may take the port from a site variable.
+  if (typeof c.port === 'string' && /^[0-9]{1,5}$/.test(c.port)) c.port = Number(c.port);
   if (!Number.isInteger(c.port) || c.port < 1 || c.port > 65535) throw new Error('"port" must be an integer 1..65535');
   return c;
 }
@@ -124,8 +126,8 @@ if (problems.length > 0) {
   db.close();
   refuse(EXIT_UNSUPPORTED, `${tag} refuses to start: ${problems.join('; ')}`);
 }
-db.pragma('journal_mode = WAL');
 db.pragma('busy_timeout = 5000');
+db.pragma('journal_mode = WAL');
 
 // ---------------------------------------------------------------------------------------------
 // Measurements. Each tick writes one row per enabled target in one transaction. Every write is

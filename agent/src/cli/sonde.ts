@@ -4,6 +4,7 @@ import { registerVerifyCommands } from './verify-command.js';
 import { registerKeysCommand } from '../../../images/src/cli/keys-command.js';
 import { registerPackCommand } from '../../../images/src/cli/pack-command.js';
 import { registerDemoCommand } from '../../../images/src/cli/demo-command.js';
+import { registerAgentCommand } from './agent-command.js';
 import { runCommand } from './run.js';
 
 /**
@@ -26,6 +27,7 @@ const program = new Command('sonde')
 registerKeysCommand(program);
 registerPackCommand(program);
 registerVerifyCommands(program);
+registerAgentCommand(program);
 registerDemoCommand(program);
 
 await runCommand(() => program.parseAsync(process.argv));

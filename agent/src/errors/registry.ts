@@ -1,5 +1,6 @@
 import { BUNDLE_CODES } from '../bundle/errors.js';
 import { CLI_CODES } from './cli-error.js';
+import { UPDATE_CODES } from '../update/errors.js';
 import { KEYS_CODES } from '../../../images/src/keys/errors.js';
 import { PACKER_CODES } from '../../../images/src/pack/errors.js';
 
@@ -12,6 +13,7 @@ export const ERROR_CODES: Readonly<Record<string, readonly string[]>> = Object.f
   cli: CLI_CODES,
   keys: KEYS_CODES,
   packer: PACKER_CODES,
+  update: UPDATE_CODES,
 });
 
 export function allErrorCodes(): string[] {

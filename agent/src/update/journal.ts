@@ -50,6 +50,8 @@ export interface StageFacts {
   configExisted?: boolean;
   appWasRunning?: boolean;
   appStopped?: boolean;
+  /** The target slot was marked bad and (partly) written. */
+  targetTouched?: boolean;
   releaseVersion?: string;
   dbVersion?: number;
   configVersion?: number;
@@ -200,6 +202,11 @@ export class Journal {
   get(id: string): Deployment | null {
     const r = this.db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as Row | undefined;
     return r ? fromRow(r) : null;
+  }
+
+  /** The pack's identity (sha256 of its signed manifest), known once the manifest is read. */
+  setPackId(id: string, packSha256: string): void {
+    this.db.prepare('UPDATE deployments SET pack_sha256 = ? WHERE id = ?').run(packSha256, id);
   }
 
   /** Records the facts of a deployment without changing its state. */

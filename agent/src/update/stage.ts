@@ -52,6 +52,7 @@ export async function stageSlot(
   const target = slotDir(layout, plan.targetSlot);
 
   // RAUC's order: mark the target bad, write it, read it back, and only at the switch mark it active.
+  journal.update(d.id, { stage: { targetTouched: true } });
   await slots.markBad(plan.targetSlot);
   crashPoint('stage:target-marked-bad');
   await rm(target, { recursive: true, force: true });

@@ -88,7 +88,7 @@ export async function undo(ctx: EngineContext, d: Deployment): Promise<void> {
     await rm(layout.config, { force: true });
   }
   crashPoint('rollback:config-restored');
-  if (target !== null && (await slots.info(target)).health !== 'empty') await slots.markBad(target);
+  if (target !== null && d.stage.targetTouched) await slots.markBad(target);
   await rm(staging, { recursive: true, force: true });
   await rm(snap, { recursive: true, force: true });
   const back = await slots.active();

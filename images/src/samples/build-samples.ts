@@ -34,4 +34,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A closed pipe (`| head`) must not kill the build half-way and leave its scratch folder behind.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+});
 process.exitCode = await main(process.argv.slice(2));

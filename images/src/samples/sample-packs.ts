@@ -1,8 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { revoke } from '../keys/key-dir.js';
+import { exists } from '../keys/key-files.js';
 import { writePack, type WrittenPack } from '../pack/pack-writer.js';
 import { makePlan } from '../pack/recipe.js';
 import { SAMPLE_PRODUCT, SAMPLE_RELEASES, type SampleReleaseVersion } from './releases.js';
@@ -51,12 +52,19 @@ export async function packSampleRecipe(src: string, out: string, keys: SampleKey
 /**
  * revocations.json revoking the revoked-signer, signed by the current root. It is produced by
  * `sonde keys revoke` run against a copy of the keys folder, so the vendor's own
- * keys/revocations.json is left as it was: the revocation reaches probes in the trust pack.
+ * keys/revocations.json is left as it was: the revocation reaches probes in the trust pack. The
+ * copy holds only what revoke reads (the root pair, an existing list, the certificate).
  */
 export async function makeTrustRevocations(keys: SampleKeys, scratch: string): Promise<string> {
   const copy = join(scratch, 'keys-copy');
-  await cp(keys.dir, copy, { recursive: true });
-  await revoke(copy, { cert: join(copy, `${REVOKED_SIGNER_NAME}.crt`), reason: 'sample: signer retired' });
+  await mkdir(copy, { recursive: true, mode: 0o700 });
+  const revokedCert = join(copy, `${REVOKED_SIGNER_NAME}.crt`);
+  await copyFile(keys.rootCert, join(copy, 'root.crt'));
+  await copyFile(keys.rootKey, join(copy, 'root.key'));
+  await copyFile(keys.revokedSignerCert, revokedCert);
+  const existing = join(keys.dir, 'revocations.json');
+  if (await exists(existing)) await copyFile(existing, join(copy, 'revocations.json'));
+  await revoke(copy, { cert: revokedCert, reason: 'sample: signer retired' });
   return join(copy, 'revocations.json');
 }
 

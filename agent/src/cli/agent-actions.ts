@@ -1,0 +1,139 @@
+import { createInterface } from 'node:readline';
+import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
+import { CliError } from '../errors/cli-error.js';
+import { Engine, type InstallOutcome } from '../update/engine.js';
+import type { EngineOptions } from '../update/context.js';
+import { layoutOf } from '../update/layout.js';
+import { receiptOf } from '../update/receipts.js';
+import { isVarName, setSiteVar, siteVarNames } from '../update/site-vars.js';
+import { readStatus, outcomeOf } from '../update/status.js';
+import type { AgentFlags } from './agent-command.js';
+
+async function engineFor(flags: AgentFlags): Promise<Engine> {
+  const options: EngineOptions = {
+    root: flags.root,
+    ...(flags.state ? { state: flags.state } : {}),
+    ...(flags.keyring ? { keyring: flags.keyring } : {}),
+    ...(flags.model ? { model: flags.model } : {}),
+    ...(flags.key ? { recipientKey: await loadPrivateKey(flags.key, flags.passphraseFile ? { passphraseFile: flags.passphraseFile } : {}) } : {}),
+    health: {
+      ...(flags.healthChecks ? { required: flags.healthChecks } : {}),
+      ...(flags.healthInterval ? { intervalMs: flags.healthInterval } : {}),
+      ...(flags.healthWindow ? { windowMs: flags.healthWindow } : {}),
+    },
+  };
+  return Engine.open(options);
+}
+
+function report(engine: Engine, outcome: InstallOutcome, json: boolean): number {
+  const d = outcome.deployment;
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ ok: outcome.committed, ...receiptOf(engine.context, d) })}\n`);
+  } else if (outcome.committed) {
+    const a = d.after;
+    process.stdout.write(`COMMITTED ${d.product ?? ''} ${d.toVersion ?? ''} (${d.kind ?? 'rollback'})${a?.slot ? ` in slot ${a.slot}` : ''}${a ? `, db ${a.dbVersion ?? '-'}, config ${a.configVersion ?? '-'}` : ''}\n`);
+  } else {
+    const word = d.state === 'rolled-back' ? 'ROLLED-BACK' : 'FAILED';
+    process.stdout.write(`${word} ${d.errorCode ?? 'UNKNOWN'}: ${d.errorMessage ?? d.state}\n`);
+  }
+  return outcome.committed ? 0 : 1;
+}
+
+export async function installAction(pack: string, flags: AgentFlags): Promise<number> {
+  const engine = await engineFor(flags);
+  try {
+    return report(engine, await engine.install(pack), flags.json === true);
+  } finally {
+    engine.close();
+  }
+}
+
+export async function rollbackAction(flags: AgentFlags): Promise<number> {
+  const engine = await engineFor(flags);
+  try {
+    return report(engine, await engine.rollback(), flags.json === true);
+  } finally {
+    engine.close();
+  }
+}
+
+export async function recoverAction(flags: AgentFlags): Promise<void> {
+  const engine = await engineFor(flags);
+  try {
+    const d = await engine.recover();
+    if (flags.json) process.stdout.write(`${JSON.stringify({ recovered: d ? outcomeOf(d) : null })}\n`);
+    else process.stdout.write(d ? `recovered deployment ${d.id}: ${d.state}${d.errorCode ? ` (${d.errorCode})` : ''}\n` : 'nothing to recover\n');
+  } finally {
+    engine.close();
+  }
+}
+
+export async function statusAction(flags: AgentFlags): Promise<void> {
+  const engine = await engineFor(flags);
+  try {
+    const s = await readStatus(engine.context);
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(s)}\n`);
+      return;
+    }
+    const lines = [
+      `release   ${s.product ?? '-'} ${s.version ?? '(none installed)'}${s.appVersion && s.appVersion !== s.version ? ` (app ${s.appVersion})` : ''}`,
+      `slot      ${s.slot ?? '-'}   ${s.slots.map((x) => `${x.name}: ${x.health}${x.version ? ` ${x.version}` : ''}`).join(', ')}`,
+      `app       ${s.app.running ? `running (pid ${s.app.pid})` : 'not running'}`,
+      `database  version ${s.dbVersion ?? '-'}`,
+      `config    version ${s.configVersion ?? '-'}`,
+      `security  floor ${s.securityFloor}`,
+      `last      ${s.lastOutcome ? `${s.lastOutcome.outcome} ${s.lastOutcome.version ?? ''}${s.lastOutcome.errorCode ? ` ${s.lastOutcome.errorCode}` : ''} at ${s.lastOutcome.endedAt}` : '-'}`,
+    ];
+    if (s.unfinished) lines.push(`PENDING   deployment ${s.unfinished.id} stopped in ${s.unfinished.state}: run sonde agent recover`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    engine.close();
+  }
+}
+
+export async function historyAction(flags: AgentFlags): Promise<void> {
+  const engine = await engineFor(flags);
+  try {
+    const h = engine.context.journal.history();
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(h.map((d) => receiptOf(engine.context, d)))}\n`);
+      return;
+    }
+    for (const d of h) {
+      process.stdout.write(`${d.startedAt}  ${d.state.padEnd(11)} ${(d.product ?? '').padEnd(10)} ${d.fromVersion ?? '-'} -> ${d.toVersion ?? '-'}${d.errorCode ? `  ${d.errorCode}` : ''}\n`);
+    }
+  } finally {
+    engine.close();
+  }
+}
+
+async function readSecret(name: string): Promise<string> {
+  if (!process.stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  }
+  // On a terminal: prompt without echoing what is typed.
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  const out = rl as unknown as { _writeToOutput: (s: string) => void };
+  process.stderr.write(`value for ${name}: `);
+  out._writeToOutput = () => undefined;
+  const value = await new Promise<string>((resolve) => rl.question('', resolve));
+  rl.close();
+  process.stderr.write('\n');
+  return value;
+}
+
+export async function varsSetAction(name: string, root: string): Promise<void> {
+  if (!isVarName(name)) throw new CliError('USAGE', `${name} is not a variable name (letters, digits, _; starting with a letter)`);
+  const value = await readSecret(name);
+  if (value === '') throw new CliError('USAGE', `no value given for ${name}`);
+  await setSiteVar(layoutOf(root).siteVars, name, value);
+  process.stdout.write(`set ${name}\n`);
+}
+
+export async function varsListAction(root: string, json: boolean): Promise<void> {
+  const names = await siteVarNames(layoutOf(root).siteVars);
+  process.stdout.write(json ? `${JSON.stringify({ names })}\n` : names.length ? `${names.join('\n')}\n` : '(no site variables)\n');
+}

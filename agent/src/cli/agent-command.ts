@@ -1,0 +1,106 @@
+import type { Command } from 'commander';
+import { CliError } from '../errors/cli-error.js';
+import { useJsonOutput } from './run.js';
+
+export interface AgentFlags {
+  root: string;
+  state?: string;
+  keyring?: string;
+  key?: string;
+  passphraseFile?: string;
+  model?: string;
+  healthChecks?: number;
+  healthInterval?: number;
+  healthWindow?: number;
+  json?: boolean;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new CliError('USAGE', `not a positive integer: ${value}`);
+  return n;
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .requiredOption('--root <dir>', 'the probe root (slots, data, etc, …)')
+    .option('--state <dir>', 'the agent state folder (default <root>/var/sonde)')
+    .option('--json', 'machine-readable output');
+}
+
+/**
+ * `sonde agent …`: the install engine, usable on a probe with no server at all (standalone, like
+ * `mender install`). The daemon (`sonde agent run`) drives the same engine.
+ */
+export function registerAgentCommand(program: Command): void {
+  const agent = program.command('agent').description('the probe agent: install packs, status, history, rollback, site variables');
+
+  common(
+    agent
+      .command('install')
+      .description('install a pack now: verify, stage into the inactive slot, migrate, switch, health-check, commit or roll back')
+      .argument('<pack>', 'the .spk file'),
+  )
+    .option('--keyring <path>', 'vendor roots: seeds <root>/keyring on a probe that has none')
+    .option('--key <file>', 'recipient private key (fleet, group or probe key) for encrypted packs')
+    .option('--passphrase-file <file>', 'passphrase of an encrypted recipient key')
+    .option('--model <model>', 'the probe model, when <root>/etc/probe.json names none')
+    .option('--health-checks <n>', 'consecutive good checks needed to commit (default 3)', positiveInt)
+    .option('--health-interval <ms>', 'time between health checks (default 1000)', positiveInt)
+    .option('--health-window <ms>', 'time the new release has to become healthy (default 60000)', positiveInt)
+    .action(async (pack: string, flags: AgentFlags) => {
+      useJsonOutput(flags.json === true);
+      const { installAction } = await import('./agent-actions.js');
+      process.exitCode = await installAction(pack, flags);
+    });
+
+  common(agent.command('status').description('what the probe runs: release, slot, app, database and config versions, last outcome')).action(
+    async (flags: AgentFlags) => {
+      useJsonOutput(flags.json === true);
+      const { statusAction } = await import('./agent-actions.js');
+      await statusAction(flags);
+    },
+  );
+
+  common(agent.command('history').description('every install attempt, newest first, with its outcome and code')).action(async (flags: AgentFlags) => {
+    useJsonOutput(flags.json === true);
+    const { historyAction } = await import('./agent-actions.js');
+    await historyAction(flags);
+  });
+
+  common(agent.command('recover').description('finish or roll back an install that a crash or power cut interrupted')).action(async (flags: AgentFlags) => {
+    useJsonOutput(flags.json === true);
+    const { recoverAction } = await import('./agent-actions.js');
+    await recoverAction(flags);
+  });
+
+  common(agent.command('rollback').description('return to the previous committed release while its slot is whole'))
+    .option('--health-checks <n>', 'consecutive good checks needed (default 3)', positiveInt)
+    .option('--health-interval <ms>', 'time between health checks (default 1000)', positiveInt)
+    .option('--health-window <ms>', 'time the release has to become healthy (default 60000)', positiveInt)
+    .action(async (flags: AgentFlags) => {
+      useJsonOutput(flags.json === true);
+      const { rollbackAction } = await import('./agent-actions.js');
+      process.exitCode = await rollbackAction(flags);
+    });
+
+  const vars = agent.command('vars').description('site variables: secrets filled into #{Name} in the config, never shown');
+  vars
+    .command('set')
+    .description('set a site variable; the value is read from stdin, or prompted for on a terminal, never from the command line')
+    .argument('<name>', 'variable name, e.g. CollectorPassword')
+    .requiredOption('--root <dir>', 'the probe root')
+    .action(async (name: string, flags: { root: string }) => {
+      const { varsSetAction } = await import('./agent-actions.js');
+      await varsSetAction(name, flags.root);
+    });
+  vars
+    .command('list')
+    .description('the names of the site variables set on this probe (values are never shown)')
+    .requiredOption('--root <dir>', 'the probe root')
+    .option('--json', 'machine-readable output')
+    .action(async (flags: { root: string; json?: boolean }) => {
+      const { varsListAction } = await import('./agent-actions.js');
+      await varsListAction(flags.root, flags.json === true);
+    });
+}
