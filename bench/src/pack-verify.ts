@@ -9,8 +9,7 @@
  * It prints MB/s for all three, the ratio to openssl, and sonde's peak RSS, for each size asked.
  * Usage: node dist/bench/src/pack-verify.js [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none] [--extract-root DIR]
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat, writeFile, readFile } from 'node:fs/promises';
+import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +17,8 @@ import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../im
 import { loadPrivateKey } from '../../images/src/keys/key-files.js';
 import { makePlan } from '../../images/src/pack/recipe.js';
 import { writePack } from '../../images/src/pack/pack-writer.js';
-import { MB, MiB, median, timed } from './measure.js';
+import { makeDataset } from './dataset.js';
+import { MB, median, settle, timed } from './measure.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -33,49 +33,6 @@ const compression = arg('compression', 'auto') as 'auto' | 'gzip' | 'none';
 /** Where tar -x and sonde verify extract: the work dir (disk) by default, or e.g. /dev/shm. */
 const extractRoot = resolve(arg('extract-root', work));
 const sonde = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.url));
-
-const WORDS = 'probe target latency jitter packet loss interface collector threshold alarm measurement window'.split(' ');
-
-async function makeDataset(dir: string, totalMiB: number): Promise<{ files: number; bytes: number }> {
-  await rm(dir, { recursive: true, force: true });
-  let bytes = 0;
-  let files = 0;
-  // ~2,000 small text files (2-8 KiB each, compressible), spread over 40 folders.
-  for (let i = 0; i < 2000; i++) {
-    const d = join(dir, 'share', `module-${i % 40}`);
-    if (i < 40) await mkdir(d, { recursive: true });
-    const len = 2048 + ((i * 7919) % 6144);
-    let text = '';
-    while (text.length < len) text += `${WORDS[(text.length * 31 + i) % WORDS.length]} ${text.length}\n`;
-    await writeFile(join(d, `file-${i}.txt`), text);
-    bytes += text.length;
-    files++;
-  }
-  // The rest in large incompressible files of at most 32 MiB.
-  await mkdir(join(dir, 'lib'), { recursive: true });
-  let left = totalMiB * MiB - bytes;
-  let n = 0;
-  while (left > 0) {
-    const size = Math.min(left, 32 * MiB);
-    await writeFile(join(dir, 'lib', `blob-${n++}.bin`), randomBytes(size));
-    left -= size;
-    bytes += size;
-    files++;
-  }
-  return { files, bytes };
-}
-
-/**
- * Deleting a 256 MiB tree makes ext4 (mounted with online discard here) slow down the next file
- * creations for a while; measured: 2,000 creates take 0.9 s right after an rm -rf and 0.03 s in a
- * settled file system. Every timed step starts from a settled disk, so no step pays for the
- * previous one's cleanup.
- */
-async function settle(...paths: string[]): Promise<void> {
-  for (const p of paths) await rm(p, { recursive: true, force: true });
-  await timed('sync', []);
-  await new Promise((r) => setTimeout(r, 5000));
-}
 
 async function main(): Promise<void> {
   await mkdir(work, { recursive: true });
