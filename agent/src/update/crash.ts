@@ -1,3 +1,5 @@
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+
 /**
  * Fault injection (DESIGN.md, "Fault injection"): `SONDE_CRASH_AT=<point>` makes the agent die
  * abruptly, as from a power cut, when it reaches that named point. SIGKILL, not exit(): no
@@ -40,13 +42,61 @@ export const CRASH_POINTS = [
 export type CrashPoint = (typeof CRASH_POINTS)[number];
 
 /**
+ * `point:<file pattern>`: a file name, or a pattern whose `*` stands for any run of characters,
+ * so a file whose name is only known at run time (a receipt, `<deployment id>.json`) can be
+ * targeted too: `write:before-rename:*-*.json`.
+ */
+function matches(at: string, point: CrashPoint, detail: string | undefined): boolean {
+  if (at === point) return true;
+  if (detail === undefined || !at.startsWith(`${point}:`)) return false;
+  const pattern = at.slice(point.length + 1);
+  if (!pattern.includes('*')) return pattern === detail;
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(detail);
+}
+
+let diskFilled = false;
+
+/**
+ * Fills the file system that holds `path` until it reports ENOSPC: a disk that runs full after
+ * the free-space check passed. The filler is left in place; removing it is the test's job.
+ */
+function fillDisk(path: string): void {
+  const fd = openSync(path, 'a', 0o600);
+  try {
+    for (const size of [1 << 20, 1 << 16, 1 << 12, 1 << 9, 1]) {
+      const block = Buffer.alloc(size);
+      for (;;) {
+        try {
+          writeSync(fd, block);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw e;
+        }
+      }
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Dies at `point`. A point that writes a named file also matches `point:<file name>`, so
  * `write:before-rename:config.json` stops just before config.json is renamed into place.
+ *
+ * `SONDE_FILL_DISK_AT=<point>` (with `SONDE_FILL_DISK_PATH=<filler file>`) instead fills the
+ * disk there, once, and lets the agent carry on into the full disk.
  */
 export function crashPoint(point: CrashPoint, detail?: string): void {
+  const fillAt = process.env.SONDE_FILL_DISK_AT;
+  if (fillAt !== undefined && !diskFilled && matches(fillAt, point, detail)) {
+    const filler = process.env.SONDE_FILL_DISK_PATH;
+    if (!filler) throw new Error('SONDE_FILL_DISK_AT needs SONDE_FILL_DISK_PATH, the filler file to write');
+    diskFilled = true;
+    fillDisk(filler);
+  }
   const at = process.env.SONDE_CRASH_AT;
   if (at === undefined) return;
-  if (at === point || (detail !== undefined && at === `${point}:${detail}`)) {
-    process.kill(process.pid, 'SIGKILL');
-  }
+  if (matches(at, point, detail)) process.kill(process.pid, 'SIGKILL');
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -24,9 +24,17 @@ function nodeModulesDir(): string {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // An app whose agent died is re-parented to PID 1; once it exits it stays a zombie until PID 1
+  // reaps it, which a container's init may do late or never. A zombie has exited: waiting for it
+  // to vanish would stall stop() (or hang it for good).
+  try {
+    return !/^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch (e) {
+    // No /proc (not Linux): the signal check above is all there is. ENOENT: it just vanished.
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
 

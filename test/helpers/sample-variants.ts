@@ -1,0 +1,79 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readPack } from '../../agent/src/bundle/index.js';
+import { initCa, issueSigner } from '../../images/src/keys/key-dir.js';
+import { writePack, type Signer } from '../../images/src/pack/pack-writer.js';
+import { makePlan, type Recipe } from '../../images/src/pack/recipe.js';
+import {
+  loadSampleSigner,
+  sampleRelease,
+  writeReleaseRecipe,
+  writeTrustRecipe,
+  type SamplePaths,
+  type SampleReleaseVersion,
+  type TrustContent,
+} from '../../images/src/samples/index.js';
+import { loadSigner } from './packs.js';
+
+/**
+ * Variants of the sample packs, built the vendor's way (the samples' recipe writer and the real
+ * packer), encrypted for the sample fleet key: a sample release with some manifest fields changed,
+ * signed by the sample signer, the revoked signer or a signer under a root no probe trusts.
+ */
+export interface VariantOptions {
+  /** Manifest fields laid over the sample release's recipe (version, requires, securityVersion…). */
+  readonly recipe?: Partial<Recipe>;
+  readonly signer?: 'signer' | 'revoked-signer' | Signer;
+  /** The signed createdAt; defaults to now. */
+  readonly createdAt?: Date;
+}
+
+async function signerOf(s: SamplePaths, which: VariantOptions['signer']): Promise<Signer> {
+  if (which === undefined || which === 'signer' || which === 'revoked-signer') return loadSampleSigner(s.keys, which ?? 'signer');
+  return which;
+}
+
+async function packRecipe(s: SamplePaths, src: string, out: string, o: VariantOptions): Promise<string> {
+  const plan = await makePlan(src, {});
+  await writePack(plan, {
+    out,
+    signer: await signerOf(s, o.signer),
+    recipients: [{ cert: new X509Certificate(await readFile(s.keys.fleetCert, 'utf8')) }],
+    ...(o.createdAt ? { createdAt: o.createdAt } : {}),
+  });
+  return out;
+}
+
+/** `<dir>/<name>.spk`: sample release `base` with `o.recipe` laid over its pack.json. */
+export async function variantPack(s: SamplePaths, dir: string, name: string, base: SampleReleaseVersion, o: VariantOptions = {}): Promise<string> {
+  const src = await writeReleaseRecipe(join(dir, `${name}.recipe`), sampleRelease(base));
+  const recipePath = join(src, 'pack.json');
+  const recipe = JSON.parse(await readFile(recipePath, 'utf8')) as Recipe;
+  await writeFile(recipePath, `${JSON.stringify({ ...recipe, ...o.recipe }, null, 2)}\n`);
+  return packRecipe(s, src, join(dir, `${name}.spk`), o);
+}
+
+/** `<dir>/<name>.spk`: a trust pack carrying `content`. */
+export async function trustVariantPack(s: SamplePaths, dir: string, name: string, content: TrustContent, o: VariantOptions = {}): Promise<string> {
+  const src = await writeTrustRecipe(join(dir, `${name}.recipe`), content);
+  return packRecipe(s, src, join(dir, `${name}.spk`), o);
+}
+
+/** A vendor PKI no probe trusts: a fresh root and a code-signing signer issued by it. */
+export async function rogueSigner(dir: string): Promise<{ signer: Signer; rootCert: string }> {
+  await mkdir(dir, { recursive: true });
+  await initCa(dir, { name: 'Rogue Root CA' });
+  await issueSigner(dir, { name: 'Rogue Signer' });
+  return { signer: await loadSigner(dir, 'signer'), rootCert: join(dir, 'root.crt') };
+}
+
+/** The signed createdAt a pack claims (read without verifying: for building other fixtures only). */
+export async function packCreatedAt(path: string): Promise<Date> {
+  const p = await readPack(path);
+  try {
+    return new Date(p.claimedManifest().createdAt);
+  } finally {
+    await p.close();
+  }
+}
