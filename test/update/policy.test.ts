@@ -116,8 +116,8 @@ const REFUSALS: { code: string; why: string; facts: PolicyFacts; message: RegExp
   {
     code: 'ALREADY_INSTALLED',
     why: 'the same version of the product is installed (a duplicate drop)',
-    facts: facts({ installed: { product: 'probe-app', version: '1.1.0', securityVersion: 1 } }),
-    message: /probe-app 1\.1\.0 is already installed/,
+    facts: facts({ manifest: product({ version: '1.0.0' }) }),
+    message: /probe-app 1\.0\.0 is already installed/,
   },
 ];
 

@@ -63,11 +63,13 @@ export function checkPolicy(f: PolicyFacts): void {
     if (m.kind === 'servicepack' && !inst) {
       throw new UpdateError('POLICY_NO_BASE_RELEASE', `servicepack ${m.version} needs an installed release in ${m.requires}; the probe has none`);
     }
-    if (inst && m.requires && !semver.satisfies(inst.version, m.requires, { includePrerelease: true })) {
-      throw new UpdateError('POLICY_REQUIRES_UNMET', `${m.product} ${m.version} applies to ${m.requires}; the probe runs ${inst.version}`);
-    }
+    // Before `requires`: a servicepack's range usually excludes its own version, and a duplicate
+    // drop must read as "nothing to do", not as "install the intermediate release first".
     if (inst && semver.eq(inst.version, m.version)) {
       throw new UpdateError('ALREADY_INSTALLED', `${m.product} ${m.version} is already installed`);
+    }
+    if (inst && m.requires && !semver.satisfies(inst.version, m.requires, { includePrerelease: true })) {
+      throw new UpdateError('POLICY_REQUIRES_UNMET', `${m.product} ${m.version} applies to ${m.requires}; the probe runs ${inst.version}`);
     }
     if (inst && semver.lt(m.version, inst.version) && !m.allowDowngrade) {
       throw new UpdateError('POLICY_DOWNGRADE', `${m.version} is older than the installed ${inst.version}, and the pack carries no signed downgrade allowance`);

@@ -52,7 +52,9 @@ export async function runLocalDemo(outDir: string, log: (line: string) => void =
   log('3. a copy with one byte flipped inside an encrypted payload is refused');
   const bytes = await readFile(samples.packs['1.1.0']);
   // Inside the first encrypted chunk of the app payload (its data follows its 512-byte header).
-  const at = bytes.indexOf('payloads/01-app') + 512 + 64;
+  let header = bytes.indexOf('payloads/01-app');
+  while (header % 512 !== 0) header = bytes.indexOf('payloads/01-app', header + 1); // the manifest names it too
+  const at = header + 512 + 64;
   bytes[at] = bytes[at]! ^ 0x01;
   const tampered = join(out, 'tampered.spk');
   await writeFile(tampered, bytes);
