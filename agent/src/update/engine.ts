@@ -12,6 +12,7 @@ import { probeFacts, probeModel, recordModel } from './facts.js';
 import { DEFAULT_HEALTH, checkHealth } from './health.js';
 import { Journal, type Deployment, type Release } from './journal.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
+import { pickRecipientKey, storeRecipientKey, storedRecipientKeys } from './probe-keys.js';
 import { layoutOf, slotDir } from './layout.js';
 import { MAX_RESUMES, RESUME, isOutcome, next, type Event, type State } from './machine.js';
 import { planInstall, type InstallPlan } from './plan.js';
@@ -231,6 +232,7 @@ export class Engine {
     const { layout, journal, options } = this.ctx;
     if (mem.rollback) return 'ok'; // the previous release was verified when it was installed
     await seedKeyring(this.ctx, options.keyring);
+    if (options.recipientKey) await storeRecipientKey(layout, options.recipientKey);
     const keyring = await loadKeyring(layout.keyring);
     const pack = await verifyPack(await readPack(d.packPath), keyring);
     const m = pack.manifest;
@@ -288,7 +290,9 @@ export class Engine {
     const payloadsDir = join(layout.staging, d.id, 'payloads');
     await rm(join(layout.staging, d.id), { recursive: true, force: true });
     await mkdir(join(layout.staging, d.id), { recursive: true, mode: 0o700 });
-    await extractPack(pack, { mode: 'extract', staging: payloadsDir, ...(this.ctx.options.recipientKey ? { key: this.ctx.options.recipientKey } : {}) });
+    const candidates = [...(this.ctx.options.recipientKey ? [this.ctx.options.recipientKey] : []), ...(await storedRecipientKeys(layout))];
+    const key = m.encryption ? pickRecipientKey(m, candidates) : undefined;
+    await extractPack(pack, { mode: 'extract', staging: payloadsDir, ...(key ? { key } : {}) });
     crashPoint('stage:payloads-extracted');
     mem.payloadsDir = payloadsDir;
     switch (plan.kind) {

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../fs/atomic.js';
 import { UpdateError } from './errors.js';
@@ -33,6 +34,7 @@ export async function readSiteVars(path: string): Promise<Record<string, string>
 export async function setSiteVar(path: string, name: string, value: string): Promise<void> {
   const vars = await readSiteVars(path);
   vars[name] = value;
+  await mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, `${JSON.stringify(vars, null, 2)}\n`, { mode: 0o600 });
 }
 
