@@ -1,6 +1,8 @@
 import { BUNDLE_CODES } from '../bundle/errors.js';
 import { CLI_CODES } from './cli-error.js';
 import { UPDATE_CODES } from '../update/errors.js';
+import { DROP_CODES } from '../drop/errors.js';
+import { LINK_CODES } from '../link/errors.js';
 import { KEYS_CODES } from '../../../images/src/keys/errors.js';
 import { PACKER_CODES } from '../../../images/src/pack/errors.js';
 
@@ -14,6 +16,8 @@ export const ERROR_CODES: Readonly<Record<string, readonly string[]>> = Object.f
   keys: KEYS_CODES,
   packer: PACKER_CODES,
   update: UPDATE_CODES,
+  drop: DROP_CODES,
+  link: LINK_CODES,
 });
 
 export function allErrorCodes(): string[] {

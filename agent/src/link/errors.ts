@@ -1,0 +1,21 @@
+import { SondeError } from '../errors/sonde-error.js';
+
+/** Codes of the probe's links to the fleet server: downloads, MQTT messages, polling. docs/errors.md. */
+export const LINK_CODES = [
+  'DOWNLOAD_FAILED',
+  'DOWNLOAD_HASH_MISMATCH',
+  'DOWNLOAD_SIZE_MISMATCH',
+  'MESSAGE_TOO_LARGE',
+  'MESSAGE_NOT_JSON',
+  'MESSAGE_INVALID',
+  'COMMAND_WRONG_PROBE',
+  'COMMAND_UNKNOWN',
+  'COMMAND_BUSY',
+  'AGENT_CONFIG_INVALID',
+  'CREDENTIALS_INVALID',
+] as const;
+export type LinkCode = (typeof LINK_CODES)[number];
+
+export class LinkError extends SondeError<LinkCode> {
+  override readonly domain = 'link';
+}
