@@ -46,13 +46,22 @@ function scenariosOf(point: CrashPoint): ScenarioName[] {
   return ['upgrade'];
 }
 
-/** Files the engine writes with writeFileAtomic during an install; a receipt is `<deployment id>.json`. */
-const ATOMIC_FILES = ['status.json', 'config.json', 'app.pid', '*-*-*.json'] as const;
+/**
+ * The files each scenario writes with writeFileAtomic; `#n` is the n-th write of that file in the
+ * run, `*-*-*.json` the receipt (`<deployment id>.json`). upgrade: slots/status.json marks the
+ * target bad, then good at the commit; the migrated config.json in staging; run/app.pid of the new
+ * app; the receipt. rollback: status.json marks the target bad while staging and again while
+ * undoing; app.pid of the crashing app, then of the old app restarted by the rollback.
+ */
+const ATOMIC_WRITES: Readonly<Record<ScenarioName, readonly string[]>> = {
+  upgrade: ['status.json', 'status.json#2', 'config.json', 'app.pid', '*-*-*.json'],
+  rollback: ['status.json', 'status.json#2', 'config.json', 'app.pid', 'app.pid#2', '*-*-*.json'],
+};
 
 const CASES: CrashCase[] = [
   ...CRASH_POINTS.flatMap((at) => scenariosOf(at).map((scenario) => ({ at, scenario }))),
   ...(['upgrade', 'rollback'] as const).flatMap((scenario) =>
-    ATOMIC_FILES.flatMap((file) => ['write:before-rename', 'write:after-rename'].map((point) => ({ at: `${point}:${file}`, scenario }))),
+    ATOMIC_WRITES[scenario].flatMap((file) => ['write:before-rename', 'write:after-rename'].map((point) => ({ at: `${point}:${file}`, scenario }))),
   ),
 ];
 

@@ -8,6 +8,8 @@ import { UPDATE_CODES, UpdateError } from '../../agent/src/update/errors.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
 import { checkPolicy, requiredBytes, type PolicyFacts } from '../../agent/src/update/policy.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
+import { storeRecipientKey } from '../../agent/src/update/probe-keys.js';
+import { loadPrivateKey } from '../../images/src/keys/key-files.js';
 import type { SamplePaths } from '../../images/src/samples/index.js';
 import { scratch, treeDigest } from '../helpers/packs.js';
 import { appStatus, probeState, seedConfig, stagingLeftovers } from '../helpers/probe-state.js';
@@ -309,9 +311,11 @@ describe('install refusals on a real probe', () => {
   it('refuses a servicepack on a fresh root with POLICY_NO_BASE_RELEASE and writes nothing outside the state folder', async () => {
     const fresh = join(tmp.dir, 'fresh');
     await seedConfig(fresh, { port: await freePort() });
-    // The keyring in place and the engine opened once, so that "before" already has both.
+    // The probe's trust material (seeded from --keyring and --key on first use) in place and the
+    // engine opened once, so that "before" already has all three.
     await mkdir(join(fresh, 'keyring'), { recursive: true });
     await writeFile(join(fresh, 'keyring', 'root.crt'), await readFile(s.keys.rootCert));
+    await storeRecipientKey(layoutOf(fresh), await loadPrivateKey(s.keys.fleetKey));
     (await openEngine(fresh, s)).close();
     const tree = async (): Promise<Record<string, string>> =>
       Object.fromEntries(Object.entries(await treeDigest(fresh)).filter(([p]) => !p.startsWith('var/sonde/') && p !== 'var/sonde'));

@@ -35,6 +35,15 @@ function common(cmd: Command): Command {
 export function registerAgentCommand(program: Command): void {
   const agent = program.command('agent').description('the probe agent: install packs, status, history, rollback, site variables');
 
+  agent
+    .command('run')
+    .description('the daemon: FTP drop, MQTT commands with HTTP polling as fallback, state and events to the fleet server')
+    .requiredOption('--config <file>', 'the agent config (docs/agent-config.md)')
+    .action(async (flags: { config: string }) => {
+      const { runDaemon } = await import('../daemon/run.js');
+      await runDaemon(flags.config);
+    });
+
   common(
     agent
       .command('install')

@@ -44,15 +44,27 @@ export type CrashPoint = (typeof CRASH_POINTS)[number];
 /**
  * `point:<file pattern>`: a file name, or a pattern whose `*` stands for any run of characters,
  * so a file whose name is only known at run time (a receipt, `<deployment id>.json`) can be
- * targeted too: `write:before-rename:*-*.json`.
+ * targeted too: `write:before-rename:*-*.json`. A `#n` suffix picks the n-th match in this
+ * process (`write:before-rename:status.json#2`: the second time status.json is written).
  */
-function matches(at: string, point: CrashPoint, detail: string | undefined): boolean {
-  if (at === point) return true;
-  if (detail === undefined || !at.startsWith(`${point}:`)) return false;
-  const pattern = at.slice(point.length + 1);
+function matchesOnce(spec: string, point: CrashPoint, detail: string | undefined): boolean {
+  if (spec === point) return true;
+  if (detail === undefined || !spec.startsWith(`${point}:`)) return false;
+  const pattern = spec.slice(point.length + 1);
   if (!pattern.includes('*')) return pattern === detail;
   const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
   return re.test(detail);
+}
+
+const hits = new Map<string, number>();
+
+function matches(variable: string, at: string, point: CrashPoint, detail: string | undefined): boolean {
+  const m = /^(.*)#(\d+)$/.exec(at);
+  if (!m) return matchesOnce(at, point, detail);
+  if (!matchesOnce(m[1]!, point, detail)) return false;
+  const n = (hits.get(variable) ?? 0) + 1;
+  hits.set(variable, n);
+  return n === Number(m[2]);
 }
 
 let diskFilled = false;
@@ -90,7 +102,7 @@ function fillDisk(path: string): void {
  */
 export function crashPoint(point: CrashPoint, detail?: string): void {
   const fillAt = process.env.SONDE_FILL_DISK_AT;
-  if (fillAt !== undefined && !diskFilled && matches(fillAt, point, detail)) {
+  if (fillAt !== undefined && !diskFilled && matches('SONDE_FILL_DISK_AT', fillAt, point, detail)) {
     const filler = process.env.SONDE_FILL_DISK_PATH;
     if (!filler) throw new Error('SONDE_FILL_DISK_AT needs SONDE_FILL_DISK_PATH, the filler file to write');
     diskFilled = true;
@@ -98,5 +110,5 @@ export function crashPoint(point: CrashPoint, detail?: string): void {
   }
   const at = process.env.SONDE_CRASH_AT;
   if (at === undefined) return;
-  if (matches(at, point, detail)) process.kill(process.pid, 'SIGKILL');
+  if (matches('SONDE_CRASH_AT', at, point, detail)) process.kill(process.pid, 'SIGKILL');
 }

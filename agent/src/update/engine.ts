@@ -52,9 +52,14 @@ interface RunMemory {
   payloadsDir?: string;
 }
 
+let lastIdMs = 0;
+
 function newDeploymentId(): string {
-  // Sorts by time, so receipts and snapshots sort by time too.
-  return `${new Date().toISOString().replace(/[-:.]/g, '').replace('T', '-').slice(0, 15)}-${randomBytes(4).toString('hex')}`;
+  // Sorts by time, so receipts and snapshots sort by time too and retention keeps the newest:
+  // milliseconds, strictly increasing in this process, since attempts often share a second.
+  const ms = Math.max(Date.now(), lastIdMs + 1);
+  lastIdMs = ms;
+  return `${new Date(ms).toISOString().replace(/[-:.]/g, '').replace('T', '-').slice(0, 18)}-${randomBytes(4).toString('hex')}`;
 }
 
 export class Engine {
@@ -133,9 +138,11 @@ export class Engine {
     const resumed = this.ctx.journal.update(d.id, { resumeCount: d.resumeCount + 1 });
     if (resumed.resumeCount > MAX_RESUMES) {
       // A crash loop: stop acting, record it, and leave the probe as it stands.
-      const ended = this.ctx.journal.update(d.id, { endedAt: new Date().toISOString(), errorCode: 'INSTALL_INTERRUPTED', errorMessage: `gave up after ${MAX_RESUMES} restarts in state ${d.state}` });
-      await writeReceipt(this.ctx, ended);
-      return ended;
+      // The receipt before the end time, as in finish().
+      const endedAt = new Date().toISOString();
+      const gaveUp = this.ctx.journal.update(d.id, { errorCode: 'INSTALL_INTERRUPTED', errorMessage: `gave up after ${MAX_RESUMES} restarts in state ${d.state}` });
+      await writeReceipt(this.ctx, { ...gaveUp, endedAt });
+      return this.ctx.journal.update(d.id, { endedAt });
     }
     if (RESUME[d.state] === 'roll-back') {
       const to = next(d.state, 'interrupted');
@@ -354,11 +361,16 @@ export class Engine {
     await applyRetention(this.ctx);
   }
 
-  /** Ends a deployment: facts after, receipt, end time (in that order, so the receipt is whole). */
+  /**
+   * Ends a deployment: facts after, receipt, end time, in that order. A crash before the end time
+   * is recorded resumes the outcome, which writes the receipt again; recording the end first
+   * would leave an ended deployment without its receipt after a crash in between.
+   */
   private async finish(d: Deployment): Promise<void> {
     const after = await probeFacts(this.ctx);
-    const ended = this.ctx.journal.update(d.id, { after, endedAt: new Date().toISOString() });
-    await writeReceipt(this.ctx, ended);
+    const endedAt = new Date().toISOString();
+    await writeReceipt(this.ctx, { ...this.ctx.journal.update(d.id, { after }), endedAt });
+    this.ctx.journal.update(d.id, { endedAt });
   }
 }
 

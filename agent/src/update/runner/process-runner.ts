@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../fs/atomic.js';
@@ -96,24 +96,48 @@ export class ProcessRunner implements AppRunner {
   }
 
   async stop(): Promise<void> {
-    const pid = await this.running();
-    if (pid !== null) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // gone already
-      }
-      const deadline = Date.now() + 5000;
-      while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      if (alive(pid)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-        while (alive(pid)) await new Promise((r) => setTimeout(r, 10));
-      }
-    }
+    const named = await this.running();
+    // An agent killed between spawning the app and writing app.pid leaves an app that no pid file
+    // names, holding the port and the database: it is found by the PROBE_ROOT it was started with.
+    const pids = new Set([...(named !== null ? [named] : []), ...(await appsOf(this.layout.root))]);
+    for (const pid of pids) await terminate(pid);
     await rm(this.pidFile, { force: true });
+  }
+}
+
+/** Every live process started with PROBE_ROOT=<root> (Linux /proc; none found elsewhere). */
+async function appsOf(root: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const want = `PROBE_ROOT=${root}`;
+  const pids: number[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const env = await readFile(`/proc/${name}/environ`, 'utf8').catch(() => '');
+    if (env.split('\0').includes(want)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+/** SIGTERM, five seconds to stop cleanly, then SIGKILL. */
+async function terminate(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    // gone already
+  }
+  const deadline = Date.now() + 5000;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  if (alive(pid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    while (alive(pid)) await new Promise((r) => setTimeout(r, 10));
   }
 }

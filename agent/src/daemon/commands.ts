@@ -1,0 +1,78 @@
+import Database from 'better-sqlite3';
+import type { Command } from '../protocol/messages.js';
+
+/**
+ * Server commands the agent has accepted, in agent.db: an install command survives a restart
+ * (a kill -9 mid-download resumes the download from its .part file), and a command the server
+ * sends again (after a reconnect, or by polling) is recognised by its id and not run twice.
+ */
+export type CommandStatus = 'queued' | 'running' | 'done' | 'cancelled' | 'refused';
+
+export interface StoredCommand {
+  readonly command: Command;
+  readonly status: CommandStatus;
+  readonly receivedAt: string;
+  readonly deploymentId: string | null;
+}
+
+export class CommandStore {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.exec(`CREATE TABLE IF NOT EXISTS commands (
+      command_id TEXT PRIMARY KEY,
+      body TEXT NOT NULL,
+      status TEXT NOT NULL,
+      received_at TEXT NOT NULL,
+      deployment_id TEXT,
+      finished_at TEXT
+    )`);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  get(commandId: string): StoredCommand | null {
+    const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as
+      | { body: string; status: CommandStatus; received_at: string; deployment_id: string | null }
+      | undefined;
+    return r ? { command: JSON.parse(r.body) as Command, status: r.status, receivedAt: r.received_at, deploymentId: r.deployment_id } : null;
+  }
+
+  /** Records a new command; false when the id was seen before. */
+  accept(c: Command, status: CommandStatus): boolean {
+    const r = this.db
+      .prepare('INSERT OR IGNORE INTO commands (command_id, body, status, received_at) VALUES (?, ?, ?, ?)')
+      .run(c.commandId, JSON.stringify(c), status, new Date().toISOString());
+    return r.changes === 1;
+  }
+
+  set(commandId: string, status: CommandStatus, deploymentId?: string): void {
+    const done = status === 'done' || status === 'cancelled' || status === 'refused';
+    this.db
+      .prepare('UPDATE commands SET status = ?, deployment_id = COALESCE(?, deployment_id), finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE command_id = ?')
+      .run(status, deploymentId ?? null, done ? 1 : 0, new Date().toISOString(), commandId);
+  }
+
+  /** Install commands not finished, oldest first (to resume after a restart). */
+  pending(): StoredCommand[] {
+    return (
+      this.db.prepare(`SELECT * FROM commands WHERE status IN ('queued', 'running') ORDER BY received_at, rowid`).all() as {
+        body: string;
+        status: CommandStatus;
+        received_at: string;
+        deployment_id: string | null;
+      }[]
+    ).map((r) => ({ command: JSON.parse(r.body) as Command, status: r.status, receivedAt: r.received_at, deploymentId: r.deployment_id }));
+  }
+
+  prune(keep = 1000): void {
+    this.db
+      .prepare(`DELETE FROM commands WHERE finished_at IS NOT NULL AND command_id NOT IN (SELECT command_id FROM commands ORDER BY received_at DESC LIMIT ?)`)
+      .run(keep);
+  }
+}

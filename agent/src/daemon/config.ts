@@ -1,0 +1,82 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { LinkError } from '../link/errors.js';
+
+/**
+ * The daemon's config file (`sonde agent run --config FILE`, docs/agent-config.md). Parsed
+ * strictly: an unknown key is an error that names the key, so a typo never silently falls back to
+ * a default. Paths are relative to the file's folder. The result is frozen.
+ */
+const ms = z.number().int().positive();
+const configSchema = z
+  .object({
+    /** The probe root (/ on a real probe). */
+    root: z.string().default('/'),
+    /** The agent's state folder (agent.db, inbox, staging, receipts). */
+    state: z.string().default('/var/lib/sonde'),
+    /** The enrollment credential file written by `sonde server enroll` (mode 0600). */
+    credentials: z.string(),
+    /** Vendor roots that seed <root>/keyring on first start (a root file or a folder). */
+    keyring: z.string().optional(),
+    /** A recipient private key to store on the probe on first start (fleet, group or probe key). */
+    recipientKey: z.string().optional(),
+    model: z.string().optional(),
+    /** The FTP drop; default <state>/inbox. */
+    inbox: z.string().optional(),
+    health: z.object({ required: z.number().int().positive().optional(), intervalMs: ms.optional(), windowMs: ms.optional() }).strict().default({}),
+    report: z.object({ stateIntervalMs: ms.default(60_000) }).strict().default({ stateIntervalMs: 60_000 }),
+    reconnect: z.object({ minMs: ms.default(1000), maxMs: ms.default(60_000) }).strict().default({ minMs: 1000, maxMs: 60_000 }),
+    poll: z.object({ intervalMs: ms.default(60_000), maxIntervalMs: ms.default(900_000), afterOfflineMs: ms.default(30_000) }).strict().default({ intervalMs: 60_000, maxIntervalMs: 900_000, afterOfflineMs: 30_000 }),
+    drop: z
+      .object({ scanIntervalMs: ms.default(1000), stableMs: ms.default(2000), incompleteExpiryMs: ms.default(24 * 3600_000) })
+      .strict()
+      .default({ scanIntervalMs: 1000, stableMs: 2000, incompleteExpiryMs: 24 * 3600_000 }),
+    retention: z
+      .object({ maxCount: z.number().int().positive().default(20), maxAgeDays: z.number().positive().default(30) })
+      .strict()
+      .default({ maxCount: 20, maxAgeDays: 30 }),
+    outbox: z.object({ maxMessages: z.number().int().positive().default(10_000) }).strict().default({ maxMessages: 10_000 }),
+    download: z.object({ attempts: z.number().int().positive().default(50), maxDelayMs: ms.default(30_000) }).strict().default({ attempts: 50, maxDelayMs: 30_000 }),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
+  })
+  .strict();
+
+export type AgentConfig = Readonly<z.infer<typeof configSchema>>;
+
+export function parseAgentConfig(json: unknown, baseDir: string): AgentConfig {
+  const r = configSchema.safeParse(json);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    const where = i.path.join('.') || '(root)';
+    const message = i.code === 'unrecognized_keys' ? `unknown key ${(i as { keys: string[] }).keys.map((k) => (where === '(root)' ? k : `${where}.${k}`)).join(', ')}` : `${where}: ${i.message}`;
+    throw new LinkError('AGENT_CONFIG_INVALID', `agent config: ${message}`);
+  }
+  const c = r.data;
+  const abs = (p: string): string => resolve(baseDir, p);
+  return Object.freeze({
+    ...c,
+    root: abs(c.root),
+    state: abs(c.state),
+    credentials: abs(c.credentials),
+    ...(c.keyring ? { keyring: abs(c.keyring) } : {}),
+    ...(c.recipientKey ? { recipientKey: abs(c.recipientKey) } : {}),
+    ...(c.inbox ? { inbox: abs(c.inbox) } : {}),
+  });
+}
+
+export async function loadAgentConfig(path: string): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new LinkError('AGENT_CONFIG_INVALID', `agent config ${path} cannot be read`, { cause: e });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new LinkError('AGENT_CONFIG_INVALID', `agent config ${path} is not JSON`, { cause: e });
+  }
+  return parseAgentConfig(json, dirname(resolve(path)));
+}

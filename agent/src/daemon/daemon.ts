@@ -1,0 +1,310 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
+import { isSondeError } from '../errors/sonde-error.js';
+import { download } from '../link/download.js';
+import { MqttLink } from '../link/mqtt-link.js';
+import { Outbox } from '../link/outbox.js';
+import { Poller } from '../link/poller.js';
+import { commandSchema, parseMessage, type Command } from '../protocol/messages.js';
+import { Engine, type InstallOutcome } from '../update/engine.js';
+import { layoutOf } from '../update/layout.js';
+import { CommandStore } from './commands.js';
+import type { AgentConfig } from './config.js';
+import type { Credentials } from './credentials.js';
+import { SystemdNotifier } from './notify.js';
+import { buildState } from './state-report.js';
+
+/**
+ * `sonde agent run`: the unattended daemon on every probe (issue 4). It turns server commands
+ * (MQTT, or polling when MQTT is down) and FTP drops into installs by the engine, one at a time,
+ * and reports state and events through the durable outbox. On start it first lets the engine
+ * recover an install a crash interrupted, then resumes accepted commands.
+ */
+export interface DropSource {
+  scan(): Promise<void>;
+  status(): { waiting: number; incomplete: number };
+  start(intervalMs: number): void;
+  stop(): Promise<void> | void;
+}
+
+export interface DaemonDeps {
+  /** The FTP drop; the daemon works without one. */
+  readonly makeDrop?: (d: AgentDaemon) => DropSource;
+}
+
+/** How many install commands may wait behind the running one before more are refused. */
+const MAX_QUEUED = 1;
+
+export class AgentDaemon {
+  readonly engine: Engine;
+  readonly outbox: Outbox;
+  readonly commands: CommandStore;
+  private link: MqttLink | null = null;
+  private poller: Poller | null = null;
+  private drop: DropSource | null = null;
+  private readonly notifier = new SystemdNotifier();
+  private stateTimer: NodeJS.Timeout | null = null;
+  private installing: Promise<unknown> = Promise.resolve();
+  private busy = false;
+  private queue: Command[] = [];
+  private current: { commandId: string; abort: AbortController } | null = null;
+  private stopping = false;
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly creds: Credentials,
+    readonly log: Logger,
+    engine: Engine,
+  ) {
+    this.engine = engine;
+    const layout = engine.context.layout;
+    this.outbox = new Outbox(layout.journal, creds.probeId, config.outbox.maxMessages);
+    this.commands = new CommandStore(layout.journal);
+  }
+
+  static async start(config: AgentConfig, creds: Credentials, log: Logger, deps: DaemonDeps = {}): Promise<AgentDaemon> {
+    const engine = await Engine.open({
+      root: config.root,
+      state: config.state,
+      ...(config.keyring ? { keyring: config.keyring } : {}),
+      ...(config.recipientKey ? { recipientKey: await loadPrivateKey(config.recipientKey) } : {}),
+      ...(config.model ? { model: config.model } : {}),
+      health: Object.fromEntries(Object.entries(config.health).filter(([, v]) => v !== undefined)),
+      onProgress: (p) => {
+        daemon.outbox.add({ type: 'install-state', deploymentId: p.deploymentId, state: p.state, ...(p.detail ? { code: p.detail } : {}) });
+        void daemon.link?.drain();
+      },
+    });
+    const daemon: AgentDaemon = new AgentDaemon(config, creds, log, engine);
+    await daemon.boot(deps);
+    return daemon;
+  }
+
+  private async boot(deps: DaemonDeps): Promise<void> {
+    const { config, creds, log } = this;
+    // 1. An install a crash interrupted is finished or rolled back before anything else.
+    const recovered = await this.engine.recover();
+    if (recovered) {
+      log.warn({ deploymentId: recovered.id, state: recovered.state, code: recovered.errorCode }, 'recovered an interrupted install');
+      this.reportOutcome(recovered.id, recovered.state, recovered.errorCode, recovered.errorMessage, recovered.toVersion, this.commandOf(recovered.id));
+    }
+    // 2. The links.
+    this.link = new MqttLink({
+      url: creds.server.mqtt,
+      probeId: creds.probeId,
+      token: creds.token,
+      ...(creds.ca ? { ca: creds.ca } : {}),
+      reconnect: config.reconnect,
+      outbox: this.outbox,
+      log,
+      onCommand: (payload) => this.onCommand(payload, 'mqtt'),
+      onConnect: () => void this.reportState(),
+    });
+    this.link.start();
+    this.poller = new Poller({
+      baseUrl: creds.server.http,
+      probeId: creds.probeId,
+      token: creds.token,
+      ...(creds.ca ? { ca: creds.ca } : {}),
+      intervalMs: config.poll.intervalMs,
+      maxIntervalMs: config.poll.maxIntervalMs,
+      shouldPoll: () => (this.link?.offlineForMs() ?? Infinity) >= config.poll.afterOfflineMs,
+      onCommand: (payload) => this.onCommand(payload, 'poll'),
+      log,
+    });
+    this.poller.start();
+    // 3. Commands accepted before a restart.
+    for (const c of this.commands.pending()) {
+      if (c.command.type === 'install') this.enqueue(c.command, true);
+    }
+    // 4. The FTP drop.
+    if (deps.makeDrop) {
+      this.drop = deps.makeDrop(this);
+      this.drop.start(config.drop.scanIntervalMs);
+    }
+    this.stateTimer = setInterval(() => void this.reportState(), config.report.stateIntervalMs);
+    this.stateTimer.unref();
+    await this.notifier.ready(`probe ${creds.probeId} ready`);
+    this.notifier.startWatchdog();
+    log.info({ probeId: creds.probeId, root: config.root }, 'agent started');
+  }
+
+  /** Installs run one at a time, whoever asks (a command, the FTP drop). */
+  withInstallLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.installing.then(async () => {
+      this.busy = true;
+      try {
+        return await fn();
+      } finally {
+        this.busy = false;
+      }
+    });
+    this.installing = run.catch(() => undefined);
+    return run;
+  }
+
+  event(e: Parameters<Outbox['add']>[0]): void {
+    this.outbox.add(e);
+    void this.link?.drain();
+  }
+
+  private commandOf(deploymentId: string): string | undefined {
+    return this.commands.pending().find((c) => c.deploymentId === deploymentId)?.command.commandId;
+  }
+
+  reportOutcome(deploymentId: string, state: string, code: string | null, message: string | null, version: string | null, commandId?: string): void {
+    const outcome = state === 'committed' ? 'committed' : state === 'rolled-back' ? 'rolled-back' : 'failed';
+    this.event({
+      type: 'install-outcome',
+      id: `outcome-${deploymentId}`,
+      deploymentId,
+      outcome,
+      ...(code ? { code } : {}),
+      ...(message ? { message: message.slice(0, 1000) } : {}),
+      ...(version ? { version } : {}),
+      ...(commandId ? { commandId } : {}),
+    });
+    void this.reportState();
+  }
+
+  async reportState(): Promise<void> {
+    try {
+      const state = await buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 });
+      await this.link?.publishState(state);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'state report failed');
+    }
+  }
+
+  /** Every command passes here, parsed strictly; a bad one is logged with its code and dropped. */
+  onCommand(payload: Buffer, via: 'mqtt' | 'poll'): void {
+    const r = parseMessage(commandSchema, payload);
+    if (!r.ok) {
+      // The payload may hold anything: log its code and size, never its content.
+      this.log.warn({ code: r.code, via, bytes: payload.length, detail: r.message }, 'command refused');
+      return;
+    }
+    const c = r.value;
+    if (c.probeId !== this.creds.probeId) {
+      this.log.warn({ code: 'COMMAND_WRONG_PROBE', via, commandId: c.commandId }, 'command for another probe refused');
+      return;
+    }
+    switch (c.type) {
+      case 'report-now':
+        void this.reportState();
+        return;
+      case 'cancel': {
+        const queued = this.queue.findIndex((q) => q.commandId === c.target);
+        if (queued >= 0) {
+          this.queue.splice(queued, 1);
+          this.commands.set(c.target, 'cancelled');
+          this.event({ type: 'command-refused', commandId: c.target, code: 'COMMAND_UNKNOWN', message: 'cancelled before it started' });
+        } else if (this.current?.commandId === c.target) {
+          this.current.abort.abort(new Error('cancelled'));
+        } else {
+          this.log.warn({ code: 'COMMAND_UNKNOWN', target: c.target }, 'cancel for no known command');
+        }
+        return;
+      }
+      case 'install':
+        if (this.commands.get(c.commandId)) {
+          this.log.info({ commandId: c.commandId, via }, 'command seen before; ignored');
+          return;
+        }
+        if (this.stopping) return;
+        if (this.queue.length >= MAX_QUEUED && (this.busy || this.current)) {
+          this.commands.accept(c, 'refused');
+          this.event({ type: 'command-refused', commandId: c.commandId, code: 'COMMAND_BUSY', message: 'another install is running and one is already queued' });
+          return;
+        }
+        this.commands.accept(c, 'queued');
+        this.event({ type: 'command-accepted', commandId: c.commandId, ...(this.busy ? { message: 'queued behind the running install' } : {}) });
+        this.enqueue(c, false);
+        return;
+    }
+  }
+
+  private enqueue(c: Extract<Command, { type: 'install' }>, resumed: boolean): void {
+    this.queue.push(c);
+    void this.withInstallLock(async () => {
+      const idx = this.queue.findIndex((q) => q.commandId === c.commandId);
+      if (idx < 0) return; // cancelled while queued
+      this.queue.splice(idx, 1);
+      await this.runInstallCommand(c, resumed);
+    });
+  }
+
+  private async runInstallCommand(c: Extract<Command, { type: 'install' }>, resumed: boolean): Promise<void> {
+    const layout = this.engine.context.layout;
+    const dir = join(layout.staging, 'downloads');
+    await mkdir(dir, { recursive: true });
+    const dest = join(dir, `${c.pack.sha256}.spk`);
+    const abort = new AbortController();
+    this.current = { commandId: c.commandId, abort };
+    this.commands.set(c.commandId, 'running');
+    try {
+      this.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
+      let lastTenth = -1;
+      await download({
+        url: c.pack.url,
+        sha256: c.pack.sha256,
+        size: c.pack.size,
+        dest,
+        token: this.creds.token,
+        ...(this.creds.ca ? { ca: this.creds.ca } : {}),
+        signal: abort.signal,
+        retry: { attempts: this.config.download.attempts, maxDelayMs: this.config.download.maxDelayMs },
+        onProgress: (bytes, total) => {
+          const tenth = Math.floor((bytes / Math.max(total, 1)) * 10);
+          if (tenth > lastTenth) {
+            lastTenth = tenth;
+            this.event({ type: 'download-progress', commandId: c.commandId, bytes, totalBytes: total });
+          }
+        },
+      });
+      this.event({ type: 'download-complete', commandId: c.commandId, packSha256: c.pack.sha256 });
+      const outcome: InstallOutcome = await this.engine.install(dest);
+      const d = outcome.deployment;
+      this.commands.set(c.commandId, 'done', d.id);
+      this.reportOutcome(d.id, d.state, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
+      await rm(dest, { force: true });
+    } catch (e) {
+      if (abort.signal.aborted && this.stopping) {
+        // Parked: the .part stays, the command stays queued, the next start resumes it.
+        this.commands.set(c.commandId, 'queued');
+        return;
+      }
+      const code = isSondeError(e) ? e.code : 'DOWNLOAD_FAILED';
+      this.commands.set(c.commandId, abort.signal.aborted ? 'cancelled' : 'done');
+      this.event({ type: 'download-failed', commandId: c.commandId, code, message: (e as Error).message.slice(0, 1000) });
+      if (!isSondeError(e)) this.log.error({ err: (e as Error).stack }, 'install command failed');
+    } finally {
+      this.current = null;
+    }
+  }
+
+  /** SIGTERM: stop taking work, park a download, let a running install finish, say goodbye. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.notifier.stopping();
+    this.notifier.stopWatchdog();
+    if (this.stateTimer) clearInterval(this.stateTimer);
+    this.poller?.stop();
+    await this.drop?.stop();
+    this.current?.abort.abort(new Error('stopping'));
+    this.queue = [];
+    await this.installing;
+    await this.link?.stop();
+    this.outbox.close();
+    this.commands.close();
+    this.engine.close();
+    this.log.info('agent stopped');
+  }
+
+  get layout(): ReturnType<typeof layoutOf> {
+    return this.engine.context.layout;
+  }
+}

@@ -1,0 +1,36 @@
+import { loadAgentConfig } from './config.js';
+import { loadCredentials } from './credentials.js';
+import { AgentDaemon, type DaemonDeps } from './daemon.js';
+import { createLogger } from './log.js';
+
+/**
+ * `sonde agent run --config FILE`: load and check the config and credentials (a bad one exits 1
+ * with its code before anything starts), start the daemon, and drain on SIGTERM/SIGINT: stop
+ * taking work, park a download, let a running install reach its outcome, then exit 0.
+ */
+export async function runDaemon(configPath: string, deps: DaemonDeps = {}): Promise<void> {
+  const config = await loadAgentConfig(configPath);
+  const creds = await loadCredentials(config.credentials);
+  const log = createLogger(config.log.level);
+  let makeDrop = deps.makeDrop;
+  if (!makeDrop) {
+    const { dropSourceFor } = await import('./drop-source.js');
+    makeDrop = dropSourceFor;
+  }
+  const daemon = await AgentDaemon.start(config, creds, log, { makeDrop });
+  await new Promise<void>((resolve) => {
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (signalled) return;
+      signalled = true;
+      log.info({ signal: sig }, 'draining');
+      daemon.stop().then(resolve, (e: unknown) => {
+        log.error({ err: (e as Error).message }, 'drain failed');
+        resolve();
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  log.flush?.();
+}

@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { topics } from '../protocol/topics.js';
+import type { ProbeEvent, ProbeState } from '../protocol/messages.js';
+import { Backoff } from './reconnect-backoff.js';
+import type { Outbox } from './outbox.js';
+
+/**
+ * The probe's MQTT link (issue 4): username and client id = probe id, password = its token. It
+ * subscribes to its own commands topic, publishes its state (QoS 1, not retained: the server keeps
+ * the last state; see notes/fleet-facts.md) and drains the outbox in order. The last will, an
+ * `offline` event, tells the server when the probe vanishes without a goodbye. Reconnects use
+ * exponential backoff with full jitter; each attempt is a fresh client, and anything not
+ * acknowledged is still in the outbox.
+ */
+export interface MqttLinkOptions {
+  readonly url: string;
+  readonly probeId: string;
+  readonly token: string;
+  /** PEM of the server CA, pinned for mqtts:. */
+  readonly ca?: string;
+  readonly reconnect: { readonly minMs: number; readonly maxMs: number };
+  readonly outbox: Outbox;
+  readonly log: Logger;
+  readonly onCommand: (payload: Buffer) => void;
+  readonly onConnect?: () => void;
+}
+
+export class MqttLink {
+  private client: MqttClient | null = null;
+  private readonly backoff: Backoff;
+  private stopped = false;
+  private draining = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private connectedSince: number | null = null;
+  private disconnectedSince = Date.now();
+
+  constructor(private readonly o: MqttLinkOptions) {
+    this.backoff = new Backoff(o.reconnect.minMs, o.reconnect.maxMs);
+  }
+
+  get connected(): boolean {
+    return this.connectedSince !== null && this.client?.connected === true;
+  }
+
+  /** How long the link has been down (0 when up). */
+  offlineForMs(): number {
+    return this.connected ? 0 : Date.now() - this.disconnectedSince;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { o } = this;
+    const conn = randomBytes(6).toString('hex');
+    const will: ProbeEvent = {
+      v: 1,
+      id: `offline-${conn}`,
+      seq: o.outbox.lastSeq(),
+      probeId: o.probeId,
+      at: new Date().toISOString(),
+      type: 'offline',
+      message: 'the probe lost its connection without a goodbye',
+    };
+    const client = mqtt.connect(o.url, {
+      clientId: o.probeId,
+      username: o.probeId,
+      password: o.token,
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      keepalive: 30,
+      protocolVersion: 4,
+      will: { topic: topics.events(o.probeId), payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: false },
+      ...(o.ca ? { ca: o.ca, rejectUnauthorized: true } : {}),
+    });
+    this.client = client;
+    client.on('connect', () => {
+      this.connectedSince = Date.now();
+      this.backoff.reset();
+      o.log.info({ broker: new URL(o.url).host }, 'mqtt connected');
+      client.subscribe(topics.commands(o.probeId), { qos: 1 }, (err) => {
+        if (err) o.log.warn({ err: err.message }, 'mqtt subscribe failed');
+      });
+      o.outbox.add({ type: 'online', id: `online-${conn}` });
+      o.onConnect?.();
+      void this.drain();
+    });
+    client.on('message', (topic, payload) => {
+      if (topic === topics.commands(o.probeId)) o.onCommand(payload);
+    });
+    const lost = (why: string): void => {
+      if (this.client !== client) return;
+      if (this.connectedSince !== null) {
+        this.disconnectedSince = Date.now();
+        o.log.warn({ why }, 'mqtt disconnected');
+      }
+      this.connectedSince = null;
+      this.client = null;
+      client.removeAllListeners('close');
+      client.end(true);
+      if (this.stopped) return;
+      const delay = this.backoff.next();
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+      this.retryTimer.unref();
+    };
+    client.on('error', (e) => lost(e.message));
+    client.on('close', () => lost('closed'));
+  }
+
+  /** Sends the outbox in order, one QoS 1 publish at a time, deleting each once acknowledged. */
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      for (;;) {
+        const client = this.client;
+        if (!client || !this.connected) return;
+        const rows = this.o.outbox.peek(50);
+        if (rows.length === 0) return;
+        for (const row of rows) {
+          if (this.client !== client || !this.connected) return;
+          try {
+            await client.publishAsync(topics.events(this.o.probeId), JSON.stringify(row.event), { qos: 1, retain: false });
+          } catch (e) {
+            this.o.log.warn({ err: (e as Error).message, seq: row.seq }, 'event not acknowledged; kept for the next connection');
+            return;
+          }
+          this.o.outbox.delivered(row.seq);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  async publishState(state: ProbeState): Promise<boolean> {
+    const client = this.client;
+    if (!client || !this.connected) return false;
+    try {
+      await client.publishAsync(topics.state(this.o.probeId), JSON.stringify(state), { qos: 1, retain: false });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A goodbye: the offline event is sent while still connected, so the will is not needed. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const client = this.client;
+    if (client && this.connected) {
+      this.o.outbox.add({ type: 'offline', message: 'the agent is stopping' });
+      await Promise.race([this.drain(), new Promise((r) => setTimeout(r, 2000))]);
+      this.client = null; // a deliberate close is not a lost link
+      await client.endAsync().catch(() => undefined);
+    } else if (client) {
+      client.end(true);
+    }
+    this.client = null;
+    this.connectedSince = null;
+  }
+}
