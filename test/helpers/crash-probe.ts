@@ -323,3 +323,16 @@ export async function stopEverything(root: string): Promise<void> {
   }
   await waitFor('the probe processes to end', async () => (await probeProcesses(root)).length === 0, 5000);
 }
+
+/**
+ * A copy of a baseline that serves on its own port, so that two cases can run side by side. Only
+ * config.json's "port" differs; the copy's config bytes become its baseline.
+ */
+export async function relocateBaseline(base: Baseline, dest: string): Promise<Baseline> {
+  await copyBaseline(base, dest);
+  const port = await freePort();
+  const config = layoutOf(dest).config;
+  const doc = JSON.parse(await readFile(config, 'utf8')) as Record<string, unknown>;
+  await writeFile(config, `${JSON.stringify({ ...doc, port }, null, 2)}\n`, { mode: 0o600 });
+  return { ...base, root: dest, port, config: await readFile(config, 'utf8') };
+}

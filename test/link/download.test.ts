@@ -93,7 +93,7 @@ describe('download', () => {
       server.set({ stall: { afterBytes: MiB, times: 2 } });
       const { onProgress, offsetsAtRequest } = trackResumes();
 
-      await fetchPack({ idleTimeoutMs: 150, onProgress });
+      await fetchPack({ idleTimeoutMs: 250, onProgress });
 
       expect(server.requests).toHaveLength(3);
       expect(ranges()).toEqual([undefined, `bytes=${offsetsAtRequest[1]}-`, `bytes=${offsetsAtRequest[2]}-`]);
@@ -288,6 +288,15 @@ describe('download', () => {
       expect(e.message).toContain('3 request(s)');
     });
 
+    it('fails with DOWNLOAD_FAILED naming the errno when staging cannot be made, without asking the server', async () => {
+      await writeFile(join(dir, 'not-a-folder'), 'x');
+
+      const e = await refusal(fetchPack({ dest: join(dir, 'not-a-folder', 'pack.spk') }), 'DOWNLOAD_FAILED');
+
+      expect(e.message).toMatch(/: E(EXIST|NOTDIR)$/);
+      expect(server.requests).toHaveLength(0);
+    });
+
     it('refuses a URL that is not http: or https:', async () => {
       await refusal(fetchPack({ url: 'ftp://127.0.0.1/pack.spk' }), 'DOWNLOAD_FAILED');
       expect(server.requests).toHaveLength(0);
@@ -316,7 +325,8 @@ describe('download', () => {
     it('stops while waiting to retry', async () => {
       server.set({ unavailable: Infinity });
       const ac = new AbortController();
-      setTimeout(() => ac.abort(), 100);
+      // Abort once the 503 is on its way: the client is then (or is about to be) waiting a minute.
+      server.onRequest = () => void setTimeout(() => ac.abort(), 50);
       const started = Date.now();
 
       await refusal(fetchPack({ signal: ac.signal, retry: { attempts: 100, minDelayMs: 60_000, maxDelayMs: 60_000 } }), 'DOWNLOAD_CANCELLED');

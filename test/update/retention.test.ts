@@ -2,7 +2,6 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineOptions } from '../../agent/src/update/context.js';
-import type { Engine } from '../../agent/src/update/engine.js';
 import { layoutOf, slotDir, type SlotName } from '../../agent/src/update/layout.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import type { SamplePaths } from '../../images/src/samples/index.js';

@@ -135,7 +135,6 @@ describe('sonde agent vars', () => {
     const step = async (what: string, r: Promise<CliRun>): Promise<CliRun> => {
       const done = await r;
       codes.push([what, done.code]);
-      if (process.env.DEBUG_STORY) console.log(what, done.code, done.stdout.slice(0, 400), done.stderr.slice(0, 400));
       return done;
     };
     await step('install 1.1.0', install('1.1.0'));

@@ -65,6 +65,18 @@ export interface DownloadResult {
 
 /** Fetches `url` into `dest` through `<dest>.part`, resuming across interruptions and restarts. */
 export async function download(options: DownloadOptions): Promise<DownloadResult> {
+  try {
+    return await fetchInto(options);
+  } catch (e) {
+    // The network's failures are sorted where they happen; what is left is the probe's own disk.
+    if (e instanceof Error && 'syscall' in e && !(e instanceof LinkError)) {
+      throw new LinkError('DOWNLOAD_FAILED', `cannot write ${options.dest} or its .part: ${errorName(e)}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+async function fetchInto(options: DownloadOptions): Promise<DownloadResult> {
   const url = parseUrl(options.url);
   const where = `${url.origin}${url.pathname}`;
   const policy: RetryPolicy = { ...DEFAULT_RETRY, ...options.retry };
@@ -79,10 +91,10 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     throw signal?.aborted ? cancelled(where, 0, size, signal) : e;
   });
   try {
-    const resumedFrom = part.offset;
     // A full-length .part is what a crash between the last write and the rename leaves. If it does
     // not hash right the stale bytes are ours, not the server's: fetch them again.
     if (part.offset === size && part.digest() !== sha256) await part.restart();
+    const resumedFrom = part.offset;
     if (part.offset > 0) options.onProgress?.(part.offset, size);
 
     const deadline = policy.deadlineMs === undefined ? Infinity : Date.now() + policy.deadlineMs;

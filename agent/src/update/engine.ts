@@ -19,6 +19,7 @@ import { planInstall, type InstallPlan } from './plan.js';
 import { checkPolicy, requiredBytes } from './policy.js';
 import { applyRetention, writeReceipt } from './receipts.js';
 import { readReleaseInfo } from './release-info.js';
+import { isDiskFull, keepReserve, releaseReserve } from './reserve.js';
 import { ProcessRunner } from './runner/process-runner.js';
 import { DirSlotBackend } from './slots/dir-backend.js';
 import { stageSlot } from './stage.js';
@@ -117,6 +118,7 @@ export class Engine {
       }
     }
     try {
+      await keepReserve(this.ctx.layout);
       return await fn();
     } finally {
       try {
@@ -187,7 +189,14 @@ export class Engine {
       let event: Event;
       try {
         event = await this.act(d, mem);
-      } catch (e) {
+      } catch (caught) {
+        let e = caught;
+        if (isDiskFull(e)) {
+          // The disk ran full after the free-space check passed: the reserve gives the journal,
+          // the receipt and the undo the room to end this deployment cleanly.
+          await releaseReserve(this.ctx.layout);
+          if (!isSondeError(e)) e = new UpdateError('DISK_FULL', `the disk ran full while the install was ${d.state}: ${(e as Error).message}`, { cause: e });
+        }
         if (!isSondeError(e)) throw e;
         d = this.ctx.journal.update(d.id, { errorCode: e.code, errorMessage: e.message });
         event = e.code.startsWith('POLICY_') || e.code === 'ALREADY_INSTALLED' ? 'refused' : 'error';

@@ -50,9 +50,10 @@ export async function stageRollback(ctx: EngineContext, d: Deployment, current: 
   await writeFileAtomic(join(staging, 'config.json'), `${JSON.stringify(doc ?? {}, null, 2)}\n`, { mode: 0o600 });
 
   const appWasRunning = (await runner.running()) !== null;
-  journal.update(d.id, { stage: { appWasRunning, dbExisted: await exists(layout.db), configExisted: await exists(layout.config) } });
+  // appStopped is persisted before the stop acts: a crash while the app is going down must still
+  // make undo start it again.
+  journal.update(d.id, { stage: { appWasRunning, appStopped: true, dbExisted: await exists(layout.db), configExisted: await exists(layout.config) } });
   await runner.stop();
-  journal.update(d.id, { stage: { appStopped: true } });
   const copy = join(staging, 'probe.db');
   await rm(copy, { force: true });
   if (await exists(layout.db)) await snapshotDatabase(layout.db, copy);

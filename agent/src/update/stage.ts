@@ -98,9 +98,10 @@ export async function stageSlot(
 
   // Quiesce the app, then snapshot and migrate the database copy.
   const appWasRunning = (await runner.running()) !== null;
-  journal.update(d.id, { stage: { appWasRunning, dbExisted: await exists(layout.db), configExisted: await exists(layout.config) } });
+  // appStopped is persisted before the stop acts: a crash while the app is going down must still
+  // make undo start it again.
+  journal.update(d.id, { stage: { appWasRunning, appStopped: true, dbExisted: await exists(layout.db), configExisted: await exists(layout.config) } });
   await runner.stop();
-  journal.update(d.id, { stage: { appStopped: true } });
   crashPoint('stage:app-stopped');
   const copy = join(staging, 'probe.db');
   await rm(copy, { force: true });
