@@ -114,6 +114,20 @@ export async function startAedesBroker(opts: { port?: number } = {}): Promise<Ae
       },
       authorizePublish: (client, packet, done) => {
         const user = (client as (Client & { sondeUser?: string }) | null)?.sondeUser;
+        if (dying && client) {
+          const r: Received = { topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: packet.retain, clientId: client.id, at: Date.now() };
+          if (dying.match(r)) {
+            // aedes writes a QoS 1 PUBACK right after this hook, before it publishes. Here the
+            // server has taken the message in (recorded) and dies before that PUBACK: down()
+            // destroys every socket synchronously, and the publish goes no further.
+            const d = dying;
+            dying = null;
+            received.push(r);
+            d.done(down());
+            done(new Error('the broker died'));
+            return;
+          }
+        }
         if (user === SERVER_USER || (user !== undefined && probeMayPublish(user, packet.topic))) return done(null);
         denied.push({ clientId: client?.id ?? '', action: 'publish', topic: packet.topic });
         // aedes closes the connection of a client whose publish is refused.
@@ -130,14 +144,7 @@ export async function startAedesBroker(opts: { port?: number } = {}): Promise<Ae
       if (!packet.topic.startsWith(`${TOPIC_PREFIX}/`)) return;
       // A last will is published by the broker for its owner; the packet carries the owner's id.
       const clientId = client?.id ?? (packet as AedesPublishPacket & { clientId?: string }).clientId ?? null;
-      const r: Received = { topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: packet.retain, clientId, at: Date.now() };
-      received.push(r);
-      if (dying?.match(r)) {
-        const d = dying;
-        dying = null;
-        // down() destroys the sockets synchronously, before aedes writes the PUBACK.
-        d.done(down());
-      }
+      received.push({ topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: packet.retain, clientId, at: Date.now() });
     });
     return broker;
   };

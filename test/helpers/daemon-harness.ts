@@ -271,7 +271,8 @@ export interface ProbeFixture {
 }
 
 export interface ProbeOptions {
-  readonly samples: SamplePaths;
+  /** The vendor keyring and fleet key; without them the probe can take commands but not install. */
+  readonly samples?: SamplePaths;
   readonly mqttUrl: string;
   readonly httpBase: string;
   readonly id?: string;
@@ -285,13 +286,12 @@ export function newToken(): string {
 }
 
 /** The agent config the tests run with: fast health checks, quick reconnects and downloads. */
-export function testConfig(p: { root: string; state: string; credentials: string; samples: SamplePaths }, over: Record<string, unknown> = {}): Record<string, unknown> {
+export function testConfig(p: { root: string; state: string; credentials: string; samples?: SamplePaths | undefined }, over: Record<string, unknown> = {}): Record<string, unknown> {
   const base: Record<string, unknown> = {
     root: p.root,
     state: p.state,
     credentials: p.credentials,
-    keyring: p.samples.keys.rootCert,
-    recipientKey: p.samples.keys.fleetKey,
+    ...(p.samples ? { keyring: p.samples.keys.rootCert, recipientKey: p.samples.keys.fleetKey } : {}),
     health: { required: FAST_HEALTH.required, intervalMs: FAST_HEALTH.intervalMs, windowMs: FAST_HEALTH.windowMs },
     report: { stateIntervalMs: 60_000 },
     reconnect: { minMs: 100, maxMs: 800 },

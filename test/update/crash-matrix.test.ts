@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SamplePaths } from '../../images/src/samples/index.js';
@@ -13,6 +13,7 @@ import {
   recover,
   runAgent,
   SCENARIOS,
+  spawnAgent,
   startActiveApp,
   stopEverything,
   transitionsOf,
@@ -21,6 +22,7 @@ import {
 } from '../helpers/crash-probe.js';
 import { scratch } from '../helpers/packs.js';
 import { sharedSamples } from '../helpers/probe.js';
+import { layoutOf } from '../../agent/src/update/layout.js';
 
 /**
  * The crash matrix (issue 3; DESIGN.md, "Fault injection"): the real CLI is killed with SIGKILL at
@@ -119,6 +121,35 @@ describe('crash matrix: a SIGKILL anywhere in an install leaves a whole probe af
       const after = await expectWhole(base, root, `after the follow-up install (kill at ${at})`);
       expect(after.on).toBe(sc.new === null ? 'old' : 'new');
       report.push(`${at.padEnd(40)} ${scenario.padEnd(9)} ${atKill.padEnd(22)} ${`${whole.on} ${whole.last!.state}`.padEnd(13)} ${again.outcome}${again.errorCode ? ` ${again.errorCode}` : ''}   [${trail}]`);
+    } finally {
+      await stopEverything(root);
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  // No named point lies between the agent stopping the old app for the database snapshot and
+  // the journal knowing it did: the kill is timed on the old app's exit instead.
+  it.each(['upgrade', 'rollback'] as const)('%s killed just as the old app has stopped for the snapshot: recover starts the old app again', async (scenario) => {
+    const base = baselines[scenario];
+    const sc = SCENARIOS[scenario];
+    const root = await copyBaseline(base, join(tmp.dir, `case-${++n}`));
+    try {
+      await startActiveApp(root, base.port, sc.old.appVersion);
+      const pid = Number((await readFile(join(layoutOf(root).run, 'app.pid'), 'utf8')).trim());
+      const agent = spawnAgent(installArgs(s, sc.pack, root));
+      for (;;) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      agent.child.kill('SIGKILL');
+      expect((await agent.done).signal).toBe('SIGKILL');
+      await recover(root);
+      const whole = await expectWhole(base, root, 'after a kill as the old app stopped');
+      expect(whole.on).toBe('old');
     } finally {
       await stopEverything(root);
       await rm(root, { recursive: true, force: true });

@@ -18,7 +18,7 @@ import {
   type Baseline,
 } from '../helpers/crash-probe.js';
 import { scratch } from '../helpers/packs.js';
-import { httpJson, sharedSamples } from '../helpers/probe.js';
+import { httpJson, sharedSamples, waitFor } from '../helpers/probe.js';
 
 /**
  * A disk that runs full while staging (issue 3): the probe root lives on a small tmpfs, the free
@@ -107,8 +107,8 @@ describe.skipIf(!asRoot)('a disk that runs full while staging (tmpfs of 48 MiB)'
       expect(errorsDoc).toContain(`| \`${answer.errorCode}\` |`);
       console.log(`disk full at ${fillAt}: ${answer.outcome} ${answer.errorCode}: ${answer.reason}`);
 
-      const status = (await httpJson(base.port, '/status')).body as { version: string };
-      expect(status.version).toBe('1.0.0');
+      // The old app answers (restarted by the undo when the install had stopped it).
+      await waitFor('1.0.0 answering /status', async () => ((await httpJson(base.port, '/status')).body as { version: string }).version === '1.0.0');
       const whole = await expectWhole(base, root, `after the disk ran full at ${fillAt}`);
       expect(whole.on).toBe('old');
       expect(whole.last!.errorCode).toBe(answer.errorCode);
@@ -123,6 +123,6 @@ describe.skipIf(!asRoot)('a disk that runs full while staging (tmpfs of 48 MiB)'
     expect(answer, answer.reason ?? '').toMatchObject({ ok: true, outcome: 'committed', errorCode: null });
     const whole = await expectWhole(base, root, 'after the retry');
     expect(whole.on).toBe('new');
-    expect(((await httpJson(base.port, '/status')).body as { version: string }).version).toBe('1.1.0');
+    await waitFor('1.1.0 answering /status', async () => ((await httpJson(base.port, '/status')).body as { version: string }).version === '1.1.0');
   });
 });

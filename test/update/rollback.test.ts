@@ -167,12 +167,11 @@ describe('sonde agent rollback', () => {
     const receipts = await readdir(l.receipts);
     const r = await rollback(single, '--json');
     expect(r.code).toBe(1);
-    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, code: 'ROLLBACK_UNAVAILABLE' });
-    expect(r.stderr).toMatch(/^error ROLLBACK_UNAVAILABLE: /);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, outcome: 'failed', errorCode: 'ROLLBACK_UNAVAILABLE' });
     expect(await probeState(single)).toEqual(before);
     expect(await stagingLeftovers(single)).toEqual([]);
-    // Refused before a deployment began: no attempt was recorded.
-    expect(await readdir(l.receipts)).toEqual(receipts);
+    // Like any attempt, the refused rollback leaves one receipt.
+    expect((await readdir(l.receipts)).filter((n) => !receipts.includes(n))).toHaveLength(1);
     expect((await appStatus(singlePort)).version).toBe('1.0.0');
   });
 
@@ -183,7 +182,7 @@ describe('sonde agent rollback', () => {
     const before = await probeState(single);
     const r = await rollback(single);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error ROLLBACK_BELOW_SECURITY_FLOOR: 1\.0\.0 \(securityVersion 1\) is below the probe's security floor 2/);
+    expect(r.stdout).toMatch(/^FAILED ROLLBACK_BELOW_SECURITY_FLOOR: 1\.0\.0 \(securityVersion 1\) is below the probe's security floor 2/);
     expect(await probeState(single)).toEqual(before);
     expect(await stagingLeftovers(single)).toEqual([]);
     expect((await appStatus(singlePort)).version).toBe('1.1.0');

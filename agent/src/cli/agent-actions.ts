@@ -126,7 +126,8 @@ async function readSecret(name: string): Promise<string> {
 }
 
 export async function varsSetAction(name: string, root: string): Promise<void> {
-  if (!isVarName(name)) throw new CliError('USAGE', `${name} is not a variable name (letters, digits, _; starting with a letter)`);
+  // Never echo the argument: someone may have typed NAME=secret.
+  if (!isVarName(name)) throw new CliError('USAGE', 'the variable name must be letters, digits and _, starting with a letter (the value is read from stdin)');
   const value = await readSecret(name);
   if (value === '') throw new CliError('USAGE', `no value given for ${name}`);
   await setSiteVar(layoutOf(root).siteVars, name, value);

@@ -47,7 +47,7 @@ export interface InstallOutcome {
 /** What the actions of one run keep in memory (never needed after a crash: see RESUME). */
 interface RunMemory {
   /** A rollback to the previous release runs the same machine without a pack. */
-  rollback?: { current: Release; previous: Release };
+  rollback?: 'pending' | { current: Release; previous: Release };
   pack?: VerifiedPack;
   plan?: InstallPlan;
   payloadsDir?: string;
@@ -172,11 +172,10 @@ export class Engine {
   async rollback(): Promise<InstallOutcome> {
     return this.locked(async () => {
       await this.recoverLocked();
-      const target = rollbackTarget(this.ctx);
       const before = await probeFacts(this.ctx);
-      const d0 = this.ctx.journal.create(newDeploymentId(), 'rollback', `rollback to ${target.previous.version}`, before);
-      this.ctx.journal.update(d0.id, { product: target.previous.product, toVersion: target.previous.version, securityVersion: target.previous.securityVersion, packCreatedAt: target.previous.packCreatedAt });
-      const d = await this.run(this.ctx.journal.get(d0.id)!, { rollback: target });
+      // Journaled from the start, so a refused rollback leaves its receipt like any attempt.
+      const d0 = this.ctx.journal.create(newDeploymentId(), 'rollback', 'rollback to the previous release', before);
+      const d = await this.run(d0, { rollback: 'pending' });
       return { deployment: d, committed: d.state === 'committed' && d.errorCode === null };
     });
   }
@@ -191,11 +190,11 @@ export class Engine {
         event = await this.act(d, mem);
       } catch (caught) {
         let e = caught;
-        if (isDiskFull(e)) {
+        if (await isDiskFull(e, this.ctx.layout)) {
           // The disk ran full after the free-space check passed: the reserve gives the journal,
           // the receipt and the undo the room to end this deployment cleanly.
           await releaseReserve(this.ctx.layout);
-          if (!isSondeError(e)) e = new UpdateError('DISK_FULL', `the disk ran full while the install was ${d.state}: ${(e as Error).message}`, { cause: e });
+          if (!isSondeError(e)) e = new UpdateError('DISK_FULL', `the disk ran full in state ${d.state}: ${(e as Error).message}`, { cause: e });
         }
         if (!isSondeError(e)) throw e;
         d = this.ctx.journal.update(d.id, { errorCode: e.code, errorMessage: e.message });
@@ -246,7 +245,13 @@ export class Engine {
 
   private async receive(d: Deployment, mem: RunMemory): Promise<Event> {
     const { layout, journal, options } = this.ctx;
-    if (mem.rollback) return 'ok'; // the previous release was verified when it was installed
+    if (mem.rollback) {
+      // The previous release was verified when it was installed; what is checked is whether it can come back.
+      const target = rollbackTarget(this.ctx);
+      journal.update(d.id, { product: target.previous.product, toVersion: target.previous.version, securityVersion: target.previous.securityVersion, packCreatedAt: target.previous.packCreatedAt });
+      mem.rollback = target;
+      return 'ok';
+    }
     await seedKeyring(this.ctx, options.keyring);
     if (options.recipientKey) await storeRecipientKey(layout, options.recipientKey);
     const keyring = await loadKeyring(layout.keyring);
@@ -292,7 +297,7 @@ export class Engine {
 
   private async stage(d: Deployment, mem: RunMemory): Promise<Event> {
     const { layout, journal } = this.ctx;
-    if (mem.rollback) {
+    if (mem.rollback && mem.rollback !== 'pending') {
       await stageRollback(this.ctx, d, mem.rollback.current, mem.rollback.previous);
       return 'ok';
     }

@@ -1,4 +1,4 @@
-import { open, rm, stat } from 'node:fs/promises';
+import { open, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layout } from './layout.js';
 
@@ -42,11 +42,23 @@ export async function releaseReserve(layout: Layout): Promise<boolean> {
   return had;
 }
 
-/** ENOSPC from the file system, SQLITE_FULL from the journal, anywhere in the cause chain. */
-export function isDiskFull(e: unknown): boolean {
+const LOW_BYTES = 1024 * 1024;
+
+/**
+ * ENOSPC from the file system or SQLITE_FULL from the journal, anywhere in the cause chain. SQLite
+ * reports a full disk met while it grows a shared-memory file as a plain I/O error, so an I/O
+ * error counts too when the probe's disk is (nearly) full.
+ */
+export async function isDiskFull(e: unknown, layout: Layout): Promise<boolean> {
+  const codes: unknown[] = [];
   for (let c: unknown = e, depth = 0; c && typeof c === 'object' && depth < 8; c = (c as { cause?: unknown }).cause, depth++) {
-    const code = (c as { code?: unknown }).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') return true;
+    codes.push((c as { code?: unknown }).code);
+  }
+  if (codes.some((c) => c === 'ENOSPC' || c === 'EDQUOT' || c === 'SQLITE_FULL')) return true;
+  if (!codes.some((c) => c === 'EIO' || (typeof c === 'string' && c.startsWith('SQLITE_IOERR')))) return false;
+  for (const dir of [layout.state, layout.root]) {
+    const fs = await statfs(dir).catch(() => null);
+    if (fs && fs.bavail * fs.bsize < LOW_BYTES) return true;
   }
   return false;
 }
