@@ -77,12 +77,12 @@ async function probe(): Promise<ProbeFixture> {
   return p;
 }
 
-/** Starts `sonde agent run` and waits until the server sees it online (its n-th connection). */
+/** Starts `sonde agent run` and waits until it has subscribed to its commands on a new connection. */
 async function start(p: ProbeFixture, env: Record<string, string> = {}): Promise<DaemonProcess> {
-  const before = broker.connects.get(p.id) ?? 0;
+  const before = broker.subscribes.get(p.id) ?? 0;
   const d = spawnDaemon(p.configPath, env);
   children.push(d);
-  await waitUntil('the daemon connected', () => (broker.connects.get(p.id) ?? 0) > before, 20_000, () => (d.child.exitCode !== null ? `it exited: ${d.stderr()}` : null));
+  await waitUntil('the daemon subscribed', () => (broker.subscribes.get(p.id) ?? 0) > before, 20_000, () => (d.child.exitCode !== null ? `it exited: ${d.stderr()}` : null));
   return d;
 }
 

@@ -74,9 +74,10 @@ async function probe(over: Record<string, unknown> = {}): Promise<ProbeFixture> 
 }
 
 async function daemon(p: ProbeFixture): Promise<InProcessDaemon> {
+  const before = broker.subscribes.get(p.id) ?? 0;
   const d = await startDaemon(p);
   running.push(d);
-  await waitUntil('the probe online', () => rawEvents(broker.received, p.id).some((e) => e.type === 'online'));
+  await waitUntil('the probe subscribed to its commands', () => (broker.subscribes.get(p.id) ?? 0) > before);
   return d;
 }
 
@@ -180,6 +181,7 @@ describe('daemon: the broker goes away', () => {
     const before = broker.connects.get(p.id) ?? 0;
     await broker.restart();
     await waitUntil('a second connection', () => (broker.connects.get(p.id) ?? 0) > before, 10_000);
+    await waitUntil('subscribed again', () => (broker.subscribes.get(p.id) ?? 0) >= 2, 10_000);
     const onlines = dedupe(rawEvents(broker.received, p.id)).unique.filter((e) => e.type === 'online');
     expect(onlines.length).toBeGreaterThanOrEqual(2);
     const statesBefore = stateMessages(broker.received, p.id).length;

@@ -51,6 +51,8 @@ export interface AedesBroker {
   readonly denied: Denied[];
   /** Connections accepted since the broker first started, per client id. */
   readonly connects: Map<string, number>;
+  /** Granted subscriptions since the broker first started, per client id (a probe is ready for commands). */
+  readonly subscribes: Map<string, number>;
   readonly up: boolean;
   addUser(username: string, password: string): void;
   /** Retained messages the broker holds now. */
@@ -90,6 +92,7 @@ export async function startAedesBroker(opts: { port?: number } = {}): Promise<Ae
   const received: Received[] = [];
   const denied: Denied[] = [];
   const connects = new Map<string, number>();
+  const subscribes = new Map<string, number>();
   let aedes: Aedes | null = null;
   let dying: { match: (r: Received) => boolean; done: (p: Promise<void>) => void } | null = null;
   let server: Server | null = null;
@@ -140,6 +143,9 @@ export async function startAedesBroker(opts: { port?: number } = {}): Promise<Ae
         done(null, null); // a failure return code in the SUBACK
       },
     });
+    broker.on('subscribe', (subs, client) => {
+      if (subs.length > 0) subscribes.set(client.id, (subscribes.get(client.id) ?? 0) + 1);
+    });
     broker.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
       if (!packet.topic.startsWith(`${TOPIC_PREFIX}/`)) return;
       // A last will is published by the broker for its owner; the packet carries the owner's id.
@@ -187,6 +193,7 @@ export async function startAedesBroker(opts: { port?: number } = {}): Promise<Ae
     received,
     denied,
     connects,
+    subscribes,
     get up() {
       return server !== null;
     },

@@ -34,6 +34,8 @@ export interface ExtractOptions {
   /** The recipient private key, for encrypted packs. */
   readonly key?: KeyObject;
   readonly onProgress?: (bytesRead: number) => void;
+  /** The caller will sync what was extracted: start flushing large files early (the engine). */
+  readonly flushLargeFiles?: boolean;
 }
 
 export interface ExtractedPayload {
@@ -94,7 +96,7 @@ export async function extractPack(pack: VerifiedPack, options: ExtractOptions): 
         created.push(dir);
       }
       const key = contentKey && entry.encryption ? derivePayloadKey(contentKey, Buffer.from(entry.encryption.salt, 'base64'), entry.file) : null;
-      const entries = await streamPayload(cursor, entry, dir, key, options.onProgress);
+      const entries = await streamPayload(cursor, entry, dir, key, options.onProgress, options.flushLargeFiles === true);
       await cursor.reader.skip(paddingFor(entry.size), `the padding of ${entry.file}`);
       results.push({ entry, dir, entries });
     }
@@ -125,6 +127,7 @@ async function streamPayload(
   dir: string | null,
   key: Buffer | null,
   onProgress?: (bytesRead: number) => void,
+  flushLargeFiles = false,
 ): Promise<number> {
   const hash = payloadHasher(entry.size);
   const releaser = new GarbageReleaser();
@@ -151,7 +154,7 @@ async function streamPayload(
     return 0;
   }
 
-  const extractor = new SafeExtractor(dir, { fileCount: entry.fileCount });
+  const extractor = new SafeExtractor(dir, { fileCount: entry.fileCount, flushLargeFiles });
   const tar = new PayloadTarReader(extractor);
   const opener = key ? new StreamOpener(key, entry.size) : null;
   let compressedIn = 0;

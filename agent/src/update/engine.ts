@@ -313,7 +313,7 @@ export class Engine {
     await mkdir(join(layout.staging, d.id), { recursive: true, mode: 0o700 });
     const candidates = [...(this.ctx.options.recipientKey ? [this.ctx.options.recipientKey] : []), ...(await storedRecipientKeys(layout))];
     const key = m.encryption ? pickRecipientKey(m, candidates) : undefined;
-    await extractPack(pack, { mode: 'extract', staging: payloadsDir, ...(key ? { key } : {}) });
+    await extractPack(pack, { mode: 'extract', staging: payloadsDir, flushLargeFiles: true, ...(key ? { key } : {}) });
     crashPoint('stage:payloads-extracted');
     mem.payloadsDir = payloadsDir;
     switch (plan.kind) {
