@@ -24,7 +24,7 @@ function collector(): Gc | null {
   return gc;
 }
 
-export const RELEASE_EVERY_BYTES = 8 * 1024 * 1024;
+export const RELEASE_EVERY_BYTES = 4 * 1024 * 1024;
 
 /** Counts bytes streamed and runs a minor collection each time RELEASE_EVERY_BYTES have passed. */
 export class GarbageReleaser {

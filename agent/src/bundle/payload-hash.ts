@@ -16,8 +16,8 @@ export interface PayloadHasher {
 }
 
 export const WORKER_THRESHOLD = 8 * 1024 * 1024;
-const SLOT_BYTES = 1024 * 1024;
-const SLOTS = 8;
+const SLOT_BYTES = 512 * 1024;
+const SLOTS = 4;
 
 class InlineHasher implements PayloadHasher {
   private readonly hash = createHash('sha256');

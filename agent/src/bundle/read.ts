@@ -89,7 +89,7 @@ export function parseManifest(bytes: Buffer): Manifest {
   return r.data;
 }
 
-export function openSource(source: PackSource, highWaterMark = 1024 * 1024): AsyncIterable<Buffer | Uint8Array> {
+export function openSource(source: PackSource, highWaterMark = 512 * 1024): AsyncIterable<Buffer | Uint8Array> {
   return typeof source === 'string' ? createReadStream(source, { highWaterMark }) : source;
 }
 

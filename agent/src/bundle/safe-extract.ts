@@ -17,7 +17,7 @@ type Kind = 'dir' | 'implicit-dir' | 'file' | 'symlink';
 const MAX_PATH_BYTES = 4096;
 const MAX_NAME_BYTES = 255;
 /** Positional writes in flight per file: overlapping disk writes with decryption and parsing. */
-const MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
+const MAX_INFLIGHT_BYTES = 4 * 1024 * 1024;
 /**
  * Files up to this size are written synchronously. A payload holds thousands of small files, and
  * a round trip through libuv's thread pool per open, write and close costs more than the

@@ -73,6 +73,9 @@ export class AgentDaemon {
       ...(config.model ? { model: config.model } : {}),
       health: Object.fromEntries(Object.entries(config.health).filter(([, v]) => v !== undefined)),
       onProgress: (p) => {
+        // Tie the deployment to its command as soon as it exists, so that an install a crash
+        // interrupts is reported against its command after the restart (commandOf).
+        if (daemon.current) daemon.commands.set(daemon.current.commandId, 'running', p.deploymentId);
         daemon.outbox.add({ type: 'install-state', deploymentId: p.deploymentId, state: p.state, ...(p.detail ? { code: p.detail } : {}) });
         void daemon.link?.drain();
       },
