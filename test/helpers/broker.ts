@@ -319,7 +319,8 @@ export async function startMosquitto(users: Readonly<Record<string, string>>): P
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Mosquitto's stdout is block-buffered on a pipe; stdbuf makes its log arrive line by line.
+  const child: ChildProcess = spawn('stdbuf', ['-oL', MOSQUITTO, '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -327,7 +328,7 @@ export async function startMosquitto(users: Readonly<Record<string, string>>): P
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${out}`);
-    if (/Opening ipv4 listen socket on port/.test(out) && (await canConnect(port))) break;
+    if (await canConnect(port)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`mosquitto did not start listening: ${out}`);

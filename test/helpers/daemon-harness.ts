@@ -276,6 +276,8 @@ export interface ProbeOptions {
   readonly mqttUrl: string;
   readonly httpBase: string;
   readonly id?: string;
+  /** Default: a new random token. */
+  readonly token?: string;
   /** Merged over the test defaults (one level deep). */
   readonly config?: Record<string, unknown>;
   readonly siteVars?: Record<string, string>;
@@ -308,7 +310,7 @@ export function testConfig(p: { root: string; state: string; credentials: string
 
 export async function makeProbe(dir: string, o: ProbeOptions): Promise<ProbeFixture> {
   const id = o.id ?? `probe-${randomBytes(3).toString('hex')}`;
-  const token = newToken();
+  const token = o.token ?? newToken();
   const root = join(dir, id, 'root');
   const state = join(root, 'var', 'sonde');
   const etc = join(dir, id, 'etc-sonde');

@@ -31,10 +31,11 @@ import { mulberry32 } from '../helpers/prng.js';
  * (1.1.1 -> 1.2.0-crash, rolls back by itself) runs are mixed. Every 4th run also installs the
  * same pack again, which must work as on a probe that never crashed.
  *
- * The kill moment is drawn from [0.8 x start-up, whole install], both measured on one
- * uninterrupted install: about a third of the window is Node starting and loading the CLI, and
- * a few kills there are enough to show that a kill before the journal is touched is harmless.
- * Runs go two at a time, each lane on its own copy of the baselines with its own port.
+ * The kill moment is drawn from [0.8 x start-up, whole install], both measured on uninterrupted
+ * installs run under the same load (every lane busy): a large part of an install is Node starting
+ * and loading the CLI, and a few kills there are enough to show that a kill before the journal is
+ * touched is harmless. Runs go two at a time, each lane on its own copy of the baselines with its
+ * own port.
  *
  * SONDE_KILL_SEED=<n> replays a run sequence; SONDE_KILL_RUNS=<n> changes how many (default 200).
  */
@@ -83,29 +84,28 @@ async function withLane<T>(fn: (lane: number) => Promise<T>): Promise<T> {
   }
 }
 
+/** One uninterrupted install: how long the agent takes to record the deployment, and in all. */
+async function measure(base: Baseline, name: string): Promise<{ startup: number; total: number }> {
+  const root = await copyBaseline(base, join(tmp.dir, `measure-${name}`));
+  try {
+    await startActiveApp(root, base.port, base.scenario.old.appVersion);
+    const spawnedAt = Date.now();
+    const r = await runAgent(installArgs(s, base.scenario.pack, root));
+    expect(installAnswer(r).outcome).toBe(base.scenario.new ? 'committed' : 'rolled-back');
+    return { startup: Date.parse((await newDeployments(base, root))[0]!.startedAt) - spawnedAt, total: r.ms };
+  } finally {
+    await stopEverything(root);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 beforeAll(async () => {
   console.log(`random kills: SONDE_KILL_SEED=${SEED} SONDE_KILL_RUNS=${RUNS}`);
   startedAt = Date.now();
   tmp = await scratch('sonde-crash-random-');
   s = await sharedSamples(join(tmp.dir, 'samples'));
   const first = {} as Record<ScenarioName, Baseline>;
-  for (const name of ['upgrade', 'rollback'] as const) {
-    const base = (first[name] = await makeBaseline(join(tmp.dir, `baseline-${name}`), s, SCENARIOS[name]));
-    // One uninterrupted install measures the window the kills are spread over.
-    const root = await copyBaseline(base, join(tmp.dir, `measure-${name}`));
-    try {
-      await startActiveApp(root, base.port, base.scenario.old.appVersion);
-      const spawnedAt = Date.now();
-      const r = await runAgent(installArgs(s, base.scenario.pack, root));
-      const answer = installAnswer(r);
-      expect(answer.outcome).toBe(name === 'upgrade' ? 'committed' : 'rolled-back');
-      const startup = Date.parse((await newDeployments(base, root))[0]!.startedAt) - spawnedAt;
-      window[name] = { from: Math.round(0.8 * startup), to: r.ms };
-    } finally {
-      await stopEverything(root);
-      await rm(root, { recursive: true, force: true });
-    }
-  }
+  for (const name of ['upgrade', 'rollback'] as const) first[name] = await makeBaseline(join(tmp.dir, `baseline-${name}`), s, SCENARIOS[name]);
   lanes.push(first);
   for (let lane = 1; lane < LANES; lane++) {
     const copies = {} as Record<ScenarioName, Baseline>;
@@ -113,6 +113,24 @@ beforeAll(async () => {
     lanes.push(copies);
   }
   free.push(...lanes.map((_, i) => i));
+
+  // The kill window is measured as the runs will go: every lane busy at once, each scenario once
+  // per round in some lane; the mean over the rounds.
+  const names = ['upgrade', 'rollback'] as const;
+  const measured: Record<ScenarioName, { startup: number; total: number }[]> = { upgrade: [], rollback: [] };
+  for (let round = 0; round < names.length; round++) {
+    const results = await Promise.all(
+      lanes.map(async (lane, k) => {
+        const name = names[(k + round) % names.length]!;
+        return { name, m: await measure(lane[name], `${name}-lane${k}-round${round}`) };
+      }),
+    );
+    for (const { name, m } of results) measured[name].push(m);
+  }
+  for (const name of names) {
+    const mean = (f: (m: { startup: number; total: number }) => number): number => measured[name].reduce((a, m) => a + f(m), 0) / measured[name].length;
+    window[name] = { from: Math.round(0.8 * mean((m) => m.startup)), to: Math.round(mean((m) => m.total)) };
+  }
   console.log(
     `random kills: an uninterrupted install takes ${window.upgrade.to} ms (upgrade) and ${window.rollback.to} ms (rollback); ` +
       `kills land ${window.upgrade.from}..${window.upgrade.to} and ${window.rollback.from}..${window.rollback.to} ms after the spawn`,

@@ -37,3 +37,11 @@ export class GarbageReleaser {
     }
   }
 }
+
+/**
+ * A full collection, for a long-running process after a burst of work (an install) and when idle:
+ * V8 otherwise keeps the heap it grew for the burst, and the agent's budget counts resident memory.
+ */
+export function releaseMemory(): void {
+  collector()?.({ type: 'major' });
+}

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
 import { isSondeError } from '../errors/sonde-error.js';
+import { releaseMemory } from '../bundle/memory.js';
 import { download } from '../link/download.js';
 import { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
@@ -46,6 +47,7 @@ export class AgentDaemon {
   private drop: DropSource | null = null;
   private readonly notifier = new SystemdNotifier();
   private stateTimer: NodeJS.Timeout | null = null;
+  private gcTimer: NodeJS.Timeout | null = null;
   private installing: Promise<unknown> = Promise.resolve();
   private busy = false;
   private queue: Command[] = [];
@@ -129,6 +131,11 @@ export class AgentDaemon {
     }
     this.stateTimer = setInterval(() => void this.reportState(), config.report.stateIntervalMs);
     this.stateTimer.unref();
+    // The agent idles most of its life: give back what a burst of work grew, now and then.
+    this.gcTimer = setInterval(() => {
+      if (!this.busy) releaseMemory();
+    }, 30_000);
+    this.gcTimer.unref();
     await this.notifier.ready(`probe ${creds.probeId} ready`);
     this.notifier.startWatchdog();
     log.info({ probeId: creds.probeId, root: config.root }, 'agent started');
@@ -169,7 +176,7 @@ export class AgentDaemon {
       ...(version ? { version } : {}),
       ...(commandId ? { commandId } : {}),
     });
-    void this.reportState();
+    void this.reportState().then(() => setImmediate(releaseMemory));
   }
 
   async reportState(): Promise<void> {
@@ -295,6 +302,7 @@ export class AgentDaemon {
     await this.notifier.stopping();
     this.notifier.stopWatchdog();
     if (this.stateTimer) clearInterval(this.stateTimer);
+    if (this.gcTimer) clearInterval(this.gcTimer);
     this.poller?.stop();
     await this.drop?.stop();
     this.current?.abort.abort(new Error('stopping'));

@@ -1,0 +1,183 @@
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Logger } from 'pino';
+import { TOPIC_PREFIX } from '../../../agent/src/protocol/topics.js';
+import { ServerError } from '../errors.js';
+import type { Metrics } from '../metrics/registry.js';
+import { isProbeId, probeMayPublish, probeMaySubscribe } from './acl.js';
+import type { Bus, MessageHandler } from './bus.js';
+
+/**
+ * The embedded MQTT broker (DESIGN.md: "one process, nothing to install"): aedes on 127.0.0.1,
+ * plus MQTTS on each --listen address. Probes log in with username = client id = probe id and
+ * their token as password; the ACLs of acl.ts confine each to its own topics. The server's own
+ * publishes (commands) go through aedes.publish() in-process and bypass the ACL.
+ *
+ * notes/fleet-facts.md shapes two choices: no message from a probe is ever retained (the retain
+ * flag is cleared on the way in, so SUBSCRIBE never scans a growing retained store), and probe
+ * messages are handed to the ingest as they arrive, which writes them in batches.
+ */
+export interface EmbeddedBrokerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: { readonly addresses: readonly string[]; readonly certPem: string; readonly keyPem: string } | undefined;
+  /** true when `token` is the live token of probe `probeId`. */
+  readonly authenticate: (probeId: string, token: string) => Promise<boolean>;
+  readonly onMessage: MessageHandler;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** aedes' in-flight window for deliveries (default 100); fan-outs are chunked anyway. */
+  readonly concurrency?: number;
+}
+
+const BAD_CREDENTIALS = 4;
+const NOT_AUTHORISED = 5;
+
+function refusal(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+export class EmbeddedBroker implements Bus {
+  readonly kind = 'embedded' as const;
+  private readonly servers: Server[] = [];
+  private readonly sockets = new Set<Socket>();
+  /** The authenticated probe id of each client. */
+  private readonly users = new WeakMap<Client, string>();
+
+  private constructor(
+    private readonly aedes: Aedes,
+    private readonly o: EmbeddedBrokerOptions,
+  ) {}
+
+  static async start(o: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+    let self: EmbeddedBroker | null = null;
+    const aedes = await Aedes.createBroker({
+      concurrency: o.concurrency ?? 100,
+      authenticate: (client, username, password, done) => self!.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => {
+        if (client === null) return done(null);
+        const user = self!.users.get(client);
+        if (user !== undefined && probeMayPublish(user, packet.topic)) {
+          packet.retain = false;
+          return done(null);
+        }
+        o.metrics.mqttDenied.inc({ action: 'publish' });
+        o.log.warn({ code: 'FORBIDDEN', probeId: user ?? null, topic: packet.topic }, 'mqtt publish refused');
+        // aedes closes the connection of a client whose publish is refused.
+        done(new Error('not authorised'));
+      },
+      authorizeSubscribe: (client, sub, done) => {
+        const user = self!.users.get(client);
+        if (user !== undefined && probeMaySubscribe(user, sub.topic)) return done(null, sub);
+        o.metrics.mqttDenied.inc({ action: 'subscribe' });
+        o.log.warn({ code: 'FORBIDDEN', probeId: user ?? null, topic: sub.topic }, 'mqtt subscribe refused');
+        done(null, null);
+      },
+    });
+    self = new EmbeddedBroker(aedes, o);
+    aedes.on('publish', (packet, client) => {
+      // Only what a probe published: the server's own commands come back here with no client.
+      if (!client || !packet.topic.startsWith(`${TOPIC_PREFIX}/`)) return;
+      o.onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload), performance.now());
+    });
+    try {
+      await self.listen();
+    } catch (e) {
+      await self.close();
+      throw e;
+    }
+    return self;
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    if (!isProbeId(username) || password === undefined) {
+      this.o.metrics.mqttDenied.inc({ action: 'connect' });
+      done(refusal('bad username or password', BAD_CREDENTIALS), false);
+      return;
+    }
+    if (client.id !== username) {
+      // One probe must not take over another's session by naming its client id.
+      this.o.metrics.mqttDenied.inc({ action: 'connect' });
+      done(refusal('the client id must be the probe id', NOT_AUTHORISED), false);
+      return;
+    }
+    this.o
+      .authenticate(username, password.toString('utf8'))
+      .then((ok) => {
+        if (!ok) {
+          this.o.metrics.mqttDenied.inc({ action: 'connect' });
+          this.o.log.warn({ code: 'AUTH_REQUIRED', probeId: username }, 'mqtt login refused');
+          done(refusal('bad username or password', BAD_CREDENTIALS), false);
+          return;
+        }
+        this.users.set(client, username);
+        done(null, true);
+      })
+      .catch((e: unknown) => {
+        this.o.log.error({ err: (e as Error).message }, 'mqtt authentication failed');
+        done(refusal('server unavailable', 3), false);
+      });
+  }
+
+  private async listen(): Promise<void> {
+    const handle = (socket: Socket): void => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      this.aedes.handle(socket);
+    };
+    const plain = createServer(handle);
+    await bind(plain, this.o.port, this.o.host);
+    this.servers.push(plain);
+    const tls = this.o.tls;
+    if (tls) {
+      for (const address of tls.addresses) {
+        const secure = createTlsServer({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' }, handle);
+        await bind(secure, this.port, address);
+        this.servers.push(secure);
+      }
+    }
+  }
+
+  /** The port of the loopback listener (the TLS listeners use the same number). */
+  get port(): number {
+    const a = this.servers[0]?.address();
+    return a && typeof a === 'object' ? a.port : this.o.port;
+  }
+
+  publish(topic: string, payload: string | Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.aedes.publish(
+        { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 1, retain: false, dup: false },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  clients(): number {
+    return this.aedes.connectedClients;
+  }
+
+  async close(): Promise<void> {
+    const closing = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(closing);
+    await new Promise<void>((r) => this.aedes.close(() => r()));
+  }
+}
+
+function bind(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (e: Error): void => reject(new ServerError('LISTEN_ADDRESS_INVALID', `MQTT cannot listen on ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, { cause: e }));
+    server.once('error', fail);
+    server.listen(port, host, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}

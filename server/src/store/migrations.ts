@@ -1,0 +1,144 @@
+/**
+ * The schema, as an ordered list of migrations applied once each (recorded in
+ * schema_migrations). The SQL stays portable between SQLite and PostgreSQL: TEXT timestamps
+ * (ISO-8601 UTC), TEXT JSON, INTEGER booleans, `ON CONFLICT` upserts. The one dialect-specific
+ * construct is `INTEGER PRIMARY KEY` for the audit id (PostgreSQL: `BIGINT GENERATED ALWAYS AS
+ * IDENTITY`); a PostgreSQL store keeps its own copy of this list.
+ *
+ * Other modules add their tables by appending a migration here (the rollouts module: `0002-…`).
+ * A migration never changes once released.
+ */
+export interface Migration {
+  readonly id: string;
+  readonly statements: readonly string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = Object.freeze([
+  {
+    id: '0001-core',
+    statements: [
+      `CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      )`,
+      `CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT,
+        probe_id TEXT,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+      )`,
+      `CREATE INDEX tokens_probe ON tokens (probe_id)`,
+      `CREATE TABLE probes (
+        id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        enrolled_at TEXT NOT NULL,
+        http_base TEXT,
+        mqtt_hash TEXT,
+        online INTEGER NOT NULL,
+        online_conn TEXT,
+        last_seen TEXT,
+        state TEXT,
+        state_at TEXT,
+        version TEXT,
+        health TEXT,
+        last_event_seq INTEGER,
+        committed_deployment TEXT,
+        committed_version TEXT,
+        committed_at TEXT
+      )`,
+      `CREATE INDEX probes_channel ON probes (channel)`,
+      `CREATE TABLE probe_groups (
+        probe_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (probe_id, name)
+      )`,
+      `CREATE INDEX probe_groups_name ON probe_groups (name)`,
+      `CREATE TABLE probe_tags (
+        probe_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (probe_id, name)
+      )`,
+      `CREATE INDEX probe_tags_name ON probe_tags (name)`,
+      `CREATE TABLE events (
+        probe_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        at TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        deployment_id TEXT,
+        command_id TEXT,
+        body TEXT NOT NULL,
+        PRIMARY KEY (probe_id, event_id)
+      )`,
+      `CREATE INDEX events_probe_seq ON events (probe_id, seq)`,
+      `CREATE TABLE deployments (
+        probe_id TEXT NOT NULL,
+        deployment_id TEXT NOT NULL,
+        command_id TEXT,
+        pack_sha256 TEXT,
+        version TEXT,
+        state TEXT,
+        outcome TEXT,
+        error_code TEXT,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        PRIMARY KEY (probe_id, deployment_id)
+      )`,
+      `CREATE TABLE packs (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        product TEXT NOT NULL,
+        version TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        release_notes TEXT,
+        uploaded_at TEXT NOT NULL,
+        uploaded_by TEXT NOT NULL
+      )`,
+      `CREATE TABLE pack_pins (
+        sha256 TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        pinned_at TEXT NOT NULL,
+        PRIMARY KEY (sha256, holder)
+      )`,
+      `CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        probe_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        rollout_id TEXT,
+        pack_sha256 TEXT,
+        status TEXT NOT NULL,
+        error_code TEXT,
+        deployment_id TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        polled_at TEXT,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        stuck_reported_at TEXT
+      )`,
+      `CREATE INDEX commands_probe ON commands (probe_id, status)`,
+      `CREATE INDEX commands_rollout ON commands (rollout_id)`,
+      `CREATE INDEX commands_pack ON commands (pack_sha256)`,
+      `CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        status INTEGER NOT NULL,
+        detail TEXT
+      )`,
+      `CREATE INDEX audit_actor ON audit (actor)`,
+    ],
+  },
+]);

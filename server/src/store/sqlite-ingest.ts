@@ -1,0 +1,179 @@
+import type { ProbeEvent } from '../../../agent/src/protocol/messages.js';
+import { commandUpdateFor, connectionOf, mayMove, offlineIsStale } from '../inventory/rules.js';
+import type { SqliteDb } from './sqlite-db.js';
+import { TERMINAL_STATUSES, type CommandChange, type CommandStatus, type IngestBatch, type IngestResult, type StoredEvent } from './types.js';
+
+interface ProbeRow {
+  online: number;
+  online_conn: string | null;
+  last_seen: string | null;
+  state_at: string | null;
+  last_event_seq: number | null;
+}
+
+/**
+ * One batch of MQTT messages (about 100 ms worth: notes/fleet-facts.md) applied in one
+ * transaction: the last state of each probe, its events deduplicated by id, the commands and
+ * deployments those events move, and who is online.
+ */
+export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
+  return sql.tx(() => {
+    const applied: StoredEvent[] = [];
+    const changes = new Map<string, CommandChange>();
+    const connected = new Set<string>();
+    const wentOffline = new Set<string>();
+    let duplicates = 0;
+    let unknown = 0;
+    const probes = new Map<string, ProbeRow | null>();
+    const probe = (id: string): ProbeRow | null => {
+      if (!probes.has(id)) {
+        probes.set(id, sql.get<ProbeRow>('SELECT online, online_conn, last_seen, state_at, last_event_seq FROM probes WHERE id = ?', id) ?? null);
+      }
+      return probes.get(id)!;
+    };
+    const seen = (id: string, p: ProbeRow, at: string): void => {
+      if (p.last_seen === null || p.last_seen < at) {
+        p.last_seen = at;
+        sql.run('UPDATE probes SET last_seen = ? WHERE id = ?', at, id);
+      }
+    };
+    const setOnline = (id: string, p: ProbeRow, online: boolean, conn: string | null): void => {
+      p.online = online ? 1 : 0;
+      if (online) p.online_conn = conn;
+      sql.run('UPDATE probes SET online = ?, online_conn = ? WHERE id = ?', p.online, p.online_conn, id);
+      if (online) {
+        connected.add(id);
+        wentOffline.delete(id);
+      } else {
+        wentOffline.add(id);
+        connected.delete(id);
+      }
+    };
+
+    for (const s of batch.states) {
+      const p = probe(s.probeId);
+      if (!p) {
+        unknown++;
+        continue;
+      }
+      seen(s.probeId, p, s.receivedAt);
+      if (p.online === 0) setOnline(s.probeId, p, true, p.online_conn);
+      // States are not queued by the agent, but one can overtake another across a reconnect.
+      if (p.state_at !== null && p.state_at > s.state.at) continue;
+      p.state_at = s.state.at;
+      sql.run('UPDATE probes SET state = ?, state_at = ?, version = ?, health = ? WHERE id = ?', JSON.stringify(s.state), s.state.at, s.state.version, s.state.health, s.probeId);
+    }
+
+    for (const stored of batch.events) {
+      const { probeId, event: e, receivedAt } = stored;
+      const p = probe(probeId);
+      if (!p) {
+        unknown++;
+        continue;
+      }
+      const inserted = sql.run(
+        `INSERT INTO events (probe_id, event_id, seq, type, at, received_at, deployment_id, command_id, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (probe_id, event_id) DO NOTHING`,
+        probeId,
+        e.id,
+        e.seq,
+        e.type,
+        e.at,
+        receivedAt,
+        e.deploymentId ?? null,
+        e.commandId ?? null,
+        JSON.stringify(e),
+      );
+      if (inserted.changes === 0) {
+        // The outbox sends an event again when its PUBACK was lost: acted on once only.
+        duplicates++;
+        continue;
+      }
+      applied.push(stored);
+      seen(probeId, p, receivedAt);
+      if (p.last_event_seq === null || e.seq > p.last_event_seq) {
+        p.last_event_seq = e.seq;
+        sql.run('UPDATE probes SET last_event_seq = ? WHERE id = ?', e.seq, probeId);
+      }
+      if (e.type === 'online') setOnline(probeId, p, true, connectionOf(e.id, 'online-'));
+      else if (e.type === 'offline' && !offlineIsStale(e, p.online_conn)) setOnline(probeId, p, false, null);
+      else if (p.online === 0 && e.type !== 'offline') setOnline(probeId, p, true, p.online_conn);
+
+      const change = applyToCommand(sql, probeId, e);
+      if (change) changes.set(change.commandId, change);
+      applyToDeployment(sql, probeId, e);
+    }
+    return { applied, duplicates, unknown, commandChanges: [...changes.values()], connected: [...connected], wentOffline: [...wentOffline] };
+  });
+}
+
+interface CommandRow {
+  status: CommandStatus;
+  rollout_id: string | null;
+  deployment_id: string | null;
+  error_code: string | null;
+}
+
+function applyToCommand(sql: SqliteDb, probeId: string, e: ProbeEvent): CommandChange | null {
+  if (e.commandId === undefined) return null;
+  const update = commandUpdateFor(e);
+  // A command id is only honoured for the probe it was sent to.
+  const c = sql.get<CommandRow>('SELECT status, rollout_id, deployment_id, error_code FROM commands WHERE command_id = ? AND probe_id = ?', e.commandId, probeId);
+  if (!c || !update) return null;
+  const deploymentId = e.deploymentId ?? c.deployment_id;
+  if (!mayMove(c.status, update.status, e)) return null;
+  const final = TERMINAL_STATUSES.has(update.status);
+  sql.run(
+    `UPDATE commands SET status = ?, error_code = ?, deployment_id = ?, updated_at = ?, finished_at = CASE WHEN ? = 1 THEN ? ELSE finished_at END WHERE command_id = ?`,
+    update.status,
+    update.errorCode,
+    deploymentId,
+    e.at,
+    final ? 1 : 0,
+    e.at,
+    e.commandId,
+  );
+  return { commandId: e.commandId, probeId, rolloutId: c.rollout_id, status: update.status, errorCode: update.errorCode, deploymentId };
+}
+
+function applyToDeployment(sql: SqliteDb, probeId: string, e: ProbeEvent): void {
+  if (e.deploymentId === undefined || (e.type !== 'install-state' && e.type !== 'install-outcome')) return;
+  sql.run(
+    `INSERT INTO deployments (probe_id, deployment_id, started_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (probe_id, deployment_id) DO NOTHING`,
+    probeId,
+    e.deploymentId,
+    e.at,
+    e.at,
+  );
+  if (e.type === 'install-state') {
+    sql.run('UPDATE deployments SET state = ?, updated_at = ? WHERE probe_id = ? AND deployment_id = ? AND outcome IS NULL', e.state ?? null, e.at, probeId, e.deploymentId);
+    return;
+  }
+  const pack =
+    e.commandId === undefined
+      ? null
+      : (sql.get<{ pack_sha256: string | null }>('SELECT pack_sha256 FROM commands WHERE command_id = ? AND probe_id = ?', e.commandId, probeId)?.pack_sha256 ?? null);
+  sql.run(
+    `UPDATE deployments SET outcome = ?, version = COALESCE(?, version), error_code = ?, command_id = COALESCE(?, command_id),
+       pack_sha256 = COALESCE(?, pack_sha256), updated_at = ?, finished_at = ? WHERE probe_id = ? AND deployment_id = ?`,
+    e.outcome ?? 'failed',
+    e.version ?? null,
+    e.code ?? null,
+    e.commandId ?? null,
+    pack,
+    e.at,
+    e.at,
+    probeId,
+    e.deploymentId,
+  );
+  if (e.outcome === 'committed') {
+    sql.run(
+      `UPDATE probes SET committed_deployment = ?, committed_version = ?, committed_at = ? WHERE id = ? AND (committed_at IS NULL OR committed_at <= ?)`,
+      e.deploymentId,
+      e.version ?? null,
+      e.at,
+      probeId,
+      e.at,
+    );
+  }
+}

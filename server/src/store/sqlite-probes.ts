@@ -1,0 +1,230 @@
+import type { ProbeEvent, ProbeState } from '../../../agent/src/protocol/messages.js';
+import { parseJson, placeholders, type SqliteDb } from './sqlite-db.js';
+import type { SqliteTokens } from './sqlite-tokens.js';
+import type {
+  Channel,
+  DeploymentRecord,
+  NewToken,
+  ProbePatch,
+  ProbeRecord,
+  ProbeRepository,
+  ProbeTarget,
+  StoredEvent,
+} from './types.js';
+
+interface Row {
+  id: string;
+  channel: Channel;
+  enrolled_at: string;
+  http_base: string | null;
+  online: number;
+  last_seen: string | null;
+  state: string | null;
+  state_at: string | null;
+  last_event_seq: number | null;
+  committed_deployment: string | null;
+  committed_version: string | null;
+  committed_at: string | null;
+}
+
+const COLUMNS =
+  'p.id, p.channel, p.enrolled_at, p.http_base, p.online, p.last_seen, p.state, p.state_at, p.last_event_seq, p.committed_deployment, p.committed_version, p.committed_at';
+
+/** Chunk size for IN lists, well under SQLite's and PostgreSQL's parameter limits. */
+const IN_CHUNK = 500;
+
+/** The probe inventory: enrollment, attributes (channel, groups, tags), last state, history reads. */
+export class SqliteProbes implements ProbeRepository {
+  constructor(
+    private readonly sql: SqliteDb,
+    private readonly tokens: SqliteTokens,
+  ) {}
+
+  async enroll(id: string, d: { httpBase: string; mqttPasswordHash: string; token: NewToken }): Promise<{ created: boolean }> {
+    const at = new Date().toISOString();
+    return this.sql.tx(() => {
+      const existing = this.sql.get<{ id: string }>('SELECT id FROM probes WHERE id = ?', id);
+      if (existing) {
+        this.sql.run('UPDATE probes SET http_base = ?, mqtt_hash = ? WHERE id = ?', d.httpBase, d.mqttPasswordHash, id);
+      } else {
+        this.sql.run(
+          `INSERT INTO probes (id, channel, enrolled_at, http_base, mqtt_hash, online) VALUES (?, 'stable', ?, ?, ?, 0)`,
+          id,
+          at,
+          d.httpBase,
+          d.mqttPasswordHash,
+        );
+      }
+      this.tokens.revokeProbeSync(id, at);
+      this.tokens.createSync(d.token, at);
+      return { created: !existing };
+    });
+  }
+
+  async get(id: string): Promise<ProbeRecord | null> {
+    const r = this.sql.get<Row>(`SELECT ${COLUMNS} FROM probes p WHERE p.id = ?`, id);
+    return r ? this.withSets([r])[0]! : null;
+  }
+
+  async list(target: ProbeTarget, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }> {
+    if (target.probeIds) {
+      const ids = await this.match(target);
+      const slice = ids.slice(page.offset, page.offset + page.limit);
+      const rows: Row[] = [];
+      for (let i = 0; i < slice.length; i += IN_CHUNK) {
+        const chunk = slice.slice(i, i + IN_CHUNK);
+        rows.push(...this.sql.all<Row>(`SELECT ${COLUMNS} FROM probes p WHERE p.id IN (${placeholders(chunk.length)}) ORDER BY p.id`, ...chunk));
+      }
+      return { probes: this.withSets(rows), total: ids.length };
+    }
+    const { where, params } = whereOf(target);
+    const total = this.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM probes p ${where}`, ...params)!.n;
+    const rows = this.sql.all<Row>(`SELECT ${COLUMNS} FROM probes p ${where} ORDER BY p.id LIMIT ? OFFSET ?`, ...params, page.limit, page.offset);
+    return { probes: this.withSets(rows), total };
+  }
+
+  async match(target: ProbeTarget): Promise<string[]> {
+    const { where, params } = whereOf(target);
+    const ids = this.sql.all<{ id: string }>(`SELECT p.id FROM probes p ${where} ORDER BY p.id`, ...params).map((r) => r.id);
+    if (!target.probeIds) return ids;
+    const wanted = new Set(target.probeIds);
+    return ids.filter((id) => wanted.has(id));
+  }
+
+  async update(id: string, patch: ProbePatch): Promise<ProbeRecord | null> {
+    const found = this.sql.tx(() => {
+      if (!this.sql.get('SELECT id FROM probes WHERE id = ?', id)) return false;
+      if (patch.channel !== undefined) this.sql.run('UPDATE probes SET channel = ? WHERE id = ?', patch.channel, id);
+      for (const g of patch.addGroups ?? []) this.sql.run('INSERT INTO probe_groups (probe_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING', id, g);
+      for (const g of patch.removeGroups ?? []) this.sql.run('DELETE FROM probe_groups WHERE probe_id = ? AND name = ?', id, g);
+      for (const t of patch.addTags ?? []) this.sql.run('INSERT INTO probe_tags (probe_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING', id, t);
+      for (const t of patch.removeTags ?? []) this.sql.run('DELETE FROM probe_tags WHERE probe_id = ? AND name = ?', id, t);
+      return true;
+    });
+    return found ? this.get(id) : null;
+  }
+
+  async mqttPasswordHashes(): Promise<{ probeId: string; hash: string }[]> {
+    return this.sql
+      .all<{ id: string; mqtt_hash: string }>('SELECT id, mqtt_hash FROM probes WHERE mqtt_hash IS NOT NULL ORDER BY id')
+      .map((r) => ({ probeId: r.id, hash: r.mqtt_hash }));
+  }
+
+  async counts(): Promise<{ total: number; online: number }> {
+    const r = this.sql.get<{ total: number; online: number | null }>('SELECT COUNT(*) AS total, SUM(online) AS online FROM probes')!;
+    return { total: r.total, online: r.online ?? 0 };
+  }
+
+  async markAllOffline(): Promise<void> {
+    this.sql.run('UPDATE probes SET online = 0 WHERE online = 1');
+  }
+
+  async events(id: string, opts: { limit: number; type?: string | undefined }): Promise<StoredEvent[]> {
+    // The newest `limit`, returned oldest first: by seq, then by arrival for equal seqs (a last
+    // will carries the seq of the event before it).
+    const rows =
+      opts.type === undefined
+        ? this.sql.all<{ body: string; received_at: string }>(
+            'SELECT body, received_at FROM events WHERE probe_id = ? ORDER BY seq DESC, received_at DESC LIMIT ?',
+            id,
+            opts.limit,
+          )
+        : this.sql.all<{ body: string; received_at: string }>(
+            'SELECT body, received_at FROM events WHERE probe_id = ? AND type = ? ORDER BY seq DESC, received_at DESC LIMIT ?',
+            id,
+            opts.type,
+            opts.limit,
+          );
+    return rows.reverse().map((r) => ({ probeId: id, receivedAt: r.received_at, event: JSON.parse(r.body) as ProbeEvent }));
+  }
+
+  async deployments(id: string, limit: number): Promise<DeploymentRecord[]> {
+    return this.sql
+      .all<DeploymentRow>('SELECT * FROM deployments WHERE probe_id = ? ORDER BY started_at DESC, deployment_id DESC LIMIT ?', id, limit)
+      .map(toDeployment);
+  }
+
+  private withSets(rows: Row[]): ProbeRecord[] {
+    if (rows.length === 0) return [];
+    const groups = new Map<string, string[]>();
+    const tags = new Map<string, string[]>();
+    const ids = rows.map((r) => r.id);
+    for (let i = 0; i < ids.length; i += IN_CHUNK) {
+      const chunk = ids.slice(i, i + IN_CHUNK);
+      const list = placeholders(chunk.length);
+      for (const g of this.sql.all<{ probe_id: string; name: string }>(`SELECT probe_id, name FROM probe_groups WHERE probe_id IN (${list}) ORDER BY name`, ...chunk)) {
+        groups.set(g.probe_id, [...(groups.get(g.probe_id) ?? []), g.name]);
+      }
+      for (const t of this.sql.all<{ probe_id: string; name: string }>(`SELECT probe_id, name FROM probe_tags WHERE probe_id IN (${list}) ORDER BY name`, ...chunk)) {
+        tags.set(t.probe_id, [...(tags.get(t.probe_id) ?? []), t.name]);
+      }
+    }
+    return rows.map((r) => ({
+      id: r.id,
+      channel: r.channel,
+      groups: groups.get(r.id) ?? [],
+      tags: tags.get(r.id) ?? [],
+      enrolledAt: r.enrolled_at,
+      httpBase: r.http_base,
+      online: r.online === 1,
+      lastSeen: r.last_seen,
+      state: parseJson<ProbeState>(r.state),
+      stateAt: r.state_at,
+      lastEventSeq: r.last_event_seq,
+      lastCommitted:
+        r.committed_deployment === null ? null : { deploymentId: r.committed_deployment, version: r.committed_version, at: r.committed_at ?? '' },
+    }));
+  }
+}
+
+function whereOf(t: ProbeTarget): { where: string; params: unknown[] } {
+  const clauses: string[] = [];
+  const params: unknown[] = [];
+  if (t.channel !== undefined) {
+    clauses.push('p.channel = ?');
+    params.push(t.channel);
+  }
+  if (t.group !== undefined) {
+    clauses.push('EXISTS (SELECT 1 FROM probe_groups g WHERE g.probe_id = p.id AND g.name = ?)');
+    params.push(t.group);
+  }
+  if (t.tag !== undefined) {
+    clauses.push('EXISTS (SELECT 1 FROM probe_tags t WHERE t.probe_id = p.id AND t.name = ?)');
+    params.push(t.tag);
+  }
+  if (t.online !== undefined) {
+    clauses.push('p.online = ?');
+    params.push(t.online ? 1 : 0);
+  }
+  return { where: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', params };
+}
+
+export interface DeploymentRow {
+  probe_id: string;
+  deployment_id: string;
+  command_id: string | null;
+  pack_sha256: string | null;
+  version: string | null;
+  state: string | null;
+  outcome: DeploymentRecord['outcome'];
+  error_code: string | null;
+  started_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+export function toDeployment(r: DeploymentRow): DeploymentRecord {
+  return {
+    probeId: r.probe_id,
+    deploymentId: r.deployment_id,
+    commandId: r.command_id,
+    packSha256: r.pack_sha256,
+    version: r.version,
+    state: r.state,
+    outcome: r.outcome,
+    errorCode: r.error_code,
+    startedAt: r.started_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+  };
+}
