@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -102,6 +103,18 @@ function alive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The password of the server's own user on an external broker, made once. */
+export async function ensureMqttSecret(p: DataPaths): Promise<string> {
+  try {
+    return (await readFile(p.mqttSecret, 'utf8')).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const secret = randomBytes(32).toString('base64url');
+  await writeFileAtomic(p.mqttSecret, `${secret}\n`, { mode: 0o600 });
+  return secret;
 }
 
 // ---------------------------------------------------------------------------------------------

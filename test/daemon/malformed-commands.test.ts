@@ -134,6 +134,19 @@ describe('daemon: malformed MQTT commands', () => {
     expect(failed.code).toBe('DOWNLOAD_FAILED');
     expect(failed.message).toMatch(/file: URLs are not fetched/);
     expect(daemon.child.exitCode).toBeNull();
+  });
+
+  it('never sends its token to an off-loopback http: pack URL', async () => {
+    const daemon = d!;
+    // 0.0.0.0 is not a loopback address by name, but Linux connects it to this host: had the
+    // probe fetched it, the test server would have seen the request and its bearer token.
+    const url = `http://0.0.0.0:${http.port}/api/v1/packs/anything/content`;
+    const cmd = { v: 1, type: 'install', commandId: 'c-cleartext', probeId: p.id, issuedAt: now(), pack: { url, sha256: sha, size: 10 } };
+    await server.command(p.id, cmd);
+    const failed = await waitUntil('download-failed', () => rawEvents(broker.received, p.id).find((e) => e.type === 'download-failed' && e.commandId === 'c-cleartext'), 10_000);
+    expect(failed).toMatchObject({ code: 'DOWNLOAD_FAILED', message: expect.stringMatching(/off loopback/) });
+    expect(http.requests.filter((r) => r.path.includes('/packs/'))).toEqual([]);
+    expect(daemon.child.exitCode).toBeNull();
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toEqual({ code: 0, signal: null });
   });

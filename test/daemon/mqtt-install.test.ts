@@ -240,3 +240,36 @@ describe('daemon: downloads', () => {
     expect(((await httpJson(p.appPort, '/status')).body as { version: string }).version).toBe('1.0.0');
   });
 });
+
+describe('the embedded broker\'s ACL (as the fleet server configures aedes)', () => {
+  it('refuses a probe\'s publish or subscribe outside its own topics, and a client id that is not its username', async () => {
+    const p = await probe();
+    const other = await probe();
+    const mqtt = (await import('mqtt')).default;
+    const connect = (clientId: string, username: string, password: string): Promise<import('mqtt').MqttClient> =>
+      mqtt.connectAsync(broker.url, { clientId, username, password, clean: true, reconnectPeriod: 0, connectTimeout: 3000, protocolVersion: 4 });
+
+    await expect(connect(`${p.id}-impostor`, p.id, p.token)).rejects.toThrow(/Bad username or password|Not authorized/i);
+    await expect(connect(p.id, p.id, other.token)).rejects.toThrow(/Bad username or password|Not authorized/i);
+
+    const c = await connect(p.id, p.id, p.token);
+    try {
+      const granted = await c.subscribeAsync([topics.commands(p.id), topics.commands(other.id), topics.events(other.id)], { qos: 1 });
+      expect(granted.map((g) => g.qos)).toEqual([1, 128, 128]);
+      const before = broker.received.length;
+      // aedes closes the connection of a client whose publish it refuses.
+      const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      c.publish(topics.events(other.id), JSON.stringify({ forged: true }), { qos: 1 });
+      await closed;
+      expect(broker.received.slice(before)).toEqual([]);
+      expect(broker.denied).toEqual(
+        expect.arrayContaining([
+          { clientId: p.id, action: 'subscribe', topic: topics.commands(other.id) },
+          { clientId: p.id, action: 'publish', topic: topics.events(other.id) },
+        ]),
+      );
+    } finally {
+      await c.endAsync(true).catch(() => undefined);
+    }
+  });
+});

@@ -327,12 +327,14 @@ export async function startMosquitto(users: Readonly<Record<string, string>>): P
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${out}`);
-    if (await canConnect(port)) break;
-    if (Date.now() > deadline) {
+    const failure = child.exitCode !== null ? `mosquitto exited (${child.exitCode})` : Date.now() > deadline ? 'mosquitto did not start listening' : null;
+    if (failure) {
       child.kill('SIGKILL');
-      throw new Error(`mosquitto did not start listening: ${out}`);
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`${failure}: ${out}`);
     }
+    if (await canConnect(port)) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   return {

@@ -5,6 +5,8 @@ import { registerKeysCommand } from '../../../images/src/cli/keys-command.js';
 import { registerPackCommand } from '../../../images/src/cli/pack-command.js';
 import { registerDemoCommand } from '../../../images/src/cli/demo-command.js';
 import { registerAgentCommand } from './agent-command.js';
+import { registerServerCommand } from '../../../server/src/cli/server-command.js';
+import { registerStaffCommands } from '../../../server/src/cli/staff-command.js';
 import { runCommand } from './run.js';
 
 /**
@@ -29,5 +31,7 @@ registerPackCommand(program);
 registerVerifyCommands(program);
 registerAgentCommand(program);
 registerDemoCommand(program);
+registerServerCommand(program);
+registerStaffCommands(program);
 
 await runCommand(() => program.parseAsync(process.argv));

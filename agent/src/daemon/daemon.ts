@@ -5,6 +5,7 @@ import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
 import { isSondeError } from '../errors/sonde-error.js';
 import { releaseMemory } from '../bundle/memory.js';
 import { download } from '../link/download.js';
+import { LinkError } from '../link/errors.js';
 import { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
 import { Poller } from '../link/poller.js';
@@ -13,7 +14,7 @@ import { Engine, type InstallOutcome } from '../update/engine.js';
 import { layoutOf } from '../update/layout.js';
 import { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
-import type { Credentials } from './credentials.js';
+import { isLoopbackUrl, type Credentials } from './credentials.js';
 import { SystemdNotifier } from './notify.js';
 import { buildState } from './state-report.js';
 
@@ -255,6 +256,12 @@ export class AgentDaemon {
     this.current = { commandId: c.commandId, abort };
     this.commands.set(c.commandId, 'running');
     try {
+      // The bearer token (also the MQTT password) goes with the request: off loopback only over
+      // TLS, as for the server's own URLs (credentials.ts).
+      const url = new URL(c.pack.url);
+      if (url.protocol === 'http:' && !isLoopbackUrl(c.pack.url)) {
+        throw new LinkError('DOWNLOAD_FAILED', `${url.protocol}//${url.host} is off loopback: packs are fetched over https: there`);
+      }
       this.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
       let lastTenth = -1;
       await download({

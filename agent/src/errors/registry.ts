@@ -5,6 +5,7 @@ import { DROP_CODES } from '../drop/errors.js';
 import { LINK_CODES } from '../link/errors.js';
 import { KEYS_CODES } from '../../../images/src/keys/errors.js';
 import { PACKER_CODES } from '../../../images/src/pack/errors.js';
+import { SERVER_CODES } from '../../../server/src/errors.js';
 
 /**
  * Every error code Sonde can emit, by domain. docs/errors.md documents exactly these; the test
@@ -18,6 +19,7 @@ export const ERROR_CODES: Readonly<Record<string, readonly string[]>> = Object.f
   update: UPDATE_CODES,
   drop: DROP_CODES,
   link: LINK_CODES,
+  server: SERVER_CODES,
 });
 
 export function allErrorCodes(): string[] {

@@ -126,6 +126,8 @@ export class CommandService {
     });
     await this.o.store.commands.insertMany(records);
     await this.publish(records);
+    // A fan-out's caller follows its commands through onChange(); a few are read back as they are now.
+    if (records.length > 100) return records;
     return Promise.all(records.map(async (r) => (await this.o.store.commands.get(r.commandId)) ?? r));
   }
 
@@ -137,21 +139,21 @@ export class CommandService {
   private async publish(records: readonly CommandRecord[]): Promise<void> {
     for (let i = 0; i < records.length; i += this.chunkSize) {
       const chunk = records.slice(i, i + this.chunkSize);
-      const published: string[] = [];
+      const published = new Set<string>();
       await Promise.all(
         chunk.map(async (c) => {
           try {
             await this.o.bus.publish(topics.commands(c.probeId), JSON.stringify(c.body));
-            published.push(c.commandId);
+            published.add(c.commandId);
             this.o.metrics.commandsSent.inc({ type: c.type });
           } catch (e) {
             this.o.log.warn({ commandId: c.commandId, probeId: c.probeId, err: (e as Error).message }, 'command not published; kept for the next connection');
           }
         }),
       );
-      const others = chunk.filter((c) => c.type !== 'install' && published.includes(c.commandId));
+      const others = chunk.filter((c) => c.type !== 'install' && published.has(c.commandId));
       const online = others.length ? new Set(await this.o.store.probes.match({ probeIds: others.map((c) => c.probeId), online: true })) : new Set<string>();
-      const sent = chunk.filter((c) => published.includes(c.commandId) && (c.type === 'install' || online.has(c.probeId))).map((c) => c.commandId);
+      const sent = chunk.filter((c) => published.has(c.commandId) && (c.type === 'install' || online.has(c.probeId))).map((c) => c.commandId);
       if (sent.length) await this.o.store.commands.markSent(sent, new Date().toISOString());
       if (i + this.chunkSize < records.length) await new Promise((r) => setImmediate(r));
     }

@@ -5,7 +5,7 @@ import { extractPack, readPack, verifyPack, type Manifest } from '../../../agent
 import { ServerError } from '../errors.js';
 import type { PackRecord, PackSummary, Store } from '../store/types.js';
 import { loadServerKeyring } from './keyring-dir.js';
-import { isPackId, type PackStore, type ReceivedUpload } from './pack-store.js';
+import { isPackId, type PackStore } from './pack-store.js';
 
 /**
  * Packs at the door (issue 5): an upload is streamed to disk, then verified exactly as a probe
@@ -27,12 +27,12 @@ export class PackService {
     readonly maxBytes: number,
   ) {}
 
-  async upload(body: Readable | AsyncIterable<Buffer>, uploadedBy: string): Promise<UploadResult> {
+  async upload(body: Readable, uploadedBy: string): Promise<UploadResult> {
     const received = await this.files.receive(body, this.maxBytes);
     let manifest: Manifest;
     let signer: string;
     try {
-      ({ manifest, signer } = await this.verify(received));
+      ({ manifest, signer } = await this.check(received.tmp));
     } catch (e) {
       await this.files.discard(received);
       throw e;
@@ -58,9 +58,10 @@ export class PackService {
     return this.upload(createReadStream(path, { highWaterMark: 1024 * 1024 }), uploadedBy);
   }
 
-  private async verify(upload: ReceivedUpload): Promise<{ manifest: Manifest; signer: string }> {
+  /** The door itself: throws the pack's code unless the file at `path` is a pack the keyring trusts, whole. */
+  async check(path: string): Promise<{ manifest: Manifest; signer: string }> {
     const keyring = await loadServerKeyring(this.keyringDir);
-    const unverified = await readPack(upload.tmp);
+    const unverified = await readPack(path);
     const verified = await verifyPack(unverified, keyring);
     try {
       await extractPack(verified, { mode: 'hash-only' });

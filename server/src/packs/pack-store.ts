@@ -2,8 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { commitFile } from '../../../agent/src/fs/atomic.js';
 import { ServerError } from '../errors.js';
 
@@ -36,25 +35,53 @@ export class PackStore {
     return join(this.dir, `${sha256}.spk`);
   }
 
-  /** Streams `source` to a temp file, hashing it; refuses past `maxBytes` (the temp file is removed). */
-  async receive(source: Readable | AsyncIterable<Buffer>, maxBytes: number): Promise<ReceivedUpload> {
+  /**
+   * Streams `source` to a temp file, hashing it as it goes; refuses past `maxBytes` (the temp file
+   * is removed). On a refusal the source is left paused, not destroyed: for an HTTP upload the
+   * request's socket then still carries the 413 answer.
+   */
+  async receive(source: Readable, maxBytes: number): Promise<ReceivedUpload> {
     const tmp = join(this.uploads, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.part`);
     const hash = createHash('sha256');
+    const out = createWriteStream(tmp, { mode: 0o600, flags: 'wx' });
     let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (size > maxBytes) {
-          done(new ServerError('BODY_TOO_LARGE', `the pack is larger than the ${maxBytes} bytes this server accepts`));
-          return;
-        }
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
     try {
-      await pipeline(source, meter, createWriteStream(tmp, { mode: 0o600, flags: 'wx' }));
+      await new Promise<void>((resolve, reject) => {
+        let settled = false;
+        const fail = (e: unknown): void => {
+          if (settled) return;
+          settled = true;
+          source.pause();
+          source.removeListener('data', onData);
+          reject(e);
+        };
+        const onData = (chunk: Buffer): void => {
+          size += chunk.length;
+          if (size > maxBytes) {
+            fail(new ServerError('BODY_TOO_LARGE', `the pack is larger than the ${maxBytes} bytes this server accepts`));
+            return;
+          }
+          hash.update(chunk);
+          if (!out.write(chunk)) {
+            source.pause();
+            out.once('drain', () => {
+              if (!settled) source.resume();
+            });
+          }
+        };
+        source.on('data', onData);
+        source.once('end', () => {
+          if (settled) return;
+          settled = true;
+          out.end(() => resolve());
+        });
+        source.once('error', fail);
+        source.once('close', () => fail(new Error('the upload was cut off before its end')));
+        out.once('error', fail);
+        source.resume();
+      });
     } catch (e) {
+      out.destroy();
       await rm(tmp, { force: true });
       if (e instanceof ServerError) throw e;
       const code = (e as NodeJS.ErrnoException).code;

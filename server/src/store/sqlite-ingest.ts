@@ -99,7 +99,7 @@ export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
       else if (e.type === 'offline' && !offlineIsStale(e, p.online_conn)) setOnline(probeId, p, false, null);
       else if (p.online === 0 && e.type !== 'offline') setOnline(probeId, p, true, p.online_conn);
 
-      const change = applyToCommand(sql, probeId, e);
+      const change = applyToCommand(sql, probeId, e, receivedAt);
       if (change) changes.set(change.commandId, change);
       applyToDeployment(sql, probeId, e);
     }
@@ -114,7 +114,8 @@ interface CommandRow {
   error_code: string | null;
 }
 
-function applyToCommand(sql: SqliteDb, probeId: string, e: ProbeEvent): CommandChange | null {
+/** Command times are the server's (receivedAt): the stuck check compares them with its own clock. */
+function applyToCommand(sql: SqliteDb, probeId: string, e: ProbeEvent, receivedAt: string): CommandChange | null {
   if (e.commandId === undefined) return null;
   const update = commandUpdateFor(e);
   // A command id is only honoured for the probe it was sent to.
@@ -128,9 +129,9 @@ function applyToCommand(sql: SqliteDb, probeId: string, e: ProbeEvent): CommandC
     update.status,
     update.errorCode,
     deploymentId,
-    e.at,
+    receivedAt,
     final ? 1 : 0,
-    e.at,
+    receivedAt,
     e.commandId,
   );
   return { commandId: e.commandId, probeId, rolloutId: c.rollout_id, status: update.status, errorCode: update.errorCode, deploymentId };

@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import { useJsonOutput } from '../../../agent/src/cli/run.js';
+
+/**
+ * The staff CLI against a running server (docs/server.md): `sonde upload`, `sonde packs`,
+ * `sonde probes`, `sonde probe`. Server and token from --server/--token or SONDE_SERVER/SONDE_TOKEN.
+ */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function api(cmd: Command): Command {
+  return cmd
+    .option('--server <url>', 'server URL (or SONDE_SERVER)')
+    .option('--token <token>', 'staff token (or SONDE_TOKEN, which keeps it out of ps)')
+    .option('--ca <file>', 'server CA for https (or SONDE_CA)')
+    .option('--json', 'machine-readable output');
+}
+
+export function registerStaffCommands(program: Command): void {
+  api(program.command('upload').description('upload a pack to the fleet server (verified there against its keyring)').argument('<pack>', 'the .spk file')).action(
+    async (pack: string, flags) => {
+      useJsonOutput(flags.json === true);
+      const { uploadAction } = await import('./staff-actions.js');
+      await uploadAction(pack, flags);
+    },
+  );
+
+  api(program.command('packs').description('the packs on the fleet server')).action(async (flags) => {
+    useJsonOutput(flags.json === true);
+    const { packsAction } = await import('./staff-actions.js');
+    await packsAction(flags);
+  });
+
+  api(program.command('probes').description('the probe inventory'))
+    .option('--channel <channel>', 'stable, old-stable or beta')
+    .option('--group <group>')
+    .option('--tag <tag>')
+    .option('--online', 'only probes online now')
+    .option('--offline', 'only probes offline now')
+    .action(async (flags) => {
+      useJsonOutput(flags.json === true);
+      const { probesAction } = await import('./staff-actions.js');
+      await probesAction(flags);
+    });
+
+  api(program.command('probe').description('one probe: state, deployments, commands; or change its channel, groups, tags').argument('<id>'))
+    .option('--set-channel <channel>', 'stable, old-stable or beta')
+    .option('--add-group <group>', 'repeatable', collect, [])
+    .option('--remove-group <group>', 'repeatable', collect, [])
+    .option('--add-tag <tag>', 'repeatable', collect, [])
+    .option('--remove-tag <tag>', 'repeatable', collect, [])
+    .action(async (id: string, flags) => {
+      useJsonOutput(flags.json === true);
+      const { probeAction } = await import('./staff-actions.js');
+      await probeAction(id, flags);
+    });
+}

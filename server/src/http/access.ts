@@ -1,0 +1,94 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { actorOf, authenticate, roleAtLeast, type Principal } from '../auth/principal.js';
+import { bearerOf } from '../auth/tokens.js';
+import type { Metrics } from '../metrics/registry.js';
+import type { Role, Store } from '../store/types.js';
+import { sendError } from './replies.js';
+
+/**
+ * Who may call what (issue 5, Security). Every route declares its access in its config, and a
+ * route that declares none is refused at registration, so nothing is open by omission.
+ *
+ *   public           no token: the OpenAPI document, /metrics, /healthz
+ *   viewer, operator, admin   a staff token with at least that role
+ *   probe-self       a probe token, and only for the probe named in the path (`:id`)
+ *   probe-or-viewer  a probe token or a viewer (the route checks what a probe may fetch)
+ *
+ * Without a valid token: 401 AUTH_REQUIRED; with one that is not enough: 403 FORBIDDEN. Both are
+ * decided before the body is read.
+ */
+export type Access = 'public' | Role | 'probe-self' | 'probe-or-viewer';
+
+export interface AuditNote {
+  target?: string;
+  detail?: Record<string, unknown>;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+    auditNote: AuditNote | null;
+  }
+}
+
+export function installAccessControl(app: FastifyInstance, store: Store): void {
+  app.decorateRequest('principal', null);
+  app.decorateRequest('auditNote', null);
+  app.addHook('onRoute', (route) => {
+    const access = (route.config as { access?: Access } | undefined)?.access;
+    if (access === undefined) throw new Error(`route ${route.method} ${route.url} declares no access`);
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    req.auditNote = {};
+    const access = req.routeOptions.config.access;
+    // Unmatched URLs have no access; the not-found handler answers them.
+    if (access === undefined || access === 'public') return;
+    const secret = bearerOf(req.headers.authorization);
+    const principal = secret === null ? null : await authenticate(store, secret);
+    if (!principal) return deny(req, reply, 401, 'AUTH_REQUIRED', 'a valid token is required: Authorization: Bearer <token>');
+    req.principal = principal;
+    const why = refusal(access, principal, req.params as Record<string, string> | undefined);
+    if (why) return deny(req, reply, 403, 'FORBIDDEN', why);
+  });
+}
+
+function deny(req: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+  return sendError(req, reply, status, code, message);
+}
+
+function refusal(access: Exclude<Access, 'public'>, p: Principal, params: Record<string, string> | undefined): string | null {
+  switch (access) {
+    case 'viewer':
+    case 'operator':
+    case 'admin':
+      if (p.kind !== 'staff') return `a ${access} token is required`;
+      return roleAtLeast(p.role, access) ? null : `this needs the ${access} role; the token has ${p.role}`;
+    case 'probe-self':
+      if (p.kind !== 'probe') return 'a probe token is required';
+      return params?.['id'] === p.probeId ? null : 'a probe may only ask for itself';
+    case 'probe-or-viewer':
+      return null;
+  }
+}
+
+/** Every mutating call with a known caller goes to the audit log, refused ones included. */
+export function installAudit(app: FastifyInstance, store: Store, metrics: Metrics): void {
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || !req.principal) return;
+    const note = req.auditNote ?? {};
+    const params = req.params as Record<string, string> | undefined;
+    await store.audit.append({
+      at: new Date().toISOString(),
+      ...actorOf(req.principal),
+      action: `${req.method} ${route}`,
+      target: note.target ?? params?.['id'] ?? params?.['sha256'] ?? params?.['commandId'] ?? params?.['tokenId'] ?? null,
+      status: reply.statusCode,
+      detail: note.detail ?? null,
+    });
+  });
+}

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import type { RouteDoc } from '../context.js';
+
+/**
+ * The OpenAPI 3.1 document at `/api/v1/openapi.json`, built from the route descriptions each
+ * route file exports next to its handlers, request schemas included (generated from the same zod
+ * schemas the handlers parse with). A test checks that every registered route is described here.
+ */
+export function openApiDocument(routes: readonly RouteDoc[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const params = [...r.path.matchAll(/\{([A-Za-z0-9]+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const query = r.query ? queryParameters(r.query as z.ZodType) : [];
+    const op: Record<string, unknown> = {
+      summary: r.summary,
+      tags: [r.tag],
+      'x-sonde-access': r.access,
+      ...(r.access === 'public' ? { security: [] } : {}),
+      ...(params.length + query.length ? { parameters: [...params, ...query] } : {}),
+      responses: Object.fromEntries(Object.entries(r.responses).map(([status, description]) => [status, { description }])),
+    };
+    if (r.body) op['requestBody'] = { required: true, content: { 'application/json': { schema: jsonSchema(r.body as z.ZodType) } } };
+    if (r.method === 'POST' && r.path === '/api/v1/packs') {
+      op['requestBody'] = { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } };
+    }
+    paths[r.path] = { ...(paths[r.path] ?? {}), [r.method.toLowerCase()]: op };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Sonde fleet server',
+      version,
+      description: 'Packs, inventory and commands for fleets of network probes. Errors answer { statusCode, code, error, message }; the codes are in docs/errors.md.',
+    },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A staff token (viewer, operator, admin) or a probe token' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}
+
+function jsonSchema(schema: z.ZodType): unknown {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+}
+
+function queryParameters(schema: z.ZodType): unknown[] {
+  const s = jsonSchema(schema) as { properties?: Record<string, unknown>; required?: string[] };
+  return Object.entries(s.properties ?? {}).map(([name, sch]) => ({ name, in: 'query', required: (s.required ?? []).includes(name), schema: sch }));
+}

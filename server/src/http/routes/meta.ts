@@ -1,0 +1,17 @@
+import type { FastifyInstance } from 'fastify';
+import type { RouteDoc, ServerContext } from '../../context.js';
+
+/** The routes anyone may call: the OpenAPI document, Prometheus metrics, a liveness check. */
+export const META_ROUTES: readonly RouteDoc[] = [
+  { method: 'GET', path: '/api/v1/openapi.json', tag: 'meta', summary: 'This document', access: 'public', responses: { '200': 'OpenAPI 3.1' } },
+  { method: 'GET', path: '/metrics', tag: 'meta', summary: 'Prometheus metrics (text format 0.0.4)', access: 'public', responses: { '200': 'text/plain' } },
+  { method: 'GET', path: '/healthz', tag: 'meta', summary: 'Liveness', access: 'public', responses: { '200': '{ ok: true }' } },
+];
+
+export function registerMetaRoutes(app: FastifyInstance, ctx: ServerContext, openapi: () => unknown): void {
+  app.get('/api/v1/openapi.json', { config: { access: 'public' } }, async () => openapi());
+  app.get('/metrics', { config: { access: 'public' } }, async (_req, reply) => {
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(await ctx.metrics.render());
+  });
+  app.get('/healthz', { config: { access: 'public' } }, async () => ({ ok: true }));
+}

@@ -1,0 +1,133 @@
+import type { FastifyInstance } from 'fastify';
+import type { RouteDoc, ServerContext } from '../../context.js';
+import { parseWith } from '../replies.js';
+import { commandBody, commandParam, enrollBody, probeListQuery, probeParam, probePatchBody } from '../schemas.js';
+import { commandView, probeView } from '../views.js';
+
+/** The inventory: probes, their attributes, enrollment, and commands to one probe. */
+export const PROBE_ROUTES: readonly RouteDoc[] = [
+  {
+    method: 'GET',
+    path: '/api/v1/probes',
+    tag: 'probes',
+    summary: 'List probes (filters: channel, group, tag, online; limit, offset); the total is in X-Total-Count',
+    access: 'viewer',
+    query: probeListQuery,
+    responses: { '200': 'an array of probes', '401': 'AUTH_REQUIRED' },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/probes/{id}',
+    tag: 'probes',
+    summary: 'A probe: its last state, deployment history, recent commands and events',
+    access: 'viewer',
+    responses: { '200': 'the probe', '400': 'PROBE_ID_INVALID', '404': 'PROBE_NOT_FOUND' },
+  },
+  {
+    method: 'PATCH',
+    path: '/api/v1/probes/{id}',
+    tag: 'probes',
+    summary: 'Set the channel, add or remove groups and tags',
+    access: 'operator',
+    body: probePatchBody,
+    responses: { '200': 'the probe', '400': 'BODY_INVALID', '404': 'PROBE_NOT_FOUND' },
+  },
+  {
+    method: 'POST',
+    path: '/api/v1/probes/{id}/enroll',
+    tag: 'probes',
+    summary: 'Enroll a probe (or re-key it: its earlier token stops working); answers its credential file, token included, once',
+    access: 'admin',
+    body: enrollBody,
+    responses: { '201': 'a new probe: the credential file', '200': 're-keyed: the credential file', '400': 'PROBE_ID_INVALID' },
+  },
+  {
+    method: 'POST',
+    path: '/api/v1/probes/{id}/commands',
+    tag: 'commands',
+    summary: 'Send one probe a command (install a pack, report now); kept until the probe acknowledges it',
+    access: 'operator',
+    body: commandBody,
+    responses: { '202': 'the command', '404': 'PROBE_NOT_FOUND or PACK_NOT_FOUND' },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/commands/{commandId}',
+    tag: 'commands',
+    summary: 'A command and its status',
+    access: 'viewer',
+    responses: { '200': 'the command', '404': 'NOT_FOUND' },
+  },
+  {
+    method: 'POST',
+    path: '/api/v1/commands/{commandId}/cancel',
+    tag: 'commands',
+    summary: 'Cancel a command (the probe is told when it already has it)',
+    access: 'operator',
+    responses: { '200': 'the command', '404': 'NOT_FOUND' },
+  },
+];
+
+export function registerProbeRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.get('/api/v1/probes', { config: { access: 'viewer' } }, async (req, reply) => {
+    const q = parseWith(probeListQuery, req.query, 'query');
+    const target = {
+      channel: q.channel,
+      group: q.group,
+      tag: q.tag,
+      online: q.online === undefined ? undefined : q.online === 'true',
+    };
+    const { probes, total } = await ctx.probes.list(target, { limit: q.limit, offset: q.offset });
+    reply.header('x-total-count', total);
+    return probes.map(probeView);
+  });
+
+  app.get('/api/v1/probes/:id', { config: { access: 'viewer' } }, async (req) => {
+    const { id } = parseWith(probeParam, req.params, 'params');
+    const d = await ctx.probes.detail(id);
+    return {
+      ...probeView(d.probe),
+      state: d.probe.state,
+      deployments: d.deployments,
+      commands: d.commands.map(commandView),
+      events: d.events.map((e) => ({ ...e.event, receivedAt: e.receivedAt })),
+    };
+  });
+
+  app.patch('/api/v1/probes/:id', { config: { access: 'operator' } }, async (req) => {
+    const { id } = parseWith(probeParam, req.params, 'params');
+    const patch = parseWith(probePatchBody, req.body, 'body');
+    const p = await ctx.probes.update(id, patch);
+    req.auditNote = { target: id, detail: { ...patch } };
+    return probeView(p);
+  });
+
+  app.post('/api/v1/probes/:id/enroll', { config: { access: 'admin' } }, async (req, reply) => {
+    const { id } = parseWith(probeParam, req.params, 'params');
+    const body = parseWith(enrollBody, req.body ?? {}, 'body');
+    const { credentials, created } = await ctx.probes.enroll(id, { httpUrl: body.serverUrl, mqttUrl: body.mqttUrl });
+    req.auditNote = { target: id, detail: { created, http: credentials.server.http, mqtt: credentials.server.mqtt } };
+    return reply.code(created ? 201 : 200).header('cache-control', 'no-store').send(credentials);
+  });
+
+  app.post('/api/v1/probes/:id/commands', { config: { access: 'operator' } }, async (req, reply) => {
+    const { id } = parseWith(probeParam, req.params, 'params');
+    const body = parseWith(commandBody, req.body, 'body');
+    await ctx.probes.get(id);
+    const c = await ctx.commands.send(id, body);
+    req.auditNote = { target: id, detail: { commandId: c.commandId, type: c.type, packSha256: c.packSha256 } };
+    return reply.code(202).send(commandView(c));
+  });
+
+  app.get('/api/v1/commands/:commandId', { config: { access: 'viewer' } }, async (req) => {
+    const { commandId } = parseWith(commandParam, req.params, 'params');
+    return commandView(await ctx.commands.get(commandId));
+  });
+
+  app.post('/api/v1/commands/:commandId/cancel', { config: { access: 'operator' } }, async (req) => {
+    const { commandId } = parseWith(commandParam, req.params, 'params');
+    const c = await ctx.commands.cancel(commandId);
+    req.auditNote = { target: commandId, detail: { probeId: c.probeId, status: c.status } };
+    return commandView(c);
+  });
+}

@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { PROBE_ID } from '../../../agent/src/protocol/topics.js';
+import { CHANNELS, ROLES } from '../store/types.js';
+
+/**
+ * Request bodies and query strings of the HTTP API, parsed strictly at the edge (STYLE.md rule
+ * 4): an unknown key is a 400 BODY_INVALID naming it. The OpenAPI document is generated from the
+ * same schemas (openapi.ts).
+ */
+const label = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1 to 64 letters, digits, ".", "_", ":" or "-"');
+const labels = z.array(label).max(32);
+
+export const sha256Param = z.object({ sha256: z.string() }).strict();
+export const probeParam = z.object({ id: z.string() }).strict();
+export const commandParam = z.object({ commandId: z.string() }).strict();
+export const tokenParam = z.object({ tokenId: z.string() }).strict();
+
+export const probeListQuery = z
+  .object({
+    channel: z.enum(CHANNELS).optional(),
+    group: label.optional(),
+    tag: label.optional(),
+    online: z.enum(['true', 'false']).optional(),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+    offset: z.coerce.number().int().min(0).default(0),
+  })
+  .strict();
+
+export const probePatchBody = z
+  .object({
+    channel: z.enum(CHANNELS).optional(),
+    addGroups: labels.optional(),
+    removeGroups: labels.optional(),
+    addTags: labels.optional(),
+    removeTags: labels.optional(),
+  })
+  .strict();
+
+export const enrollBody = z
+  .object({
+    /** The server URL the probe will use (default: the first --listen address, else loopback). */
+    serverUrl: z.string().url().max(2048).optional(),
+    mqttUrl: z.string().url().max(2048).optional(),
+  })
+  .strict();
+
+export const commandBody = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('install'), packSha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
+  z.object({ type: z.literal('report-now') }).strict(),
+]);
+
+export const tokenCreateBody = z
+  .object({
+    name: z.string().min(1).max(100).regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters'),
+    role: z.enum(ROLES),
+  })
+  .strict();
+
+export const auditQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    before: z.coerce.number().int().positive().optional(),
+    actor: z.string().max(200).optional(),
+    action: z.string().max(200).optional(),
+    since: z.string().datetime().optional(),
+  })
+  .strict();
+
+export const settingsBody = z
+  .object({
+    webhookUrl: z
+      .string()
+      .url()
+      .max(2048)
+      .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be http: or https:')
+      .nullable(),
+  })
+  .strict();
+
+export const gcBody = z
+  .object({
+    olderThanSeconds: z.number().int().min(0).default(86_400),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+
+export const emptyQuery = z.object({}).strict();
+
+export { PROBE_ID };
