@@ -33,6 +33,11 @@ export const SERVER_CODES = [
   'MQTT_CONNECT_FAILED',
   'SERVER_UNREACHABLE',
   'SERVER_RESPONSE_INVALID',
+  // the rollouts module (server/src/rollouts/)
+  'ROLLOUT_NOT_FOUND',
+  'ROLLOUT_STATE_CONFLICT',
+  'ROLLOUT_TARGET_EMPTY',
+  'PROMOTION_REQUIRED',
 ] as const;
 
 export type ServerCode = (typeof SERVER_CODES)[number];
@@ -70,4 +75,8 @@ export const HTTP_STATUS: Readonly<Record<ServerCode, number>> = Object.freeze({
   MQTT_CONNECT_FAILED: 502,
   SERVER_UNREACHABLE: 502,
   SERVER_RESPONSE_INVALID: 502,
+  ROLLOUT_NOT_FOUND: 404,
+  ROLLOUT_STATE_CONFLICT: 409,
+  ROLLOUT_TARGET_EMPTY: 422,
+  PROMOTION_REQUIRED: 409,
 });

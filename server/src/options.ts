@@ -33,8 +33,9 @@ export const serverOptionsSchema = z
     maxPackBytes: z.number().int().positive().default(4 * 1024 ** 3),
     /** JSON request bodies. */
     maxBodyBytes: z.number().int().positive().default(64 * 1024),
-    ingestIntervalMs: z.number().int().positive().default(100),
-    fanoutChunk: z.number().int().positive().default(500),
+    /** The longest a probe message waits before its transaction (a group commit: ingest-queue.ts). */
+    ingestIntervalMs: z.number().int().positive().default(10),
+    fanoutChunk: z.number().int().positive().default(200),
     pollRepeatMs: z.number().int().positive().default(60_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })

@@ -1,11 +1,13 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import Database from 'better-sqlite3';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
+import { buildSamples, type SamplePaths } from '../../images/src/samples/index.js';
 import { commandSchema, eventSchema, stateSchema, type Command, type ProbeEvent, type ProbeState } from '../../agent/src/protocol/messages.js';
 import { topics } from '../../agent/src/protocol/topics.js';
 import type { ServerModule } from '../../server/src/context.js';
@@ -269,4 +271,124 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sample packs, verdict-named variants, and "nothing changed"
+
+/**
+ * The sample packs and keys (images/src/samples), built once per vitest run and shared by the
+ * server test files of every worker: the first to create the folder builds, the others wait for
+ * its `ready` marker. Folders of earlier runs (whose parent process is gone) are removed.
+ */
+export async function serverSamples(): Promise<SamplePaths> {
+  const prefix = 'sonde-server-samples-';
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isSafeInteger(pid) || pid === process.ppid) continue;
+    if (!alive(pid)) await rm(join(tmpdir(), name), { recursive: true, force: true }).catch(() => undefined);
+  }
+  const dir = join(tmpdir(), `${prefix}${process.ppid}`);
+  const ready = join(dir, 'ready.json');
+  let mine = false;
+  try {
+    await mkdir(dir);
+    mine = true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  if (mine) {
+    const s = await buildSamples(join(dir, 'out'));
+    await writeFile(ready, JSON.stringify(s));
+    return s;
+  }
+  const until = Date.now() + 120_000;
+  while (Date.now() < until) {
+    try {
+      return JSON.parse(await readFile(ready, 'utf8')) as SamplePaths;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  throw new Error(`the sample packs in ${dir} were not built in time`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The outer tar entries of a pack: name, where its data starts, its size. */
+export function packEntries(bytes: Buffer): { name: string; offset: number; size: number }[] {
+  const out: { name: string; offset: number; size: number }[] = [];
+  let at = 0;
+  while (at + 512 <= bytes.length) {
+    const header = bytes.subarray(at, at + 512);
+    if (header.every((b) => b === 0)) break;
+    const name = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+    const size = parseInt(header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim(), 8);
+    out.push({ name, offset: at + 512, size });
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}
+
+/** A copy of `pack` with one byte of `entry` (a payload, manifest.json, …) flipped. */
+export async function tampered(pack: string, out: string, entry: (name: string) => boolean): Promise<string> {
+  const bytes = Buffer.from(await readFile(pack));
+  const e = packEntries(bytes).find((x) => entry(x.name));
+  if (!e) throw new Error(`no such entry in ${pack}`);
+  const at = e.offset + Math.floor(e.size / 2);
+  bytes[at] = bytes[at]! ^ 0x01;
+  await writeFile(out, bytes);
+  return out;
+}
+
+/**
+ * Everything a refused request must leave as it was: every table but the audit log (which
+ * records refusals on purpose), row by row, and the files of the pack store and the keyring.
+ */
+export async function stateDigest(dataDir: string): Promise<Record<string, string>> {
+  const db = new Database(join(dataDir, 'sonde.db'), { readonly: true, fileMustExist: true });
+  const out: Record<string, string> = {};
+  try {
+    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'audit' ORDER BY name`).all() as { name: string }[];
+    for (const t of tables) {
+      const rows = db.prepare(`SELECT * FROM "${t.name}" ORDER BY rowid`).raw().all();
+      out[t.name] = createHash('sha256').update(JSON.stringify(rows)).digest('hex');
+    }
+  } finally {
+    db.close();
+  }
+  for (const sub of ['packs', 'keyring']) out[`${sub}/`] = (await readdir(join(dataDir, sub))).sort().join(',');
+  out['uploads/'] = (await readdir(join(dataDir, 'uploads'))).sort().join(',');
+  return out;
+}
+
+/** Everything the server holds about one probe: its row, groups, tags, events, deployments, commands. */
+export function probeDigest(dataDir: string, probeId: string): Record<string, string> {
+  const db = new Database(join(dataDir, 'sonde.db'), { readonly: true, fileMustExist: true });
+  try {
+    const out: Record<string, string> = {};
+    for (const [table, column] of [
+      ['probes', 'id'],
+      ['probe_groups', 'probe_id'],
+      ['probe_tags', 'probe_id'],
+      ['events', 'probe_id'],
+      ['deployments', 'probe_id'],
+      ['commands', 'probe_id'],
+      ['tokens', 'probe_id'],
+    ] as const) {
+      const rows = db.prepare(`SELECT * FROM ${table} WHERE ${column} = ? ORDER BY rowid`).raw().all(probeId);
+      out[table] = createHash('sha256').update(JSON.stringify(rows)).digest('hex');
+    }
+    return out;
+  } finally {
+    db.close();
+  }
 }

@@ -7,7 +7,7 @@ import { hashToken, newTokenId, newTokenSecret } from '../auth/tokens.js';
 import { backupDataDir } from '../backup/backup.js';
 import { restoreDataDir } from '../backup/restore.js';
 import { ensureCa, ensureTlsCertificate } from '../ca/server-ca.js';
-import { requireDataDir, type DataPaths } from '../data-dir.js';
+import { createDataDirs, dataPaths, requireDataDir, type DataPaths } from '../data-dir.js';
 import { ProbeService } from '../inventory/probe-service.js';
 import { writeMosquittoConfig, refreshMosquittoPasswords } from '../mqtt/mosquitto-config.js';
 import { addTrustedRoots } from '../packs/keyring-dir.js';
@@ -94,8 +94,9 @@ interface Local {
   close(): Promise<void>;
 }
 
-async function openLocal(dataDir: string): Promise<Local> {
-  const paths = requireDataDir(resolve(dataDir));
+async function openLocal(dataDir: string, create = false): Promise<Local> {
+  if (create) await createDataDirs(dataPaths(resolve(dataDir)));
+  const paths = create ? dataPaths(resolve(dataDir)) : requireDataDir(resolve(dataDir));
   const store = SqliteStore.open(paths.db);
   const user = userInfo().username;
   return {
@@ -107,8 +108,8 @@ async function openLocal(dataDir: string): Promise<Local> {
   };
 }
 
-async function withLocal<T>(dataDir: string, fn: (l: Local) => Promise<T>): Promise<T> {
-  const l = await openLocal(dataDir);
+async function withLocal<T>(dataDir: string, fn: (l: Local) => Promise<T>, create = false): Promise<T> {
+  const l = await openLocal(dataDir, create);
   try {
     return await fn(l);
   } finally {
@@ -218,5 +219,6 @@ export async function mosquittoConfigAction(flags: { data: string; out: string; 
     });
     await l.audit('server mosquitto-config', resolve(flags.out), { users: files.users });
     process.stdout.write(`wrote ${files.conf}, ${files.passwd} (${files.users} users), ${files.acl}\nrun: mosquitto -c ${files.conf}\nthen: sonde server --data ${flags.data} --mqtt-url mqtt://127.0.0.1:${flags.port}\n`);
-  });
+    // The broker comes first: this may be the data directory's first use.
+  }, true);
 }

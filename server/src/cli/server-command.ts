@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { CliError } from '../../../agent/src/errors/cli-error.js';
 
 /**
  * `sonde server …` (docs/server.md). Registration only: each action imports its module when it
@@ -11,7 +12,8 @@ export function registerServerCommand(program: Command): void {
   const server = program
     .command('server')
     .description('the fleet server: packs, inventory, commands, embedded MQTT broker (see the subcommands for local administration)')
-    .requiredOption('--data <dir>', 'the data directory (created on the first start)')
+    // Not requiredOption: commander would demand it of the subcommands too.
+    .option('--data <dir>', 'the data directory (created on the first start); required')
     .option('--port <port>', 'HTTP port on 127.0.0.1', '8440')
     .option('--mqtt-port <port>', 'embedded MQTT broker port (default: --port + 1)')
     .option('--keyring <root.crt>', 'vendor root certificate(s) to trust for uploads (added to the data directory)')
@@ -22,6 +24,7 @@ export function registerServerCommand(program: Command): void {
     .option('--max-pack-size <size>', 'largest pack accepted (default 4G)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(async (flags) => {
+      if (!flags.data) throw new CliError('USAGE', 'sonde server needs --data DIR');
       const { serveAction } = await import('./server-actions.js');
       await serveAction(flags);
     });

@@ -27,6 +27,12 @@ export type CommandSpec =
 export interface SendOptions {
   /** Recorded with each command, so a rollout can find its commands and their outcomes. */
   readonly rolloutId?: string | undefined;
+  /**
+   * The command id for each probe, when the caller must be able to send again without sending
+   * twice (a rollout resuming after a restart derives its ids from the rollout, probe and
+   * attempt, and checks which already exist). Default: a fresh id.
+   */
+  readonly commandIdFor?: ((probeId: string) => string) | undefined;
 }
 
 export type CommandListener = (changes: readonly CommandChange[]) => void | Promise<void>;
@@ -54,7 +60,7 @@ export class CommandService {
   private readonly pollRepeatMs: number;
 
   constructor(private readonly o: CommandServiceOptions) {
-    this.chunkSize = o.chunkSize ?? 500;
+    this.chunkSize = o.chunkSize ?? 200;
     this.pollRepeatMs = o.pollRepeatMs ?? 60_000;
     o.ingest.onApplied(async (r) => {
       if (r.connected.length > 0) await this.redeliver(r.connected);
@@ -93,7 +99,7 @@ export class CommandService {
     if (spec.type === 'install' && !pack) throw new ServerError('PACK_NOT_FOUND', `no pack ${spec.packSha256}`);
     const now = new Date().toISOString();
     const records: CommandRecord[] = probes.map((p) => {
-      const commandId = newCommandId();
+      const commandId = opts.commandIdFor?.(p.id) ?? newCommandId();
       const common = { v: 1 as const, commandId, probeId: p.id, issuedAt: now };
       const body: Command =
         spec.type === 'install'

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { assertNever } from '../../../agent/src/errors/sonde-error.js';
 import { actorOf, authenticate, roleAtLeast, type Principal } from '../auth/principal.js';
 import { bearerOf } from '../auth/tokens.js';
 import type { Metrics } from '../metrics/registry.js';
@@ -34,12 +35,22 @@ declare module 'fastify' {
   }
 }
 
+/** Every route registered, as `METHOD /url` (HEAD routes fastify adds left out): what the OpenAPI test compares. */
+const registered = new WeakMap<object, string[]>();
+
+export function registeredRoutes(app: FastifyInstance): readonly string[] {
+  return registered.get(app) ?? [];
+}
+
 export function installAccessControl(app: FastifyInstance, store: Store): void {
   app.decorateRequest('principal', null);
   app.decorateRequest('auditNote', null);
+  const routes: string[] = [];
+  registered.set(app, routes);
   app.addHook('onRoute', (route) => {
     const access = (route.config as { access?: Access } | undefined)?.access;
     if (access === undefined) throw new Error(`route ${route.method} ${route.url} declares no access`);
+    for (const m of [route.method].flat()) if (m !== 'HEAD') routes.push(`${m} ${route.url}`);
   });
   app.addHook('onRequest', async (req, reply) => {
     req.auditNote = {};
@@ -71,6 +82,8 @@ function refusal(access: Exclude<Access, 'public'>, p: Principal, params: Record
       return params?.['id'] === p.probeId ? null : 'a probe may only ask for itself';
     case 'probe-or-viewer':
       return null;
+    default:
+      return assertNever(access, 'access');
   }
 }
 

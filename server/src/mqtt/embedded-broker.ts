@@ -163,6 +163,14 @@ export class EmbeddedBroker implements Bus {
     return this.aedes.connectedClients;
   }
 
+  /** The topics of the retained messages the broker holds (none from probes, ever). */
+  async retainedTopics(): Promise<string[]> {
+    const persistence = (this.aedes as unknown as { persistence: { createRetainedStream(pattern: string): AsyncIterable<{ topic: string }> } }).persistence;
+    const topics: string[] = [];
+    for await (const p of persistence.createRetainedStream('#')) if (!p.topic.startsWith('$SYS')) topics.push(p.topic);
+    return topics;
+  }
+
   async close(): Promise<void> {
     const closing = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.sockets) s.destroy();

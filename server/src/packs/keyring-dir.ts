@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
 import { keyringFromCertificates, loadKeyring, type Keyring } from '../../../agent/src/bundle/index.js';
@@ -25,8 +25,9 @@ export interface TrustAdded {
 }
 
 /**
- * Adds the self-signed CA roots of `certPath` (a file: loadKeyring refuses anything else in it).
- * A revocations.json beside the file is taken too, once it verifies under the resulting roots.
+ * Adds the self-signed CA roots of `certPath`: a certificate file (loadKeyring refuses anything
+ * but roots in it) or a folder of them. A revocations.json beside the file (in the folder) is
+ * taken too, once it verifies under the resulting roots.
  */
 export async function addTrustedRoots(dir: string, certPath: string): Promise<TrustAdded> {
   const given = await loadKeyring(certPath);
@@ -41,7 +42,8 @@ export async function addTrustedRoots(dir: string, certPath: string): Promise<Tr
   }
   let revocations = false;
   if (given.revocations !== null) {
-    const text = await readFile(join(dirname(certPath), 'revocations.json'), 'utf8');
+    const beside = (await stat(certPath)).isDirectory() ? certPath : dirname(certPath);
+    const text = await readFile(join(beside, 'revocations.json'), 'utf8');
     const all: X509Certificate[] = [];
     for (const name of (await readdir(dir)).filter((n) => n.endsWith('.crt')).sort()) all.push(new X509Certificate(await readFile(join(dir, name))));
     keyringFromCertificates(all, text); // throws REVOCATIONS_INVALID unless a root signed it

@@ -12,14 +12,14 @@ interface ProbeRow {
 }
 
 /**
- * One batch of MQTT messages (about 100 ms worth: notes/fleet-facts.md) applied in one
- * transaction: the last state of each probe, its events deduplicated by id, the commands and
- * deployments those events move, and who is online.
+ * One batch of MQTT messages (what arrived since the last group commit: ingest-queue.ts) applied
+ * in one transaction: the last state of each probe, its events deduplicated by id, the commands
+ * and deployments those events move, and who is online.
  */
 export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
   return sql.tx(() => {
     const applied: StoredEvent[] = [];
-    const changes = new Map<string, CommandChange>();
+    const changes: CommandChange[] = [];
     const connected = new Set<string>();
     const wentOffline = new Set<string>();
     let duplicates = 0;
@@ -100,10 +100,10 @@ export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
       else if (p.online === 0 && e.type !== 'offline') setOnline(probeId, p, true, p.online_conn);
 
       const change = applyToCommand(sql, probeId, e, receivedAt);
-      if (change) changes.set(change.commandId, change);
+      if (change) changes.push(change);
       applyToDeployment(sql, probeId, e);
     }
-    return { applied, duplicates, unknown, commandChanges: [...changes.values()], connected: [...connected], wentOffline: [...wentOffline] };
+    return { applied, duplicates, unknown, commandChanges: changes, connected: [...connected], wentOffline: [...wentOffline] };
   });
 }
 

@@ -5,6 +5,7 @@ import { applyIngest } from './sqlite-ingest.js';
 import { SqlitePacks } from './sqlite-packs.js';
 import { SqliteProbes } from './sqlite-probes.js';
 import { SqliteTokens } from './sqlite-tokens.js';
+import { SqliteRollouts } from '../rollouts/sqlite-rollouts.js';
 import type { IngestBatch, IngestResult, Store } from './types.js';
 
 /**
@@ -18,6 +19,7 @@ export class SqliteStore implements Store {
   readonly commands: SqliteCommands;
   readonly audit: SqliteAudit;
   readonly settings: SqliteSettings;
+  readonly rollouts: SqliteRollouts;
 
   private constructor(readonly sql: SqliteDb) {
     this.tokens = new SqliteTokens(sql);
@@ -26,6 +28,7 @@ export class SqliteStore implements Store {
     this.commands = new SqliteCommands(sql);
     this.audit = new SqliteAudit(sql);
     this.settings = new SqliteSettings(sql);
+    this.rollouts = new SqliteRollouts(sql);
   }
 
   static open(path: string): SqliteStore {

@@ -1,5 +1,6 @@
 import type { Command, ProbeEvent, ProbeState } from '../../../agent/src/protocol/messages.js';
 import type { Manifest } from '../../../agent/src/bundle/index.js';
+import type { RolloutRepository } from '../rollouts/rollout-repository.js';
 
 /**
  * The fleet server's repository interface (issue 5: "better-sqlite3 storage behind a small
@@ -288,6 +289,7 @@ export interface IngestResult {
   readonly duplicates: number;
   /** Messages from probes the server does not know (not enrolled). */
   readonly unknown: number;
+  /** Every status change, in the order the events arrived (several for one command are all here). */
   readonly commandChanges: readonly CommandChange[];
   /**
    * Probes that (re)connected in this batch: an `online` event (each connection sends one), or a
@@ -304,6 +306,8 @@ export interface Store {
   readonly commands: CommandRepository;
   readonly audit: AuditRepository;
   readonly settings: SettingsRepository;
+  /** The rollouts module's repository (server/src/rollouts/rollout-repository.ts). */
+  readonly rollouts: RolloutRepository;
   ingest(batch: IngestBatch): Promise<IngestResult>;
   /** A consistent copy of the whole database while it is in use (the SQLite backup API). */
   backup(destination: string): Promise<void>;

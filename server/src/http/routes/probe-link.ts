@@ -20,7 +20,8 @@ export const PROBE_LINK_ROUTES: readonly RouteDoc[] = [
 ];
 
 export function registerProbeLinkRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  app.get('/api/v1/probes/:id/next', { config: { access: 'probe-self' } }, async (req, reply) => {
+  // No HEAD twin: asking hands a command out.
+  app.get('/api/v1/probes/:id/next', { config: { access: 'probe-self' }, exposeHeadRoute: false }, async (req, reply) => {
     const { id } = parseWith(probeParam, req.params, 'params');
     const command = await ctx.commands.next(id);
     if (!command) return reply.code(204).send();
