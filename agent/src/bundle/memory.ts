@@ -29,11 +29,14 @@ export const RELEASE_EVERY_BYTES = 4 * 1024 * 1024;
 /** Counts bytes streamed and runs a minor collection each time RELEASE_EVERY_BYTES have passed. */
 export class GarbageReleaser {
   private since = 0;
+  private count = 0;
   add(bytes: number): void {
     this.since += bytes;
     if (this.since >= RELEASE_EVERY_BYTES) {
       this.since = 0;
-      collector()?.({ type: 'minor' });
+      // Every eighth time a full collection: buffers promoted while writes were in flight live
+      // in the old generation, which a young-generation collection does not reach.
+      collector()?.({ type: ++this.count % 8 === 0 ? 'major' : 'minor' });
     }
   }
 }
