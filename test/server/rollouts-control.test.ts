@@ -17,12 +17,13 @@ beforeAll(async () => {
   const started = await startRolloutServer();
   s = started.s;
   pack = started.packs['1.1.0']!;
-  fleet = await SimFleet.start(s, [...ids('ctl', 12), ...ids('gate', 6), ...ids('slow', 3), ...ids('ab', 6)], { newVersion: pack.version, oldVersion: '1.0.0' });
+  fleet = await SimFleet.start(s, [...ids('ctl', 12), ...ids('gate', 6), ...ids('slow', 3), ...ids('ab', 6), ...ids('drop', 1)], { newVersion: pack.version, oldVersion: '1.0.0' });
   for (const [prefix, group] of [
     ['ctl', 'control'],
     ['gate', 'gated'],
     ['slow', 'slow'],
     ['ab', 'abort'],
+    ['drop', 'drop'],
   ] as const) {
     for (const p of fleet.ids.filter((x) => x.startsWith(`${prefix}-`))) expect((await s.api('PATCH', `/api/v1/probes/${p}`, { body: { addGroups: [group] } })).status).toBe(200);
   }
@@ -175,12 +176,13 @@ describe('the approval gate before the next wave', () => {
     expect(approved.body.rollout.state).toBe('running');
     const done = await waitForState(s, id, 'completed', (b) => b.progress.committed === 6);
     expect(done.approvals).toEqual([expect.objectContaining({ kind: 'wave', wave: 1, approvedByName: 'ops-anna' })]);
-    const audit = await s.api<{ action: string; actorName: string; at: string; target: string; detail: Record<string, unknown> }[]>(
+    const audit = await s.api<{ action: string; actorName: string; at: string; target: string; status: number; detail: Record<string, unknown> }[]>(
       'GET',
       `/api/v1/audit?action=${encodeURIComponent('POST /api/v1/rollouts/:id/approve')}`,
     );
-    expect(audit.body).toEqual([expect.objectContaining({ actorName: 'ops-anna', target: id, detail: expect.objectContaining({ approved: 'wave', wave: 1 }) })]);
-    expect(Date.parse(audit.body[0]!.at)).toBeGreaterThan(Date.now() - 60_000);
+    const approvals = audit.body.filter((a) => a.target === id);
+    expect(approvals).toEqual([expect.objectContaining({ actorName: 'ops-anna', status: 200, detail: expect.objectContaining({ approved: 'wave', wave: 1 }) })]);
+    expect(Date.parse(approvals[0]!.at)).toBeGreaterThan(Date.now() - 60_000);
     // Nothing left to approve.
     expect((await s.api<{ code: string }>('POST', `/api/v1/rollouts/${id}/approve`, { token: operator })).body.code).toBe('ROLLOUT_STATE_CONFLICT');
   });
@@ -206,5 +208,18 @@ describe('counting updated probes', () => {
     await fleet.release('commit');
     const done = await waitForState(s, id, 'completed');
     expect(done.progress).toMatchObject({ committed: 3, updated: 3 });
+  });
+
+  it('counts a probe that committed the version by itself (an FTP drop) from its own install-outcome', async () => {
+    fleet.verdict = () => 'hold';
+    const r = await create({ target: { group: 'drop' }, strategy: { waves: [100], successThreshold: 1, advance: { mode: 'wait', seconds: 0 } } });
+    const id = r.body.id;
+    await waitForState(s, id, 'running', (b) => b.progress.installing === 1);
+    // The drop's outcome names no command of this rollout: the server reconciles it by version.
+    const sim = fleet.members.get('drop-00')!.sim!;
+    await sim.event('install-outcome', { id: 'outcome-d-drop', deploymentId: 'd-drop', outcome: 'committed', version: pack.version });
+    const done = await waitForState(s, id, 'completed');
+    expect(done.progress).toMatchObject({ committed: 1, updated: 1 });
+    expect((await targetsOf(s, id))[0]).toMatchObject({ probeId: 'drop-00', state: 'committed' });
   });
 });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { registerRolloutCommands } from './rollout-command.js';
 
 /**
  * The staff CLI against a running server (docs/server.md): `sonde upload`, `sonde packs`,
@@ -53,4 +54,6 @@ export function registerStaffCommands(program: Command): void {
       const { probeAction } = await import('./staff-actions.js');
       await probeAction(id, flags);
     });
+
+  registerRolloutCommands(program);
 }

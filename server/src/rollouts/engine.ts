@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { assertNever } from '../../../agent/src/errors/sonde-error.js';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { TERMINAL_STATUSES, type CommandChange, type CommandRecord } from '../store/types.js';
@@ -69,7 +70,7 @@ export class RolloutEngine {
   ) {
     this.now = o.now ?? (() => new Date());
     this.tickMs = o.tickMs ?? 1000;
-    this.chunkSize = o.chunkSize ?? 500;
+    this.chunkSize = o.chunkSize ?? 1000;
     this.reconcileEveryMs = o.reconcileEveryMs ?? 30_000;
     this.repo = ctx.store.rollouts;
     this.log = ctx.log.child({ component: 'rollouts' });
@@ -127,8 +128,13 @@ export class RolloutEngine {
     const due = this.now().getTime() - this.lastReconcile >= this.reconcileEveryMs;
     for (const r of await this.repo.list({ states: ACTIVE, limit: PAGE })) {
       if (this.stopped) return;
-      if (due) await this.reconcile(r);
-      await this.step(r);
+      // One rollout's failure (a store error) must not hold up the others; the next tick retries.
+      try {
+        if (due) await this.reconcile(r);
+        await this.step(r);
+      } catch (e) {
+        this.log.error({ rolloutId: r.id, err: (e as Error).stack ?? String(e) }, 'rollout step failed');
+      }
     }
     if (due) this.lastReconcile = this.now().getTime();
   }
@@ -167,6 +173,8 @@ export class RolloutEngine {
       case 'completed':
       case 'aborted':
         return;
+      default:
+        assertNever(r.state, 'rollout state');
     }
   }
 
@@ -260,8 +268,9 @@ export class RolloutEngine {
         pending.map((t) => ({ probeId: t.probeId, from: 'pending', state: next(t.state, 'issue'), commandId: commandIdOf(r.id, t.attempt, t.probeId), sentAt: at })),
         at,
       );
-      // 2. Act: hand them to the command service.
-      await this.ensureCommands(
+      // 2. Act: hand them to the command service. (Their ids are new: an id is only ever made
+      // for a pending target, and a retry makes the next attempt's.)
+      await this.sendCommands(
         r,
         applied.map((c) => ({ probeId: c.probeId, commandId: c.commandId! })),
       );
@@ -274,6 +283,10 @@ export class RolloutEngine {
   private async ensureCommands(r: RolloutRecord, wanted: readonly { probeId: string; commandId: string }[]): Promise<void> {
     const missing: { probeId: string; commandId: string }[] = [];
     for (const w of wanted) if (!(await this.ctx.store.commands.get(w.commandId))) missing.push(w);
+    for (let i = 0; i < missing.length; i += this.chunkSize) await this.sendCommands(r, missing.slice(i, i + this.chunkSize));
+  }
+
+  private async sendCommands(r: RolloutRecord, missing: readonly { probeId: string; commandId: string }[]): Promise<void> {
     if (missing.length === 0) return;
     const ids = new Map(missing.map((m) => [m.probeId, m.commandId]));
     try {

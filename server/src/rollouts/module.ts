@@ -23,11 +23,7 @@ export function rolloutsModule(options: EngineOptions = {}): ServerModule {
         await service.engine.stop();
         running.delete(ctx);
       });
-      ctx.metrics.gauge('sonde_rollouts', 'Rollouts, by state', async () => {
-        const out: Record<string, number> = {};
-        for (const r of await ctx.store.rollouts.list({ limit: 100_000 })) out[r.state] = (out[r.state] ?? 0) + 1;
-        return out;
-      }, 'state');
+      ctx.metrics.gauge('sonde_rollouts', 'Rollouts, by state', () => ctx.store.rollouts.countByState(), 'state');
     },
     async start(ctx) {
       await running.get(ctx)?.engine.start();

@@ -40,7 +40,8 @@ export function planRollout(i: PlanInput): Plan {
     i.strategy.skipCurrent && p.state !== null && p.state.version === i.pack.version && (p.state.product === null || p.state.product === i.pack.product);
   const current = i.probes.filter(isCurrent);
   const eligible = i.probes.filter((p) => !isCurrent(p));
-  const rank = (id: string): string => createHash('sha256').update(`${i.rolloutId}\n${id}`).digest('hex');
+  const ranks = new Map(eligible.map((p) => [p.id, createHash('sha256').update(`${i.rolloutId}\n${p.id}`).digest('hex')]));
+  const rank = (id: string): string => ranks.get(id)!;
   const shuffled = [...eligible].sort((a, b) => (rank(a.id) < rank(b.id) ? -1 : rank(a.id) > rank(b.id) ? 1 : 0));
 
   const canaryIds = chooseCanary(i.strategy.canary, shuffled);

@@ -118,6 +118,8 @@ export interface RolloutRepository {
   /** The rollout and its planned targets, in one transaction. */
   create(r: RolloutRecord, targets: readonly TargetRecord[]): Promise<void>;
   get(id: string): Promise<RolloutRecord | null>;
+  /** How many rollouts are in each state (the `sonde_rollouts` gauge). */
+  countByState(): Promise<Record<string, number>>;
   list(q: RolloutQuery): Promise<RolloutRecord[]>;
   /**
    * Moves the rollout from `from` to `to` and records the transition, in one transaction; false

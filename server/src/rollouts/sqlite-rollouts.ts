@@ -196,6 +196,12 @@ export class SqliteRollouts implements RolloutRepository {
     return r ? toRollout(r) : null;
   }
 
+  async countByState(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of this.sql.all<{ state: string; n: number }>('SELECT state, COUNT(*) AS n FROM rollouts GROUP BY state')) out[r.state] = r.n;
+    return out;
+  }
+
   async list(q: RolloutQuery): Promise<RolloutRecord[]> {
     const clauses: string[] = [];
     const params: unknown[] = [];

@@ -215,4 +215,10 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       `CREATE INDEX rollout_approvals_promotion ON rollout_approvals (pack_sha256, environment, kind)`,
     ],
   },
+  // The engine takes pending targets in wave and position order, a chunk at a time: without the
+  // order in the index each chunk sorted every pending target of the rollout.
+  {
+    id: '0003-rollout-targets-order',
+    statements: [`DROP INDEX IF EXISTS rollout_targets_wave`, `CREATE INDEX rollout_targets_state ON rollout_targets (rollout_id, state, wave, position)`],
+  },
 ]);
