@@ -64,11 +64,35 @@ export function cpuTicks(pid: number): number {
 
 export const CLOCK_TICKS_PER_SECOND = 100;
 
+/**
+ * From /proc/<pid>/schedstat (the main thread): time on a CPU and time spent runnable but waiting
+ * for one, in ms. The second is what an oversubscribed machine takes from a process.
+ */
+export function schedStat(pid: number): { runMs: number; waitMs: number } {
+  const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  return { runMs: (run ?? Number.NaN) / 1e6, waitMs: (wait ?? Number.NaN) / 1e6 };
+}
+
 /** VmRSS and VmHWM (peak) in KiB. */
 export function rssKiB(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const get = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
   return { rss: get('VmRSS'), hwm: get('VmHWM') };
+}
+
+/** The kernel's TCP counters that tell a connect waited in the kernel: SYNs dropped on a full accept queue, SYNs sent again. */
+export function tcpCounters(): { listenOverflows: number; synRetrans: number } {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]?.split(' ') ?? [];
+  const values = lines[1]?.split(' ') ?? [];
+  const get = (k: string): number => Number(values[names.indexOf(k)] ?? Number.NaN);
+  return { listenOverflows: get('ListenOverflows'), synRetrans: get('TCPSynRetrans') };
+}
+
+/** What tcpCounters() moved by since `before`, as text (machine-wide: other work counts too). */
+export function tcpDelta(before: { listenOverflows: number; synRetrans: number }): string {
+  const now = tcpCounters();
+  return `kernel: ${now.listenOverflows - before.listenOverflows} SYNs dropped on a full accept queue, ${now.synRetrans - before.synRetrans} SYN retransmits`;
 }
 
 export function loadAverage(): string {

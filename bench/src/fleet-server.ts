@@ -80,6 +80,8 @@ async function main(): Promise<void> {
   const samples = new Samples();
   /** Per probe, the publish time of its newest committed state. */
   const reported = new Map<string, number>();
+  /** Events committed by type since the last eventsReset (the wills, online events, acks). */
+  let events: Record<string, number> = {};
   const store = ctx.store;
   const ingest = store.ingest.bind(store);
   store.ingest = async (batch: IngestBatch): Promise<IngestResult> => {
@@ -91,6 +93,7 @@ async function main(): Promise<void> {
       samples.add(at, committed - at);
       if ((reported.get(s.probeId) ?? 0) < at) reported.set(s.probeId, at);
     }
+    for (const e of batch.events) events[e.event.type] = (events[e.event.type] ?? 0) + 1;
     return result;
   };
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
@@ -104,6 +107,11 @@ async function main(): Promise<void> {
       for (const at of reported.values()) if (at >= a.since) n++;
       return n;
     },
+    eventsReset: () => {
+      events = {};
+      return null;
+    },
+    events: () => events,
     eldReset: () => {
       eld.reset();
       return null;

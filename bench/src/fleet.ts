@@ -19,7 +19,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -29,7 +29,7 @@ import { hashToken, newTokenId, newTokenSecret } from '../../server/src/auth/tok
 import { createDataDirs, dataPaths } from '../../server/src/data-dir.js';
 import { mosquittoPasswordHash } from '../../server/src/mqtt/mosquitto-hash.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
-import { CLOCK_TICKS_PER_SECOND, cpuTicks, loadAverage, ms, Peer, rssKiB, sec, summarise, wallMs, type Summary } from './fleet-common.js';
+import { CLOCK_TICKS_PER_SECOND, cpuTicks, loadAverage, schedStat, tcpCounters, tcpDelta, ms, Peer, rssKiB, sec, summarise, wallMs, type Summary } from './fleet-common.js';
 import type { FleetServerConfig, FleetServerReady } from './fleet-server.js';
 import type { FleetSimConfig, SimStats } from './fleet-sim.js';
 
@@ -53,8 +53,18 @@ const stateIntervalMs = num('state-interval', 10, 1, 600) * 1000;
 const reconnectMinMs = num('reconnect-min-ms', 1000, 0, 60_000);
 const stormTimeoutMs = num('storm-timeout', 120, 10, 600) * 1000;
 const fanoutMode = arg('fanout', 'rollout');
+/**
+ * The simulators' nice value. The simulators and the server share this machine's two cores; at
+ * nice 0 the simulators (about half a core during the ramp) and whatever else runs take CPU the
+ * server needs, and the kernel drops SYNs on its full accept queue. At 10 the server, the system
+ * under test, gets the CPU first; the simulators' own event-loop delay is printed, since their
+ * CONNACK timings include it.
+ */
+const simNice = num('sim-nice', 10, 0, 19);
 const useMosquitto = flag('mosquitto');
 const keep = flag('keep');
+/** Run the server under --cpu-prof, its profile written into this directory at the end. */
+const profileDir = argv.includes('--profile-server') ? arg('profile-server', '') : '';
 if (!['rollout', 'sendmany', 'both'].includes(fanoutMode)) throw new Error('--fanout is rollout, sendmany or both');
 
 /** Every connect attempt gives up after this (the agent's own connectTimeout). */
@@ -98,8 +108,8 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-function child(script: string, config: unknown, name: string): Peer {
-  const c = spawn(process.execPath, [script], {
+function child(script: string, config: unknown, name: string, execArgv: string[] = []): Peer {
+  const c = spawn(process.execPath, [...execArgv, script], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, SONDE_FLEET_CONFIG: JSON.stringify(config) },
   });
@@ -117,14 +127,28 @@ async function until(probe: () => Promise<boolean>, timeoutMs: number, everyMs =
   return probe();
 }
 
-/** CPU share of one core per pid over a window, from /proc/<pid>/stat. */
+/**
+ * CPU share of one core per pid over a window, from /proc/<pid>/stat (all threads); and, as
+ * `<name>.wait`, the share of the window the main thread spent runnable but waiting for a CPU.
+ */
 function cpuWindow(pids: Record<string, number>): () => Record<string, number> {
   const t0 = wallMs();
-  const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuTicks(pid)]));
+  const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, { ticks: cpuTicks(pid), wait: schedStat(pid).waitMs }]));
   return () => {
-    const seconds = (wallMs() - t0) / 1000;
-    return Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (100 * (cpuTicks(pid) - start[k]!)) / CLOCK_TICKS_PER_SECOND / seconds]));
+    const elapsed = wallMs() - t0;
+    const out: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(pids)) {
+      out[k] = (100 * (cpuTicks(pid) - start[k]!.ticks)) / CLOCK_TICKS_PER_SECOND / (elapsed / 1000);
+      out[`${k}.wait`] = (100 * (schedStat(pid).waitMs - start[k]!.wait)) / elapsed;
+    }
+    return out;
   };
+}
+
+/** "55 % of one core (waited for a CPU 30 % of the time)", plus Mosquitto's share when it runs. */
+function serverCpu(c: Record<string, number>): string {
+  const m = c['mosquitto'] !== undefined ? `; mosquitto ${c['mosquitto'].toFixed(0)} % (waited ${c['mosquitto.wait']!.toFixed(0)} %)` : '';
+  return `${c['server']!.toFixed(0)} % of one core (main thread waited for a CPU ${c['server.wait']!.toFixed(0)} % of the time)${m}`;
 }
 
 function latencyLine(label: string, s: Summary & { dropped?: number }, target: string, expected?: number): void {
@@ -174,7 +198,7 @@ async function main(): Promise<void> {
   work = await mkdtemp(join(tmpdir(), 'sonde-bench-fleet-'));
   console.log(
     `fleet: ${N} probes, ${useMosquitto ? 'external Mosquitto (--mqtt-url)' : 'embedded broker (aedes)'}, ${simCount} simulator process${simCount > 1 ? 'es' : ''}, ` +
-      `state every ${stateIntervalMs / 1000} s, load average ${loadAverage()} on ${cpus().length} cores`,
+      `state every ${stateIntervalMs / 1000} s, simulators at nice ${simNice}, load average ${loadAverage()} on ${cpus().length} cores`,
   );
 
   // 1. Sample packs (the rollout installs 1.1.0) and the probes, enrolled through the store.
@@ -227,7 +251,7 @@ async function main(): Promise<void> {
 
   // 3. The server, then the pack the fan-out installs.
   const serverConfig: FleetServerConfig = { dataDir: paths.root, keyring: samples.keys.rootCert, logFile: join(work, 'server.log'), ...(mqttUrl ? { mqttUrl } : {}) };
-  const server = child(SERVER_JS, serverConfig, 'server');
+  const server = child(SERVER_JS, serverConfig, 'server', profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
   const ready = await server.once<FleetServerReady>('ready', 60_000);
   const auth = { authorization: `Bearer ${ready.adminToken}` };
   const up = await fetch(`${ready.http}/api/v1/packs`, { method: 'POST', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: readFileSync(samples.packs[ROLLED_OUT]) });
@@ -255,17 +279,21 @@ async function main(): Promise<void> {
   }
   const simPids = await Promise.all(sims.map((s) => s.once<{ pid: number }>('ready', 60_000)));
   simPids.forEach((r, i) => (pids[`sim-${i}`] = r.pid));
+  if (simNice > 0) for (const r of simPids) setPriority(r.pid, simNice);
 
+  await server.request('eldReset');
   const rampAt = wallMs() + 500;
   const rampCpu = cpuWindow(pids);
+  const rampTcp = tcpCounters();
   await Promise.all(sims.map((s) => s.request('ramp', { at: rampAt })));
   const rampBudget = (N / rate) * 1000 + 60_000;
   await until(async () => (await connectedCount(sims)) >= N, rampBudget, 250);
   const ramp = await simStats(sims);
   const rampLoad = rampCpu();
+  const rampEld = await server.request<{ p50: number; p99: number; max: number }>('eld');
   line(`connect ramp at ${rate}/s`, sec(ramp.lastConnackAt - rampAt), `(${ramp.connected} of ${N} connected; ${(N / rate).toFixed(0)} s is the pace itself)`);
-  line('CONNACK latency p50 / p99 / max', `${ms(ramp.connack.p50)} / ${ms(ramp.connack.p99)} / ${ms(ramp.connack.max)}`, `(target: none slower than 1 s; ${ramp.attempts} attempts, ${ramp.timeouts} timeouts; errors: ${errorsText(ramp.errors)})`);
-  line('  during the ramp: server CPU', `${rampLoad['server']!.toFixed(0)} % of one core${mosquitto ? `, mosquitto ${rampLoad['mosquitto']!.toFixed(0)} %` : ''}`, `(simulators ${simPids.map((_, i) => `${rampLoad[`sim-${i}`]!.toFixed(0)} %`).join(' + ')}, their event-loop delay p99 ${ms(ramp.eldP99)})`);
+  line('CONNACK latency p50 / p99 / max', `${ms(ramp.connack.p50)} / ${ms(ramp.connack.p99)} / ${ms(ramp.connack.max)}`, `(target: none slower than 1 s; ${ramp.attempts} attempts, ${ramp.timeouts} timeouts; errors: ${errorsText(ramp.errors)}; timed in the simulators)`);
+  line('  during the ramp: server CPU', serverCpu(rampLoad), `(event-loop delay p99 ${ms(rampEld.p99)}, max ${ms(rampEld.max)}; simulators ${simPids.map((_, i) => `${rampLoad[`sim-${i}`]!.toFixed(0)} %`).join(' + ')}, their event-loop delay p99 ${ms(ramp.eldP99)}; ${tcpDelta(rampTcp)})`);
 
   // Every probe has reported once and its online event is in before the steady window opens.
   await sleep(stateIntervalMs + 2000);
@@ -286,8 +314,8 @@ async function main(): Promise<void> {
   await sleep(1000);
   const steady = await server.request<Summary>('latency', { from: steadyFrom, to: steadyTo });
   console.log(`  steady window, ${durationS} s:`);
-  line('  server CPU, RSS', `${cpu['server']!.toFixed(1)} % of one core, ${mib(serverRss.rss)} (peak ${mib(serverRss.hwm)})`, `(event-loop delay p99 ${ms(serverEld.p99)}, max ${ms(serverEld.max)})`);
-  if (mosqRss) line('  mosquitto CPU, RSS', `${cpu['mosquitto']!.toFixed(1)} % of one core, ${mib(mosqRss.rss)}`);
+  line('  server CPU, RSS', `${cpu['server']!.toFixed(1)} % of one core, ${mib(serverRss.rss)} (peak ${mib(serverRss.hwm)})`, `(event-loop delay p99 ${ms(serverEld.p99)}, max ${ms(serverEld.max)}; waited for a CPU ${cpu['server.wait']!.toFixed(0)} % of the time)`);
+  if (mosqRss) line('  mosquitto CPU, RSS', `${cpu['mosquitto']!.toFixed(1)} % of one core, ${mib(mosqRss.rss)} (peak ${mib(mosqRss.hwm)})`);
   line(
     '  simulators CPU, RSS',
     simPids.map((r, i) => `${cpu[`sim-${i}`]!.toFixed(0)} %`).join(' + ') + ` of one core, ${simRss.map(mib).join(' + ')}`,
@@ -298,7 +326,7 @@ async function main(): Promise<void> {
   // 6. The fan-out: every probe commanded at once.
   const modes = fanoutMode === 'both' ? ['sendmany', 'rollout'] : [fanoutMode];
   for (const mode of modes) {
-    await Promise.all([server.request('eldReset'), ...sims.map((s) => s.request('fanoutReset'))]);
+    await Promise.all([server.request('eldReset'), server.request('eventsReset'), ...sims.map((s) => s.request('fanoutReset'))]);
     const fanCpu = cpuWindow(pids);
     let callAt: number;
     let returnedAt: number;
@@ -326,28 +354,39 @@ async function main(): Promise<void> {
     // A full state period after the call, so the window below holds every probe's report once.
     await sleep(Math.max(0, callAt + stateIntervalMs + 1500 - wallMs()));
     const during = await server.request<Summary>('latency', { from: callAt, to: lastAt });
+    const acks = (await server.request<Record<string, number>>('events'))['command-accepted'] ?? 0;
     const period = await server.request<Summary>('latency', { from: callAt, to: callAt + stateIntervalMs });
     const what = mode === 'rollout' ? 'rollout (POST /api/v1/rollouts, one wave)' : 'commands.sendMany (install)';
     console.log(`  fan-out: ${what} to all ${N}:`);
     line('  call -> last probe commanded', sec(lastAt - callAt), `(target <= 2 s; ${times.length} of ${N} reached; call returned after ${sec(returnedAt - callAt)}; reach p50 ${sec(reach.p50)}, p99 ${sec(reach.p99)})`);
-    line('  server CPU during it', `${fcpu['server']!.toFixed(0)} % of one core${mosquitto ? `, mosquitto ${fcpu['mosquitto']!.toFixed(0)} %` : ''}`, `(event-loop delay p99 ${ms(fanEld.p99)}, max ${ms(fanEld.max)})`);
+    line('  server CPU during it', serverCpu(fcpu), `(event-loop delay p99 ${ms(fanEld.p99)}, max ${ms(fanEld.max)})`);
     latencyLine('  ingest p50/p99 while it runs', during, 'target p99 <= 250 ms; states published from the call to the last command received');
     latencyLine(`  ingest p50/p99, ${stateIntervalMs / 1000} s from the call`, period, 'for comparison');
+    line('  command-accepted events committed', `${acks} of ${N}`, `(within ${sec(wallMs() - callAt)} of the call)`);
     await sleep(3000);
   }
 
   // 7. The reconnect storm: every socket destroyed at once.
-  await Promise.all([server.request('eldReset'), ...sims.map((s) => s.request('resetStats'))]);
+  await Promise.all([server.request('eldReset'), server.request('eventsReset'), ...sims.map((s) => s.request('resetStats'))]);
   const stormCpu = cpuWindow(pids);
+  const stormTcp = tcpCounters();
   const dropAts = await Promise.all(sims.map((s) => s.request<number>('drop')));
   const dropAt = Math.min(...dropAts);
   let allReportingAt = Number.NaN;
+  let allConnectedAt = Number.NaN;
   let reporting = 0;
+  /** Connected probes 5, 10, 20, 30, 60 s after the drop. */
+  const marks = [5, 10, 20, 30, 60];
+  const timeline: string[] = [];
   await until(
     async () => {
-      reporting = await server.request<number>('reporting', { since: dropAt });
-      if (reporting >= N) allReportingAt = wallMs();
-      return reporting >= N;
+      while (marks.length && wallMs() - dropAt >= marks[0]! * 1000) timeline.push(`${await connectedCount(sims)} at +${marks.shift()} s`);
+      if (Number.isNaN(allConnectedAt) && (await connectedCount(sims)) >= N) allConnectedAt = (await simStats(sims)).lastConnackAt;
+      if (Number.isNaN(allReportingAt)) {
+        reporting = await server.request<number>('reporting', { since: dropAt });
+        if (reporting >= N) allReportingAt = wallMs();
+      }
+      return !Number.isNaN(allReportingAt) && !Number.isNaN(allConnectedAt);
     },
     stormTimeoutMs,
     250,
@@ -356,16 +395,22 @@ async function main(): Promise<void> {
   const scpu = stormCpu();
   const stormEld = await server.request<{ p50: number; p99: number; max: number }>('eld');
   console.log(`  reconnect storm: all ${N} sockets destroyed at once, agent backoff (full jitter, first retry within ${reconnectMinMs / 1000} s):`);
-  line('  all reconnected after', storm.connected >= N ? sec(storm.lastConnackAt - dropAt) : `not within ${sec(stormTimeoutMs)}`, `(${storm.connected} of ${N} connected; ${storm.attempts} attempts)`);
-  line('  all reconnected and reporting after', Number.isFinite(allReportingAt) ? sec(allReportingAt - dropAt) : `not within ${sec(stormTimeoutMs)}`, `(target <= 30 s; ${reporting} of ${N} with a state committed since the drop; polled every 0.25 s)`);
-  line('  client timeouts', String(storm.timeouts), `(target 0; errors: ${errorsText(storm.errors)})`);
-  line('  CONNACK latency p50 / p99 / max', `${ms(storm.connack.p50)} / ${ms(storm.connack.p99)} / ${ms(storm.connack.max)}`, `(from each attempt's connect(), after its backoff)`);
-  line('  server CPU during it', `${scpu['server']!.toFixed(0)} % of one core${mosquitto ? `, mosquitto ${scpu['mosquitto']!.toFixed(0)} %` : ''}`, `(event-loop delay p99 ${ms(stormEld.p99)}, max ${ms(stormEld.max)}; simulators' p99 ${ms(storm.eldP99)})`);
+  line('  all reconnected after', Number.isFinite(allConnectedAt) ? sec(allConnectedAt - dropAt) : `not within ${sec(stormTimeoutMs)}`, `(${storm.connected} of ${N} connected; ${storm.attempts} attempts; connected: ${timeline.join(', ') || 'all before +5 s'})`);
+  line('  all reconnected and reporting after', Number.isFinite(allReportingAt) ? sec(allReportingAt - dropAt) : `not within ${sec(stormTimeoutMs)}`, `(target <= 30 s; ${reporting} of ${N} with a state committed since the drop, polled every 0.25 s)`);
+  line('  client timeouts', String(storm.timeouts), `(target 0; errors: ${errorsText(storm.errors)}; ${tcpDelta(stormTcp)})`);
+  line('  CONNACK latency p50 / p99 / max', `${ms(storm.connack.p50)} / ${ms(storm.connack.p99)} / ${ms(storm.connack.max)}`, `(from each attempt's connect(), after its backoff; timed in the simulators, whose event-loop delay p99 was ${ms(storm.eldP99)})`);
+  line('  server CPU during it', serverCpu(scpu), `(event-loop delay p99 ${ms(stormEld.p99)}, max ${ms(stormEld.max)}; simulators' p99 ${ms(storm.eldP99)})`);
+  // The wills and online events have had the time the states took, and a little more.
+  await sleep(2000);
+  const ev = await server.request<Record<string, number>>('events');
+  line('  wills (offline) / online events committed', `${ev['offline'] ?? 0} / ${ev['online'] ?? 0} of ${N} each`, `(within ${sec(wallMs() - dropAt)} of the drop)`);
   const end = rssKiB(ready.pid);
   line('server RSS at the end', `${mib(end.rss)} (peak ${mib(end.hwm)})`, `load average ${loadAverage()}`);
 
   await Promise.all(sims.map((s) => s.request('quit').catch(() => undefined)));
   await server.request('stop', null, 30_000).catch(() => undefined);
+  // A profiled server writes its profile on the way out.
+  await until(async () => server.child.exitCode !== null || server.child.signalCode !== null, 30_000, 100);
 }
 
 async function cleanup(): Promise<void> {
@@ -385,6 +430,10 @@ const guard = setTimeout(() => {
   console.error(`fleet: over the time budget of ${sec(budgetMs)}; stopping`);
   void cleanup().finally(() => process.exit(2));
 }, budgetMs);
+// Output piped into `head` that has gone: stop and clean up rather than die on EPIPE.
+process.stdout.on('error', () => {
+  void cleanup().finally(() => process.exit(1));
+});
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     void cleanup().finally(() => process.exit(130));

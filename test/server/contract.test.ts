@@ -30,6 +30,22 @@ let stdout = '';
 let stderr = '';
 let token: string;
 
+/** A free port P whose P+1 is free too: the server's MQTT port defaults to P+1. */
+async function freePortWithNext(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const bindable = (p: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(p, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+  for (let i = 0; i < 50; i++) {
+    const p = await freePort();
+    if (p < 65535 && (await bindable(p + 1))) return p;
+  }
+  throw new Error('no free pair of ports');
+}
+
 async function startServer(): Promise<string> {
   stdout = '';
   stderr = '';
@@ -71,7 +87,7 @@ beforeAll(async () => {
   samples = await serverSamples();
   root = await tempDir('sonde-server-contract-');
   data = join(root, 'data');
-  port = await freePort();
+  port = await freePortWithNext();
 });
 afterAll(async () => {
   await stopServer();
