@@ -58,7 +58,7 @@ describe('images/sonde-agent.service', () => {
     expect(one('Install.WantedBy')).toBe('multi-user.target');
   });
 
-  it.skipIf(!existsSync('/usr/bin/systemd-analyze'))('passes systemd-analyze verify', async () => {
+  it.skipIf(!existsSync('/usr/bin/systemd-analyze') && !process.env.CI)('passes systemd-analyze verify', async () => {
     const r = await promisify(execFile)('/usr/bin/systemd-analyze', ['verify', '--man=no', UNIT]).catch((e: { stdout: string; stderr: string; code: number }) => e);
     expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
   });
