@@ -13,10 +13,12 @@
  * wave to every probe over the HTTP API, or commands.sendMany), then a reconnect storm (every
  * simulated socket destroyed at once). Figures are printed next to the targets; nothing asserts.
  * Usage: node dist/bench/src/fleet.js [--probes 10000] [--duration 60] [--rate 500] [--mosquitto]
- *        [--fanout rollout|sendmany|both] [--per-sim 5000] [--reconnect-min-ms 1000] [--keep]
+ *        [--fanout rollout|sendmany|both] [--per-sim 5000] [--sim-nice 10] [--state-interval 10]
+ *        [--reconnect-min-ms 1000] [--storm-timeout 120] [--mosquitto-option 'LINE']
+ *        [--profile-server DIR] [--keep]
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
 import { cpus, setPriority, tmpdir } from 'node:os';
@@ -62,6 +64,8 @@ const fanoutMode = arg('fanout', 'rollout');
  */
 const simNice = num('sim-nice', 10, 0, 19);
 const useMosquitto = flag('mosquitto');
+/** A line added to the mosquitto.conf that `sonde server mosquitto-config` wrote (to try a setting). */
+const mosquittoExtra = argv.includes('--mosquitto-option') ? arg('mosquitto-option', '') : '';
 const keep = flag('keep');
 /** Run the server under --cpu-prof, its profile written into this directory at the end. */
 const profileDir = argv.includes('--profile-server') ? arg('profile-server', '') : '';
@@ -197,7 +201,7 @@ async function main(): Promise<void> {
   const simCount = Math.ceil(N / perSim);
   work = await mkdtemp(join(tmpdir(), 'sonde-bench-fleet-'));
   console.log(
-    `fleet: ${N} probes, ${useMosquitto ? 'external Mosquitto (--mqtt-url)' : 'embedded broker (aedes)'}, ${simCount} simulator process${simCount > 1 ? 'es' : ''}, ` +
+    `fleet: ${N} probes, ${useMosquitto ? `external Mosquitto (--mqtt-url)${mosquittoExtra ? ` with "${mosquittoExtra}"` : ''}` : 'embedded broker (aedes)'}, ${simCount} simulator process${simCount > 1 ? 'es' : ''}, ` +
       `state every ${stateIntervalMs / 1000} s, simulators at nice ${simNice}, load average ${loadAverage()} on ${cpus().length} cores`,
   );
 
@@ -240,6 +244,7 @@ async function main(): Promise<void> {
     // Running as root, Mosquitto would drop to its own user, which cannot read the 0700 temp dir.
     const asRoot = process.getuid?.() === 0 ? ['--user', 'root'] : [];
     await promisify(execFile)(process.execPath, [SONDE, 'server', 'mosquitto-config', '--data', paths.root, '--out', out, '--port', String(port), ...asRoot]);
+    if (mosquittoExtra) appendFileSync(join(out, 'mosquitto.conf'), `${mosquittoExtra}\n`);
     const log = createWriteStream(join(work, 'mosquitto.log'));
     mosquitto = spawn(MOSQUITTO, ['-c', join(out, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(mosquitto);
@@ -347,7 +352,7 @@ async function main(): Promise<void> {
     const countReceived = async (): Promise<number> => sumOf((await Promise.all(sims.map((s) => s.request<{ received: number }>('commands', { times: false })))).map((x) => x.received));
     await until(async () => (await countReceived()) >= N, 60_000, 100);
     const times = (await Promise.all(sims.map((s) => s.request<{ received: number; times: number[] }>('commands', { times: true })))).flatMap((x) => x.times);
-    const lastAt = times.length ? Math.max(...times) : Number.NaN;
+    const lastAt = times.length ? times.reduce((a, b) => Math.max(a, b), Number.NEGATIVE_INFINITY) : Number.NaN;
     const reach = summarise(times.map((t) => t - callAt));
     const fcpu = fanCpu();
     const fanEld = await server.request<{ p50: number; p99: number; max: number }>('eld');
