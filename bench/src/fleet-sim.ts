@@ -41,6 +41,8 @@ export interface SimStats {
   readonly connected: number;
   /** CONNACK latency of each successful attempt since the last reset (ms, from mqtt.connect()). */
   readonly connack: number[];
+  /** When each attempt whose CONNACK took over 1 s started (wall ms). */
+  readonly slow: number[];
   readonly attempts: number;
   readonly timeouts: number;
   readonly errors: Record<string, number>;
@@ -88,8 +90,8 @@ let commandAt = new Map<string, number>();
 const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
 eld.enable();
 
-function freshStats(): { connack: number[]; attempts: number; timeouts: number; errors: Record<string, number>; firstAttemptAt: number; lastConnackAt: number; statesPublished: number } {
-  return { connack: [], attempts: 0, timeouts: 0, errors: {}, firstAttemptAt: Number.POSITIVE_INFINITY, lastConnackAt: 0, statesPublished: 0 };
+function freshStats(): { connack: number[]; slow: number[]; attempts: number; timeouts: number; errors: Record<string, number>; firstAttemptAt: number; lastConnackAt: number; statesPublished: number } {
+  return { connack: [], slow: [], attempts: 0, timeouts: 0, errors: {}, firstAttemptAt: Number.POSITIVE_INFINITY, lastConnackAt: 0, statesPublished: 0 };
 }
 
 function stateOf(p: Probe): ProbeState {
@@ -160,6 +162,7 @@ function connect(p: Probe): void {
     if (p.client !== client) return;
     const now = wallMs();
     stats.connack.push(now - started);
+    if (now - started > 1000) stats.slow.push(started);
     if (now > stats.lastConnackAt) stats.lastConnackAt = now;
     if (p.watchdog) clearTimeout(p.watchdog);
     p.watchdog = null;
