@@ -7,6 +7,7 @@ import { registerDemoCommand } from '../../../images/src/cli/demo-command.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerServerCommand } from '../../../server/src/cli/server-command.js';
 import { registerStaffCommands } from '../../../server/src/cli/staff-command.js';
+import { registerLabCommand } from '../../../lxc/src/cli/lab-command.js';
 import { runCommand } from './run.js';
 
 /**
@@ -33,5 +34,6 @@ registerAgentCommand(program);
 registerDemoCommand(program);
 registerServerCommand(program);
 registerStaffCommands(program);
+registerLabCommand(program);
 
 await runCommand(() => program.parseAsync(process.argv));

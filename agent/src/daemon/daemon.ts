@@ -96,6 +96,13 @@ export class AgentDaemon {
       log.warn({ deploymentId: recovered.id, state: recovered.state, code: recovered.errorCode }, 'recovered an interrupted install');
       this.reportOutcome(recovered.id, recovered.state, recovered.errorCode, recovered.errorMessage, recovered.toVersion, this.commandOf(recovered.id));
     }
+    // The app does not outlive a reboot (or a container stop): start it, then report its state as
+    // soon as it is healthy instead of at the next periodic report.
+    const appStarted = await this.engine.ensureAppRunning().catch((e: Error) => {
+      log.error({ code: (e as { code?: string }).code, err: e.message }, 'could not start the app');
+      return false;
+    });
+    if (appStarted) log.info('started the app of the active release');
     // 2. The links.
     this.link = new MqttLink({
       url: creds.server.mqtt,
@@ -137,6 +144,7 @@ export class AgentDaemon {
       if (!this.busy) releaseMemory();
     }, 30_000);
     this.gcTimer.unref();
+    if (appStarted) void this.reportWhenHealthy(config.health.windowMs ?? 60_000);
     await this.notifier.ready(`probe ${creds.probeId} ready`);
     this.notifier.startWatchdog();
     log.info({ probeId: creds.probeId, root: config.root }, 'agent started');
@@ -178,6 +186,17 @@ export class AgentDaemon {
       ...(commandId ? { commandId } : {}),
     });
     void this.reportState().then(() => setImmediate(releaseMemory));
+  }
+
+  /** Polls the app's health for up to `windowMs`, then publishes the state once. */
+  private async reportWhenHealthy(windowMs: number): Promise<void> {
+    const deadline = Date.now() + windowMs;
+    while (!this.stopping && Date.now() < deadline) {
+      const state = await buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 }).catch(() => null);
+      if (state?.health === 'ok') break;
+      await new Promise((r) => setTimeout(r, 200).unref());
+    }
+    if (!this.stopping) await this.reportState();
   }
 
   async reportState(): Promise<void> {

@@ -264,7 +264,9 @@ export class DropInbox {
     upload.announced = 'incomplete';
     // Expiry counts from the last write (mtime), so it survives restarts of the agent.
     if (Date.now() - st.mtimeMs < this.expiryMs) {
-      pass.incomplete.push({ name, size: st.size, since: st.mtime.toISOString(), needBytes, expiresAt: new Date(st.mtimeMs + this.expiryMs).toISOString() });
+      // Whole milliseconds for both, so that expiresAt - since is exactly the expiry.
+      const since = Math.floor(st.mtimeMs);
+      pass.incomplete.push({ name, size: st.size, since: new Date(since).toISOString(), needBytes, expiresAt: new Date(since + this.expiryMs).toISOString() });
       return;
     }
     const hours = Math.round((this.expiryMs / HOUR) * 10) / 10;

@@ -6,6 +6,7 @@ import { LINK_CODES } from '../link/errors.js';
 import { KEYS_CODES } from '../../../images/src/keys/errors.js';
 import { PACKER_CODES } from '../../../images/src/pack/errors.js';
 import { SERVER_CODES } from '../../../server/src/errors.js';
+import { LAB_CODES } from '../../../lxc/src/errors.js';
 
 /**
  * Every error code Sonde can emit, by domain. docs/errors.md documents exactly these; the test
@@ -20,6 +21,7 @@ export const ERROR_CODES: Readonly<Record<string, readonly string[]>> = Object.f
   drop: DROP_CODES,
   link: LINK_CODES,
   server: SERVER_CODES,
+  lab: LAB_CODES,
 });
 
 export function allErrorCodes(): string[] {

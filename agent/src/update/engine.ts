@@ -168,6 +168,21 @@ export class Engine {
     });
   }
 
+  /**
+   * Starts the active release's app when it is not running and no install is under way: after a
+   * power cut or a container start, nothing else would (the app outlives an agent restart, not a
+   * reboot). Returns true when it started the app.
+   */
+  async ensureAppRunning(): Promise<boolean> {
+    return this.locked(async () => {
+      if (this.ctx.journal.unfinished()) return false;
+      const active = await this.ctx.slots.active();
+      if (active === null || (await this.ctx.runner.running()) !== null) return false;
+      await this.ctx.runner.start(join(this.ctx.layout.slotsDir, active));
+      return true;
+    });
+  }
+
   /** Returns to the previous committed release (see rollback-stage.ts). */
   async rollback(): Promise<InstallOutcome> {
     return this.locked(async () => {

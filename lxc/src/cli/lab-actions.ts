@@ -1,0 +1,132 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { printJson, table } from '../../../server/src/cli/output.js';
+import { CliError } from '../../../agent/src/errors/cli-error.js';
+import { AGENT_LOG } from '../../../images/src/lab/probe-image.js';
+import { ftpPut } from '../ftp.js';
+import { runInteractive } from '../host.js';
+import { Lab } from '../lab.js';
+import { isLabLine, LAB_LINES } from '../lab-state.js';
+
+interface LabFlags {
+  lab: string;
+}
+
+function positive(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new CliError('USAGE', `${flag} takes a positive whole number, not ${text}`);
+  return n;
+}
+
+export async function upAction(flags: LabFlags & { count: string; line: string; server?: string; token?: string; timeout: string; quiet?: boolean }): Promise<void> {
+  if (!isLabLine(flags.line)) throw new CliError('USAGE', `--line must be one of ${Object.keys(LAB_LINES).join(', ')}`);
+  const url = flags.server ?? process.env['SONDE_SERVER'];
+  const token = flags.token ?? process.env['SONDE_TOKEN'];
+  if (url && !token) throw new CliError('USAGE', 'joining a fleet server needs its admin token: --token or SONDE_TOKEN');
+  const lab = new Lab(flags.lab);
+  const t0 = Date.now();
+  const log = flags.quiet ? undefined : (l: string): void => void process.stderr.write(`lab ${flags.lab}: ${l}\n`);
+  const made = await lab.up({
+    count: positive(flags.count, '--count'),
+    line: flags.line,
+    ...(url && token ? { server: { url, token } } : {}),
+    timeoutMs: positive(flags.timeout, '--timeout') * 1000,
+    ...(log ? { log } : {}),
+  });
+  log?.(`${made.length} probe(s) healthy on ${LAB_LINES[flags.line]} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  process.stdout.write(`${made.map((p) => p.name).join('\n')}\n`);
+}
+
+export async function lsAction(flags: LabFlags & { json?: boolean }): Promise<void> {
+  const lab = new Lab(flags.lab);
+  const { state, probes } = await lab.list();
+  if (flags.json) {
+    printJson({
+      lab: flags.lab,
+      exists: state !== null,
+      bridge: state?.net.bridge ?? null,
+      hostIp: state?.net.hostIp ?? null,
+      server: state?.server ?? null,
+      probes: probes.map((p) => ({
+        name: p.name,
+        ip: p.ip,
+        line: p.line,
+        container: p.container,
+        online: p.server?.online ?? false,
+        version: p.server?.version ?? null,
+        health: p.server?.health ?? null,
+        lastDeployment: p.server?.lastDeployment ?? null,
+      })),
+    });
+    return;
+  }
+  if (!state) {
+    process.stdout.write(`no lab ${flags.lab} (sonde lab up --lab ${flags.lab})\n`);
+    return;
+  }
+  process.stdout.write(`lab ${flags.lab}: bridge ${state.net.bridge} ${state.net.hostIp}/24, server ${state.server?.url ?? 'none'}${state.server?.own ? ' (the lab\'s own)' : ''}\n`);
+  const rows = probes.map((p) => [
+    p.name,
+    p.ip,
+    p.container,
+    p.server ? (p.server.online ? 'online' : 'offline') : '-',
+    p.server?.version ?? '-',
+    p.server?.health ?? '-',
+    p.server?.lastDeployment ? `${p.server.lastDeployment.outcome}${p.server.lastDeployment.errorCode ? ` ${p.server.lastDeployment.errorCode}` : ''}` : '-',
+  ]);
+  process.stdout.write(`${table(['NAME', 'ADDRESS', 'CONTAINER', 'LINK', 'VERSION', 'HEALTH', 'LAST DEPLOYMENT'], rows)}\n`);
+}
+
+export async function downAction(name: string | undefined, flags: LabFlags & { all?: boolean }): Promise<void> {
+  if (!flags.all && !name) throw new CliError('USAGE', 'name a probe, or give --all');
+  if (flags.all && name) throw new CliError('USAGE', 'give a probe name or --all, not both');
+  const lab = new Lab(flags.lab);
+  const gone = await lab.down(flags.all ? { all: true } : { name: name! });
+  process.stdout.write(flags.all ? `lab ${flags.lab} removed (${gone.length} probe(s))\n` : `removed ${gone.join(', ')}\n`);
+}
+
+export async function shellAction(name: string, flags: LabFlags): Promise<void> {
+  const lab = new Lab(flags.lab);
+  await lab.requireProbe(name);
+  const [cmd, ...args] = lab.backend.shellCommand(name);
+  process.exitCode = await runInteractive(cmd!, args);
+}
+
+export async function logsAction(name: string, flags: LabFlags & { source: string; lines?: string }): Promise<void> {
+  const lab = new Lab(flags.lab);
+  await lab.requireProbe(name);
+  let text: string;
+  switch (flags.source) {
+    case 'agent':
+      text = await readFile(join(lab.upperOf(name), AGENT_LOG.slice(1)), 'utf8').catch(() => '');
+      break;
+    case 'ftp':
+      text = await readFile(join(lab.upperOf(name), 'var/log/vsftpd.log'), 'utf8').catch(() => '');
+      break;
+    case 'boot':
+      text = await readFile(join(lab.upperOf(name), 'var/log/boot.log'), 'utf8').catch(() => '');
+      break;
+    case 'app': {
+      // The app logs to /run (a tmpfs): only a running probe has it.
+      const r = await lab.exec(name, ['/bin/cat', '/run/app.log']);
+      text = r.code === 0 ? r.stdout : '';
+      break;
+    }
+    default:
+      throw new CliError('USAGE', '--source must be agent, app, ftp or boot');
+  }
+  if (flags.lines) {
+    const n = positive(flags.lines, '--lines');
+    text = `${text.split('\n').filter(Boolean).slice(-n).join('\n')}\n`;
+  }
+  process.stdout.write(text);
+}
+
+export async function ftpPutAction(name: string, pack: string, flags: LabFlags): Promise<void> {
+  const lab = new Lab(flags.lab);
+  const p = await lab.requireProbe(name);
+  const tty = process.stderr.isTTY;
+  const path = await ftpPut(p.ip, pack, tty ? (sent, total) => void process.stderr.write(`\r${name}: ${Math.floor((100 * sent) / Math.max(total, 1))}% of ${total} bytes`) : undefined);
+  if (tty) process.stderr.write('\n');
+  process.stdout.write(`uploaded to ftp://${p.ip}/${path}; the probe installs it (sonde lab logs ${name}, sonde lab ls)\n`);
+}

@@ -1,0 +1,69 @@
+import type { Command } from 'commander';
+import { useJsonOutput } from '../../../agent/src/cli/run.js';
+
+/**
+ * `sonde lab …` (docs/lab.md): virtual probes as LXC containers on a lab bridge. Registration
+ * only; the actions import the lab when they run.
+ */
+export function registerLabCommand(program: Command): void {
+  const lab = program.command('lab').description('virtual probes in LXC containers on a private bridge, joined to a fleet server');
+  const labOpt = (c: Command): Command => c.option('--lab <name>', 'which lab (each has its own bridge, containers and server)', 'lab');
+
+  labOpt(lab.command('up'))
+    .description('bring up N probes on a release line; returns when the fleet server reports all healthy, and prints their names')
+    .option('--count <n>', 'how many probes', '1')
+    .option('--line <line>', 'old-stable (1.0.0), stable (1.1.0) or beta (1.1.1)', 'stable')
+    .option('--server <url>', "join this fleet server instead of the lab's own (or SONDE_SERVER)")
+    .option('--token <token>', 'an admin token of that server (or SONDE_TOKEN)')
+    .option('--timeout <seconds>', 'how long to wait for the probes to report healthy', '120')
+    .option('--quiet', 'print only the names')
+    .action(async (flags) => {
+      const { upAction } = await import('./lab-actions.js');
+      await upAction(flags);
+    });
+
+  labOpt(lab.command('ls'))
+    .description("the lab's probes: container state, address, and what the fleet server reports")
+    .option('--json', 'machine-readable output')
+    .action(async (flags) => {
+      useJsonOutput(flags.json === true);
+      const { lsAction } = await import('./lab-actions.js');
+      await lsAction(flags);
+    });
+
+  labOpt(lab.command('down'))
+    .description('remove one probe, or with --all every probe, the bridge, the lab server and the lab folder')
+    .argument('[name]')
+    .option('--all', 'everything the lab made')
+    .action(async (name: string | undefined, flags) => {
+      const { downAction } = await import('./lab-actions.js');
+      await downAction(name, flags);
+    });
+
+  labOpt(lab.command('shell'))
+    .description('an interactive shell inside a probe')
+    .argument('<name>')
+    .action(async (name: string, flags) => {
+      const { shellAction } = await import('./lab-actions.js');
+      await shellAction(name, flags);
+    });
+
+  labOpt(lab.command('logs'))
+    .description("a probe's logs: the agent's (default), the app's, the FTP server's or its boot")
+    .argument('<name>')
+    .option('--source <which>', 'agent, app, ftp or boot', 'agent')
+    .option('--lines <n>', 'only the last N lines')
+    .action(async (name: string, flags) => {
+      const { logsAction } = await import('./lab-actions.js');
+      await logsAction(name, flags);
+    });
+
+  labOpt(lab.command('ftp-put'))
+    .description("upload a pack to a probe's FTP drop (as NAME.part, renamed when complete)")
+    .argument('<name>')
+    .argument('<pack>')
+    .action(async (name: string, pack: string, flags) => {
+      const { ftpPutAction } = await import('./lab-actions.js');
+      await ftpPutAction(name, pack, flags);
+    });
+}

@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildSamples, samplePackFile, type SamplePackId } from '../../images/src/samples/index.js';
+import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, copyAgent, treeFingerprint, writeBaseLayer } from '../../images/src/lab/probe-image.js';
+import type { ProbeBackend } from './backend.js';
+import { LabError } from './errors.js';
+import { run } from './host.js';
+import { LAB_LINES, type LabLine } from './lab-state.js';
+
+/**
+ * The probe layers a lab copies into each new probe, one per release line, built once per agent
+ * build and cached under `<home>/images/`: a builder probe (same base, same mounts, no agent
+ * daemon) runs the real `sonde agent install` of the sample packs, 1.0.0 then the service packs up
+ * to the line's release, exactly as a probe in the field was installed. Its writable layer, minus
+ * the builder's own boot files, is the line's layer.
+ */
+export interface Samples {
+  readonly dir: string;
+  readonly rootCert: string;
+  readonly fleetKey: string;
+  pack(id: SamplePackId): string;
+}
+
+const SAMPLES_FORMAT = 'samples-1';
+
+export async function ensureSamples(imagesDir: string, log: (l: string) => void): Promise<Samples> {
+  const dir = join(imagesDir, SAMPLES_FORMAT);
+  await mkdir(imagesDir, { recursive: true });
+  await buildOnce(dir, async (tmp) => {
+    log('building the sample packs (once per lab home)');
+    await buildSamples(tmp);
+  });
+  return { dir, rootCert: join(dir, 'keys', 'root.crt'), fleetKey: join(dir, 'keys', 'fleet.key'), pack: (id) => join(dir, samplePackFile(id)) };
+}
+
+export async function makeBase(dir: string): Promise<string> {
+  return buildOnce(dir, writeBaseLayer);
+}
+
+/** Versions installed, in order, to reach a line's release. */
+export function installChain(line: LabLine): string[] {
+  const chain = ['1.0.0', '1.1.0', '1.1.1'];
+  return chain.slice(0, chain.indexOf(LAB_LINES[line]) + 1);
+}
+
+export const SONDE_JS = `${AGENT_HOME}/dist/agent/src/cli/sonde.js`;
+
+export interface GoldenOptions {
+  readonly backend: ProbeBackend;
+  readonly repoDir: string;
+  readonly imagesDir: string;
+  readonly base: string;
+  readonly samples: Samples;
+  readonly bridge: string;
+  readonly builderIp: string;
+  readonly builderVeth: string;
+  readonly scratch: string;
+  readonly log: (l: string) => void;
+}
+
+export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<string> {
+  const key = await treeFingerprint(join(o.repoDir, 'dist'));
+  const dir = join(o.imagesDir, `${o.backend.kind}-${line}-${key}`);
+  await buildOnce(dir, async (tmp) => {
+    const t0 = Date.now();
+    o.log(`building the ${line} probe layer (${LAB_LINES[line]}), once per agent build`);
+    const layer = join(tmp, 'layer');
+    await mkdir(join(layer, 'etc'), { recursive: true });
+    await copyAgent(o.repoDir, layer);
+    await writeFile(join(layer, 'etc', 'inittab'), BUILDER_INITTAB);
+    const name = `build-${line.replace('-', '')}-${process.pid}`.slice(0, 30);
+    await o.backend.create({
+      name,
+      lower: o.base,
+      upper: layer,
+      ip: o.builderIp,
+      bridge: o.bridge,
+      veth: o.builderVeth,
+      mounts: [
+        { host: join(o.repoDir, 'node_modules'), target: `${AGENT_HOME}/node_modules`, readOnly: true },
+        { host: o.samples.dir, target: '/mnt/samples', readOnly: true },
+      ],
+      consoleLog: join(tmp, 'console.log'),
+    });
+    try {
+      await o.backend.start(name);
+      const sonde = async (args: string[], input?: string): Promise<void> => {
+        const r = await o.backend.exec(name, ['/usr/bin/node', SONDE_JS, ...args], input === undefined ? {} : { input });
+        if (r.code !== 0) throw new LabError('LAB_IMAGE_FAILED', `building the ${line} layer: sonde ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
+      };
+      const chain = installChain(line);
+      // 1.1.0 fills the collector password from a site variable: a random one per layer.
+      if (chain.includes('1.1.0')) await sonde(['agent', 'vars', 'set', 'CollectorPassword', '--root', '/'], `${randomBytes(12).toString('base64url')}\n`);
+      for (const [i, version] of chain.entries()) {
+        const first = i === 0 ? ['--keyring', '/mnt/samples/keys/root.crt', '--key', '/mnt/samples/keys/fleet.key'] : [];
+        await sonde(['agent', 'install', `/mnt/samples/${samplePackFile(version as SamplePackId)}`, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
+      }
+      await o.backend.stop(name, { kill: true });
+    } finally {
+      await o.backend.destroy(name);
+    }
+    // The builder's own files go; the probe's boot files come from the base.
+    for (const f of ['etc/inittab', 'etc/hostname', 'var/log/boot.log', 'run', 'tmp']) await rm(join(layer, f), { recursive: true, force: true });
+    await rm(join(tmp, 'olwork'), { recursive: true, force: true });
+    await rm(join(tmp, 'console.log'), { force: true });
+    o.log(`built the ${line} probe layer in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+  return join(dir, 'layer');
+}
+
+/** Copies a layer with ownership and modes (the FTP inbox belongs to the probe's ftp user). */
+export async function copyLayer(from: string, to: string): Promise<void> {
+  await run('cp', ['-a', '--no-preserve=xattr', `${from}/.`, to], { code: 'LAB_PROBE_FAILED' });
+}

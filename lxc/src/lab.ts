@@ -1,0 +1,314 @@
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG } from '../../images/src/lab/probe-image.js';
+import type { ProbeBackend, ProbeRunState } from './backend.js';
+import { LabError } from './errors.js';
+import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
+import { isRoot } from './host.js';
+import { LAB_LINES, labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
+import { LabServerClient, readToken, serverRunning, startLabServer, stopLabServer, type ServerProbe } from './lab-server.js';
+import { LxcBackend } from './lxc-backend.js';
+import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, MAX_PROBES, probeIp, setLink, vethName } from './network.js';
+
+/**
+ * A lab: virtual probes on one bridge, joined to one fleet server (docs/lab.md). The state file
+ * (`lab.json`) is written before anything is started, so `down` can always find what to remove.
+ */
+export const REPO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const SONDE_JS_HOST = join(REPO_DIR, 'dist', 'agent', 'src', 'cli', 'sonde.js');
+
+export interface UpOptions {
+  readonly count: number;
+  readonly line: LabLine;
+  /** Join this server instead of starting the lab's own. */
+  readonly server?: { readonly url: string; readonly token: string };
+  readonly timeoutMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface ProbeView extends LabProbe {
+  readonly container: ProbeRunState;
+  readonly server: ServerProbe | null;
+}
+
+const quiet = (): void => undefined;
+
+export class Lab {
+  readonly paths: LabPaths;
+  readonly backend: ProbeBackend;
+
+  constructor(
+    readonly name: string,
+    home?: string,
+  ) {
+    this.paths = labPaths(name, home);
+    this.backend = new LxcBackend(this.paths.lxc);
+  }
+
+  /** Why this machine cannot run LXC probes, or null. */
+  static unsupported(): string | null {
+    if (!isRoot()) return 'the lab needs root (LXC containers, a bridge)';
+    return LxcBackend.available();
+  }
+
+  async state(): Promise<LabState | null> {
+    return readLabState(this.paths);
+  }
+
+  private probeDir(name: string): string {
+    return join(this.paths.probes, name);
+  }
+
+  /** The probe's writable layer: its files as the probe sees them at /. */
+  upperOf(name: string): string {
+    return join(this.probeDir(name), 'delta');
+  }
+
+  async client(state?: LabState | null): Promise<LabServerClient | null> {
+    const s = state ?? (await this.state());
+    if (!s?.server) return null;
+    const token = await readToken(this.paths);
+    return token ? new LabServerClient(s.server.url, token) : null;
+  }
+
+  async up(o: UpOptions): Promise<LabProbe[]> {
+    const why = Lab.unsupported();
+    if (why) throw new LabError('LAB_UNSUPPORTED', why);
+    if (!Number.isInteger(o.count) || o.count < 1 || o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `--count must be 1..${MAX_PROBES}`);
+    const log = o.log ?? quiet;
+    await mkdir(this.paths.dir, { recursive: true, mode: 0o700 });
+    const made = await withLock(this.paths.lock, `lab ${this.name}`, async () => {
+      const state = await this.ensureNetwork();
+      if (state.probes.length + o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `a lab holds at most ${MAX_PROBES} probes (${state.probes.length} exist)`);
+      const samples = await ensureSamples(this.paths.images, log);
+      const client = await this.ensureServer(state, samples, o, log);
+      const base = await makeBase(join(this.paths.dir, 'base'));
+      const golden = await ensureGolden(o.line, {
+        backend: this.backend,
+        repoDir: REPO_DIR,
+        imagesDir: this.paths.images,
+        base,
+        samples,
+        bridge: state.net.bridge,
+        builderIp: `10.213.${state.net.octet}.253`,
+        builderVeth: vethName(this.paths.dir, 999),
+        scratch: this.paths.dir,
+        log,
+      });
+      const used = new Set(state.probes.map((p) => p.index));
+      const fresh: LabProbe[] = [];
+      for (let index = 1; fresh.length < o.count; index++) {
+        if (used.has(index)) continue;
+        const name = `${this.name}-${String(index).padStart(2, '0')}`;
+        fresh.push({ name, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: o.line, version: LAB_LINES[o.line], createdAt: new Date().toISOString() });
+      }
+      // Recorded before anything exists, so that `down` finds a probe whose creation failed.
+      state.probes.push(...fresh);
+      await writeLabState(this.paths, state);
+      log(`creating ${fresh.length} probe(s) on ${o.line} (${LAB_LINES[o.line]}): ${fresh.map((p) => p.name).join(', ')}`);
+      await pool(fresh, 8, async (p) => {
+        const creds = await client.enroll(p.name, state.server?.probeUrl);
+        await client.setChannel(p.name, o.line);
+        await this.createProbe(p, base, golden, creds);
+      });
+      await pool(fresh, 8, (p) => this.backend.start(p.name));
+      return fresh;
+    });
+    log('waiting for every probe to report healthy to the fleet server');
+    await this.waitHealthy(made.map((p) => ({ name: p.name, version: p.version })), o.timeoutMs ?? 120_000);
+    return made;
+  }
+
+  private async ensureNetwork(): Promise<LabState> {
+    const existing = await this.state();
+    if (existing && (await bridgeExists(existing.net.bridge))) return existing;
+    // One lab at a time picks a network, so two labs never take the same one.
+    await mkdir(this.paths.home, { recursive: true, mode: 0o700 });
+    const net = await withLock(join(this.paths.home, 'net.lock'), 'the lab networks', async () => {
+      const taken = new Set<number>();
+      return createBridge(this.paths.dir, taken);
+    });
+    const state: LabState = existing ? { ...existing, net } : { format: 'sonde-lab-1', name: this.name, backend: 'lxc', net, server: null, probes: [] };
+    await writeLabState(this.paths, state);
+    return state;
+  }
+
+  private async ensureServer(state: LabState, samples: Samples, o: UpOptions, log: (l: string) => void): Promise<LabServerClient> {
+    if (o.server) {
+      state.server = { own: false, url: o.server.url.replace(/\/+$/, '') };
+      await writeFile(this.paths.tokenFile, `${o.server.token}\n`, { mode: 0o600 });
+      await chmod(this.paths.tokenFile, 0o600);
+      await writeLabState(this.paths, state);
+      return new LabServerClient(state.server.url, o.server.token);
+    }
+    if (state.server && (!state.server.own || serverRunning(state.server))) {
+      const c = await this.client(state);
+      if (c) return c;
+    }
+    log(`starting the lab's fleet server on ${state.net.hostIp} (embedded broker)`);
+    const { ref, token } = await startLabServer(this.paths, { sondeJs: SONDE_JS_HOST, keyring: samples.rootCert, bridgeIp: state.net.hostIp });
+    state.server = ref;
+    await writeLabState(this.paths, state);
+    log(`fleet server ${ref.url} (probes use ${ref.probeUrl})`);
+    return new LabServerClient(ref.url, token);
+  }
+
+  private async createProbe(p: LabProbe, base: string, golden: string, creds: string): Promise<void> {
+    const dir = this.probeDir(p.name);
+    const upper = this.upperOf(p.name);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(upper, { recursive: true });
+    await copyLayer(golden, upper);
+    await writeFile(join(upper, 'etc', 'hostname'), `${p.name}\n`);
+    await mkdir(join(upper, dirname(AGENT_CREDENTIALS).slice(1)), { recursive: true });
+    await writeFile(join(upper, AGENT_CREDENTIALS.slice(1)), creds, { mode: 0o600 });
+    await chmod(join(upper, AGENT_CREDENTIALS.slice(1)), 0o600);
+    await this.backend.create({
+      name: p.name,
+      lower: base,
+      upper,
+      ip: p.ip,
+      bridge: bridgeName(this.paths.dir),
+      veth: p.veth,
+      mounts: [{ host: join(REPO_DIR, 'node_modules'), target: `${AGENT_HOME}/node_modules`, readOnly: true }],
+      consoleLog: join(dir, 'console.log'),
+    });
+  }
+
+  /** Waits until the fleet server reports each probe online, healthy, at its version. */
+  async waitHealthy(want: readonly { name: string; version: string }[], timeoutMs: number): Promise<Map<string, ServerProbe>> {
+    const client = await this.client();
+    if (!client) throw new LabError('LAB_SERVER_FAILED', `lab ${this.name} has no fleet server`);
+    const deadline = Date.now() + timeoutMs;
+    let last = new Map<string, ServerProbe>();
+    for (;;) {
+      try {
+        last = await client.probes();
+      } catch {
+        // the server may be busy starting: try again
+      }
+      const pending = want.filter((w) => {
+        const s = last.get(w.name);
+        return !(s && s.online && s.health === 'ok' && s.version === w.version);
+      });
+      if (pending.length === 0) return last;
+      if (Date.now() > deadline) {
+        const what = pending.slice(0, 5).map((w) => {
+          const s = last.get(w.name);
+          return s ? `${w.name}: ${s.online ? 'online' : 'offline'}, ${s.version ?? 'no version'}, health ${s.health ?? 'unknown'} (want ${w.version})` : `${w.name}: never reported`;
+        });
+        throw new LabError('LAB_TIMEOUT', `${pending.length} probe(s) not healthy after ${timeoutMs} ms: ${what.join('; ')} (see sonde lab logs NAME)`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async list(): Promise<{ state: LabState | null; probes: ProbeView[] }> {
+    const state = await this.state();
+    if (!state) return { state: null, probes: [] };
+    let server = new Map<string, ServerProbe>();
+    try {
+      server = (await (await this.client(state))?.probes()) ?? server;
+    } catch {
+      // a stopped server: the lab's own view only
+    }
+    const probes = await Promise.all(state.probes.map(async (p) => ({ ...p, container: await this.backend.state(p.name), server: server.get(p.name) ?? null })));
+    return { state, probes };
+  }
+
+  probe(state: LabState, name: string): LabProbe {
+    const p = state.probes.find((x) => x.name === name);
+    if (!p) throw new LabError('LAB_PROBE_NOT_FOUND', `lab ${this.name} has no probe ${name} (sonde lab ls)`);
+    return p;
+  }
+
+  async requireProbe(name: string): Promise<LabProbe> {
+    const state = await this.state();
+    if (!state) throw new LabError('LAB_PROBE_NOT_FOUND', `there is no lab ${this.name} (sonde lab up)`);
+    return this.probe(state, name);
+  }
+
+  /** Removes one probe, or with `all` every probe, the bridge, the lab's server and its folder. */
+  async down(target: { all: true } | { name: string }): Promise<string[]> {
+    if (!(await this.state().catch(() => null)) && 'all' in target) {
+      await rm(this.paths.dir, { recursive: true, force: true });
+      return [];
+    }
+    return withLock(this.paths.lock, `lab ${this.name}`, async () => {
+      const state = await this.state();
+      if (!state) return [];
+      const gone = 'all' in target ? state.probes : [this.probe(state, target.name)];
+      await pool(gone, 8, async (p) => {
+        await this.backend.destroy(p.name);
+        await rm(this.probeDir(p.name), { recursive: true, force: true });
+      });
+      if ('all' in target) {
+        await stopLabServer(state.server);
+        await deleteBridge(state.net.bridge);
+        // The lock file lives in the folder: remove everything else, the lock goes on release.
+        for (const entry of await import('node:fs/promises').then((f) => f.readdir(this.paths.dir))) {
+          if (join(this.paths.dir, entry) !== this.paths.lock) await rm(join(this.paths.dir, entry), { recursive: true, force: true });
+        }
+      } else {
+        state.probes = state.probes.filter((p) => p.name !== target.name);
+        await writeLabState(this.paths, state);
+      }
+      return gone.map((p) => p.name);
+    }).then(async (names) => {
+      if ('all' in target) await rm(this.paths.dir, { recursive: true, force: true });
+      return names;
+    });
+  }
+
+  // ----- a probe's life, for support staff and the end-to-end tests -----
+
+  async exec(name: string, argv: readonly string[], input?: string) {
+    await this.requireProbe(name);
+    return this.backend.exec(name, argv, input === undefined ? {} : { input });
+  }
+
+  async stopProbe(name: string, kill: boolean): Promise<void> {
+    await this.requireProbe(name);
+    await this.backend.stop(name, { kill });
+  }
+
+  async startProbe(name: string): Promise<void> {
+    await this.requireProbe(name);
+    await this.backend.start(name);
+  }
+
+  /** Pulls (false) or plugs back (true) the probe's network cable. */
+  async link(name: string, up: boolean): Promise<void> {
+    const p = await this.requireProbe(name);
+    await setLink(p.veth, up);
+  }
+
+  async agentLog(name: string): Promise<string> {
+    await this.requireProbe(name);
+    return readFile(join(this.upperOf(name), AGENT_LOG.slice(1)), 'utf8').catch(() => '');
+  }
+
+  forwarding(): string {
+    return ipForward();
+  }
+}
+
+/** Runs `fn` over `items`, at most `n` at a time. */
+export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const item = items[next++]!;
+        try {
+          await fn(item);
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+    }),
+  );
+  if (errors.length) throw errors[0];
+}
