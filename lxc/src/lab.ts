@@ -8,7 +8,7 @@ import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from '
 import { isRoot } from './host.js';
 import { LAB_LINES, labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
 import { LabServerClient, readToken, serverRunning, startLabServer, stopLabServer, type ServerProbe } from './lab-server.js';
-import { LxcBackend } from './lxc-backend.js';
+import { backendUnsupported, createBackend, type BackendKind } from './backends.js';
 import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, MAX_PROBES, probeIp, setLink, vethName } from './network.js';
 
 /**
@@ -40,16 +40,28 @@ export class Lab {
 
   constructor(
     readonly name: string,
-    home?: string,
+    opts: { home?: string; backend?: BackendKind } = {},
   ) {
-    this.paths = labPaths(name, home);
-    this.backend = new LxcBackend(this.paths.lxc);
+    this.paths = labPaths(name, opts.home);
+    this.backend = createBackend(opts.backend ?? 'lxc', this.paths);
   }
 
-  /** Why this machine cannot run LXC probes, or null. */
-  static unsupported(): string | null {
-    if (!isRoot()) return 'the lab needs root (LXC containers, a bridge)';
-    return LxcBackend.available();
+  /**
+   * Opens a lab with the engine it was made with (its lab.json says which); a new lab gets
+   * `backend`, else SONDE_LAB_BACKEND, else LXC.
+   */
+  static async open(name: string, opts: { home?: string; backend?: BackendKind } = {}): Promise<Lab> {
+    const state = await readLabState(labPaths(name, opts.home));
+    const env = process.env['SONDE_LAB_BACKEND'];
+    const wanted = opts.backend ?? (env === 'podman' || env === 'lxc' ? env : undefined);
+    if (state && wanted && state.backend !== wanted) throw new LabError('LAB_BUSY', `lab ${name} runs on ${state.backend}, not ${wanted}: sonde lab down --all --lab ${name} first`);
+    return new Lab(name, { ...(opts.home ? { home: opts.home } : {}), backend: state?.backend ?? wanted ?? 'lxc' });
+  }
+
+  /** Why this machine cannot run probes on the lab's engine, or null. */
+  unsupported(): string | null {
+    if (!isRoot()) return 'the lab needs root (containers, a bridge)';
+    return backendUnsupported(this.backend.kind);
   }
 
   async state(): Promise<LabState | null> {
@@ -73,7 +85,7 @@ export class Lab {
   }
 
   async up(o: UpOptions): Promise<LabProbe[]> {
-    const why = Lab.unsupported();
+    const why = this.unsupported();
     if (why) throw new LabError('LAB_UNSUPPORTED', why);
     if (!Number.isInteger(o.count) || o.count < 1 || o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `--count must be 1..${MAX_PROBES}`);
     const log = o.log ?? quiet;
@@ -129,7 +141,7 @@ export class Lab {
       const taken = new Set<number>();
       return createBridge(this.paths.dir, taken);
     });
-    const state: LabState = existing ? { ...existing, net } : { format: 'sonde-lab-1', name: this.name, backend: 'lxc', net, server: null, probes: [] };
+    const state: LabState = existing ? { ...existing, net } : { format: 'sonde-lab-1', name: this.name, backend: this.backend.kind, net, server: null, probes: [] };
     await writeLabState(this.paths, state);
     return state;
   }

@@ -5,6 +5,7 @@ import { CliError } from '../../../agent/src/errors/cli-error.js';
 import { AGENT_LOG } from '../../../images/src/lab/probe-image.js';
 import { ftpPut } from '../ftp.js';
 import { runInteractive } from '../host.js';
+import { BACKENDS, isBackendKind } from '../backends.js';
 import { Lab } from '../lab.js';
 import { isLabLine, LAB_LINES } from '../lab-state.js';
 
@@ -18,12 +19,13 @@ function positive(text: string, flag: string): number {
   return n;
 }
 
-export async function upAction(flags: LabFlags & { count: string; line: string; server?: string; token?: string; timeout: string; quiet?: boolean }): Promise<void> {
+export async function upAction(flags: LabFlags & { count: string; line: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string }): Promise<void> {
   if (!isLabLine(flags.line)) throw new CliError('USAGE', `--line must be one of ${Object.keys(LAB_LINES).join(', ')}`);
   const url = flags.server ?? process.env['SONDE_SERVER'];
   const token = flags.token ?? process.env['SONDE_TOKEN'];
   if (url && !token) throw new CliError('USAGE', 'joining a fleet server needs its admin token: --token or SONDE_TOKEN');
-  const lab = new Lab(flags.lab);
+  if (flags.backend !== undefined && !isBackendKind(flags.backend)) throw new CliError('USAGE', `--backend must be one of ${BACKENDS.join(', ')}`);
+  const lab = await Lab.open(flags.lab, flags.backend ? { backend: flags.backend } : {});
   const t0 = Date.now();
   const log = flags.quiet ? undefined : (l: string): void => void process.stderr.write(`lab ${flags.lab}: ${l}\n`);
   const made = await lab.up({
@@ -38,7 +40,7 @@ export async function upAction(flags: LabFlags & { count: string; line: string; 
 }
 
 export async function lsAction(flags: LabFlags & { json?: boolean }): Promise<void> {
-  const lab = new Lab(flags.lab);
+  const lab = await Lab.open(flags.lab);
   const { state, probes } = await lab.list();
   if (flags.json) {
     printJson({
@@ -80,20 +82,20 @@ export async function lsAction(flags: LabFlags & { json?: boolean }): Promise<vo
 export async function downAction(name: string | undefined, flags: LabFlags & { all?: boolean }): Promise<void> {
   if (!flags.all && !name) throw new CliError('USAGE', 'name a probe, or give --all');
   if (flags.all && name) throw new CliError('USAGE', 'give a probe name or --all, not both');
-  const lab = new Lab(flags.lab);
+  const lab = await Lab.open(flags.lab);
   const gone = await lab.down(flags.all ? { all: true } : { name: name! });
   process.stdout.write(flags.all ? `lab ${flags.lab} removed (${gone.length} probe(s))\n` : `removed ${gone.join(', ')}\n`);
 }
 
 export async function shellAction(name: string, flags: LabFlags): Promise<void> {
-  const lab = new Lab(flags.lab);
+  const lab = await Lab.open(flags.lab);
   await lab.requireProbe(name);
   const [cmd, ...args] = lab.backend.shellCommand(name);
   process.exitCode = await runInteractive(cmd!, args);
 }
 
 export async function logsAction(name: string, flags: LabFlags & { source: string; lines?: string }): Promise<void> {
-  const lab = new Lab(flags.lab);
+  const lab = await Lab.open(flags.lab);
   await lab.requireProbe(name);
   let text: string;
   switch (flags.source) {
@@ -123,7 +125,7 @@ export async function logsAction(name: string, flags: LabFlags & { source: strin
 }
 
 export async function ftpPutAction(name: string, pack: string, flags: LabFlags): Promise<void> {
-  const lab = new Lab(flags.lab);
+  const lab = await Lab.open(flags.lab);
   const p = await lab.requireProbe(name);
   const tty = process.stderr.isTTY;
   const path = await ftpPut(p.ip, pack, tty ? (sent, total) => void process.stderr.write(`\r${name}: ${Math.floor((100 * sent) / Math.max(total, 1))}% of ${total} bytes`) : undefined);

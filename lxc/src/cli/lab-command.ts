@@ -17,6 +17,7 @@ export function registerLabCommand(program: Command): void {
     .option('--token <token>', 'an admin token of that server (or SONDE_TOKEN)')
     .option('--timeout <seconds>', 'how long to wait for the probes to report healthy', '120')
     .option('--quiet', 'print only the names')
+    .option('--backend <engine>', 'lxc (default) or podman (through testcontainers); or SONDE_LAB_BACKEND. A lab keeps the engine it was made with')
     .action(async (flags) => {
       const { upAction } = await import('./lab-actions.js');
       await upAction(flags);
