@@ -9,7 +9,7 @@ import { isRoot } from './host.js';
 import { LAB_LINES, labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
 import { LabServerClient, readToken, serverRunning, startLabServer, stopLabServer, type ServerProbe } from './lab-server.js';
 import { backendUnsupported, createBackend, type BackendKind } from './backends.js';
-import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, MAX_PROBES, probeIp, setLink, vethName } from './network.js';
+import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, MAX_PROBES, probeIp, setLink, setRate, vethName } from './network.js';
 
 /**
  * A lab: virtual probes on one bridge, joined to one fleet server (docs/lab.md). The state file
@@ -294,6 +294,12 @@ export class Lab {
   async link(name: string, up: boolean): Promise<void> {
     const p = await this.requireProbe(name);
     await setLink(p.veth, up);
+  }
+
+  /** Limits the probe's downlink to `mbit` Mbit/s (null: no limit). */
+  async throttle(name: string, mbit: number | null): Promise<void> {
+    const p = await this.requireProbe(name);
+    await setRate(p.veth, mbit);
   }
 
   async agentLog(name: string): Promise<string> {

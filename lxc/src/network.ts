@@ -95,3 +95,12 @@ export async function deleteBridge(bridge: string): Promise<void> {
 export async function setLink(veth: string, up: boolean): Promise<void> {
   await run('ip', ['link', 'set', 'dev', veth, up ? 'up' : 'down'], { code: 'LAB_NETWORK_FAILED' });
 }
+
+/**
+ * Limits what reaches a probe (the host end's egress) to `mbit` Mbit/s, or lifts the limit with
+ * null: a slow site link, for tests that must catch a download in flight.
+ */
+export async function setRate(veth: string, mbit: number | null): Promise<void> {
+  await tryRun('tc', ['qdisc', 'del', 'dev', veth, 'root']);
+  if (mbit !== null) await run('tc', ['qdisc', 'add', 'dev', veth, 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', '32kbit', 'latency', '400ms'], { code: 'LAB_NETWORK_FAILED' });
+}

@@ -37,7 +37,10 @@ const configSchema = z
       .strict()
       .default({ maxCount: 20, maxAgeDays: 30 }),
     outbox: z.object({ maxMessages: z.number().int().positive().default(10_000) }).strict().default({ maxMessages: 10_000 }),
-    download: z.object({ attempts: z.number().int().positive().default(50), maxDelayMs: ms.default(30_000) }).strict().default({ attempts: 50, maxDelayMs: 30_000 }),
+    download: z
+      .object({ attempts: z.number().int().positive().default(50), maxDelayMs: ms.default(30_000), idleTimeoutMs: ms.default(30_000) })
+      .strict()
+      .default({ attempts: 50, maxDelayMs: 30_000, idleTimeoutMs: 30_000 }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

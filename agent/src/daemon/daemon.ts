@@ -283,7 +283,7 @@ export class AgentDaemon {
       }
       this.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
       let lastTenth = -1;
-      await download({
+      const got = await download({
         url: c.pack.url,
         sha256: c.pack.sha256,
         size: c.pack.size,
@@ -292,6 +292,8 @@ export class AgentDaemon {
         ...(this.creds.ca ? { ca: this.creds.ca } : {}),
         signal: abort.signal,
         retry: { attempts: this.config.download.attempts, maxDelayMs: this.config.download.maxDelayMs },
+        idleTimeoutMs: this.config.download.idleTimeoutMs,
+        onInterrupted: (reason, keptBytes, waitMs) => this.log.warn({ commandId: c.commandId, reason, keptBytes, waitMs }, 'download interrupted; resuming from the bytes kept'),
         onProgress: (bytes, total) => {
           const tenth = Math.floor((bytes / Math.max(total, 1)) * 10);
           if (tenth > lastTenth) {
@@ -300,6 +302,7 @@ export class AgentDaemon {
           }
         },
       });
+      this.log.info({ commandId: c.commandId, requests: got.requests, resumedFrom: got.resumedFrom }, 'download complete');
       this.event({ type: 'download-complete', commandId: c.commandId, packSha256: c.pack.sha256 });
       const outcome: InstallOutcome = await this.engine.install(dest);
       const d = outcome.deployment;

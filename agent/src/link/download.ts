@@ -50,6 +50,8 @@ export interface DownloadOptions {
   readonly onProgress?: (bytes: number, total: number) => void;
   readonly retry?: Partial<RetryPolicy>;
   readonly idleTimeoutMs?: number;
+  /** Called when an attempt is interrupted, before the wait: why, and how many bytes are kept. */
+  readonly onInterrupted?: (reason: string, keptBytes: number, waitMs: number) => void;
 }
 
 export interface DownloadResult {
@@ -118,6 +120,7 @@ async function fetchInto(options: DownloadOptions): Promise<DownloadResult> {
         if (failures >= policy.attempts) throw giveUp(`${failures} in a row without progress`);
         const wait = backoffDelay(failures, policy);
         if (Date.now() + wait > deadline) throw giveUp(`deadline of ${policy.deadlineMs} ms`);
+        options.onInterrupted?.(e.message, part.offset, wait);
         try {
           await sleep(wait, signal);
         } catch {

@@ -89,7 +89,7 @@ export function labAgentConfig(): object {
     reconnect: { minMs: 500, maxMs: 5000 },
     poll: { intervalMs: 5000, maxIntervalMs: 30000, afterOfflineMs: 10000 },
     drop: { scanIntervalMs: 500, stableMs: 1000, incompleteExpiryMs: 600000 },
-    download: { attempts: 50, maxDelayMs: 3000 },
+    download: { attempts: 50, maxDelayMs: 2000, idleTimeoutMs: 4000 },
     log: { level: 'info' },
   };
 }
