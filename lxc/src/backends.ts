@@ -1,7 +1,8 @@
+import { join } from 'node:path';
 import type { ProbeBackend } from './backend.js';
-import { LabError } from './errors.js';
 import type { LabPaths } from './lab-state.js';
 import { LxcBackend } from './lxc-backend.js';
+import { PodmanBackend } from './podman-backend.js';
 
 /** The engines the lab can run probes on. LXC is the default. */
 export const BACKENDS = ['lxc', 'podman'] as const;
@@ -16,7 +17,8 @@ export function createBackend(kind: BackendKind, paths: LabPaths): ProbeBackend 
     case 'lxc':
       return new LxcBackend(paths.lxc);
     case 'podman':
-      throw new LabError('LAB_UNSUPPORTED', 'the podman backend is not built yet');
+      // The lab's own engine: service, storage and probe records under <lab>/podman/.
+      return new PodmanBackend(join(paths.dir, 'podman'));
   }
 }
 
@@ -26,6 +28,6 @@ export function backendUnsupported(kind: BackendKind): string | null {
     case 'lxc':
       return LxcBackend.available();
     case 'podman':
-      return 'the podman backend is not built yet';
+      return PodmanBackend.available();
   }
 }
