@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: openssl (external-PKI fixtures, the benchmarks' reference), time (GNU time
 # for the benchmarks' peak RSS), vsftpd (the FTP drop tests), mosquitto (the external broker),
-# python3/make/g++ (node-gyp for better-sqlite3), systemd (systemd-notify, for the sd_notify test).
-# The tests run vsftpd and mosquitto in the foreground on loopback ports; Debian's service starts
-# are refused or fail harmlessly where PID 1 is not systemd.
-APT_PACKAGES=(openssl python3 make g++ tar gzip time vsftpd mosquitto systemd)
+# python3/make/g++ (node-gyp for better-sqlite3), systemd (systemd-notify, for the sd_notify test),
+# lxc + busybox-static + iproute2 (the lab: LXC probes with busybox init on a bridge; tc for its
+# slow-link tests). The tests run vsftpd and mosquitto in the foreground on loopback ports; Debian's
+# service starts are refused or fail harmlessly where PID 1 is not systemd. Without recommends, lxc
+# brings no dnsmasq, so its lxc-net NAT bridge never starts: the lab makes its own bridge, unrouted.
+APT_PACKAGES=(openssl python3 make g++ tar gzip time vsftpd mosquitto systemd lxc busybox-static iproute2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
