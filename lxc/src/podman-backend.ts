@@ -159,8 +159,8 @@ export class PodmanBackend implements ProbeBackend {
         const tar = spawn('tar', ['-C', lower, '--numeric-owner', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
         let tarErr = '';
         tar.stderr.on('data', (d: Buffer) => (tarErr += d.toString()));
-        const [repo, tag] = [IMAGE_REPO, ref.slice(IMAGE_REPO.length + 1)];
-        const out = await docker.importImage(tar.stdout, { repo, tag });
+        // podman's compat import takes the tag inside `repo` (a separate `tag` is ignored).
+        const out = await docker.importImage(tar.stdout, { repo: ref });
         await new Promise<void>((resolve, reject) => docker.modem.followProgress(out, (err: Error | null) => (err ? reject(err) : resolve())));
         await docker.getImage(ref).inspect().catch((e: Error) => {
           throw new LabError('LAB_PROBE_FAILED', `importing ${lower} as ${ref}: ${e.message}${tarErr ? ` (tar: ${tarErr.trim()})` : ''}`, { cause: e });
@@ -198,10 +198,16 @@ export class PodmanBackend implements ProbeBackend {
 
   async create(spec: ProbeSpec): Promise<void> {
     await mkdir(join(this.dir, 'probes'), { recursive: true, mode: 0o700 });
-    const image = await this.image(spec.lower);
-    // A new definition replaces an old container of that name, as a new LXC config would.
-    if (await this.inspect(spec.name)) await this.removeContainer(spec.name);
-    await writeFileAtomic(this.recordPath(spec.name), `${JSON.stringify({ spec, image } satisfies ProbeRecord, null, 2)}\n`);
+    try {
+      const image = await this.image(spec.lower);
+      // A new definition replaces an old container of that name, as a new LXC config would.
+      if (await this.inspect(spec.name)) await this.removeContainer(spec.name);
+      await writeFileAtomic(this.recordPath(spec.name), `${JSON.stringify({ spec, image } satisfies ProbeRecord, null, 2)}\n`);
+    } catch (e) {
+      // Nothing was defined, so no `destroy` will come to stop the engine this started.
+      await this.releaseIfIdle().catch(() => undefined);
+      throw e;
+    }
   }
 
   async start(name: string): Promise<void> {
