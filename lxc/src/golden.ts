@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildSamples, samplePackFile, type SamplePackId } from '../../images/src/samples/index.js';
+import { SAMPLE_PRODUCT } from '../../images/src/samples/releases.js';
 import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, copyAgent, treeFingerprint, writeBaseLayer } from '../../images/src/lab/probe-image.js';
 import type { ProbeBackend } from './backend.js';
 import { LabError } from './errors.js';
@@ -19,7 +19,12 @@ export interface Samples {
   readonly dir: string;
   readonly rootCert: string;
   readonly fleetKey: string;
-  pack(id: SamplePackId): string;
+  /** A sample release's pack (images/build-samples names them so). */
+  pack(version: string): string;
+}
+
+export function samplePackName(version: string): string {
+  return `${SAMPLE_PRODUCT}-${version}.spk`;
 }
 
 const SAMPLES_FORMAT = 'samples-1';
@@ -29,9 +34,11 @@ export async function ensureSamples(imagesDir: string, log: (l: string) => void)
   await mkdir(imagesDir, { recursive: true });
   await buildOnce(dir, async (tmp) => {
     log('building the sample packs (once per lab home)');
+    // Loaded only here: the packer and key issuance cost every `sonde lab` command half a second.
+    const { buildSamples } = await import('../../images/src/samples/index.js');
     await buildSamples(tmp);
   });
-  return { dir, rootCert: join(dir, 'keys', 'root.crt'), fleetKey: join(dir, 'keys', 'fleet.key'), pack: (id) => join(dir, samplePackFile(id)) };
+  return { dir, rootCert: join(dir, 'keys', 'root.crt'), fleetKey: join(dir, 'keys', 'fleet.key'), pack: (version) => join(dir, samplePackName(version)) };
 }
 
 export async function makeBase(dir: string): Promise<string> {
@@ -94,7 +101,7 @@ export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<str
       if (chain.includes('1.1.0')) await sonde(['agent', 'vars', 'set', 'CollectorPassword', '--root', '/'], `${randomBytes(12).toString('base64url')}\n`);
       for (const [i, version] of chain.entries()) {
         const first = i === 0 ? ['--keyring', '/mnt/samples/keys/root.crt', '--key', '/mnt/samples/keys/fleet.key'] : [];
-        await sonde(['agent', 'install', `/mnt/samples/${samplePackFile(version as SamplePackId)}`, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
+        await sonde(['agent', 'install', `/mnt/samples/${samplePackName(version)}`, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
       }
       await o.backend.stop(name, { kill: true });
     } finally {
