@@ -121,6 +121,7 @@ describe('the staff CLI', () => {
     const conf = await readFile(join(out, 'mosquitto.conf'), 'utf8');
     expect(conf).toMatch(/^allow_anonymous false$/m);
     expect(conf).toMatch(/^use_username_as_clientid true$/m);
+    expect(conf).toMatch(/^max_queued_messages 1000000$/m);
     expect(conf).toMatch(/^listener 18883 127\.0\.0\.1$/m);
     // A later enrollment rewrites the remembered password file.
     await s.enroll('cli-3');
