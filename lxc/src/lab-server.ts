@@ -10,7 +10,8 @@ import type { LabPaths, LabServerRef } from './lab-state.js';
  * The fleet server a lab's probes join: either one named by the user (`--server URL --token T`,
  * or SONDE_SERVER / SONDE_TOKEN), or the lab's own, started with the embedded defaults and
  * listening on loopback and the lab bridge. The lab's own server runs detached: `lab up` returns
- * and the fleet stays; `lab down --all` stops it.
+ * and the fleet stays; `lab down --all` stops it. Without a bridge address (the demo's probes as
+ * local processes, images/src/demo/local-fleet.ts) the server listens on loopback only.
  */
 export interface ServerProbe {
   readonly id: string;
@@ -28,10 +29,10 @@ function portFree(port: number, host: string): Promise<boolean> {
   });
 }
 
-/** 8440 (the server's default) when it and 8441 are free on both addresses, else another pair. */
-async function pickPorts(bridgeIp: string): Promise<number> {
+/** 8440 (the server's default) when it and 8441 are free on every address, else another pair. */
+async function pickPorts(bridgeIp: string | undefined): Promise<number> {
   const ok = async (p: number): Promise<boolean> =>
-    (await portFree(p, '127.0.0.1')) && (await portFree(p + 1, '127.0.0.1')) && (await portFree(p, bridgeIp)) && (await portFree(p + 1, bridgeIp));
+    (await portFree(p, '127.0.0.1')) && (await portFree(p + 1, '127.0.0.1')) && (!bridgeIp || ((await portFree(p, bridgeIp)) && (await portFree(p + 1, bridgeIp))));
   if (await ok(8440)) return 8440;
   for (let i = 0; i < 200; i++) {
     const p = 20000 + 2 * Math.floor(Math.random() * 20000);
@@ -49,11 +50,14 @@ function alive(pid: number): boolean {
   }
 }
 
-export async function startLabServer(p: LabPaths, opts: { sondeJs: string; keyring: string; bridgeIp: string; timeoutMs?: number }): Promise<{ ref: LabServerRef; token: string }> {
+export type ServerPaths = Pick<LabPaths, 'serverData' | 'serverLog' | 'serverOut' | 'tokenFile'>;
+
+export async function startLabServer(p: ServerPaths, opts: { sondeJs: string; keyring: string; bridgeIp?: string; timeoutMs?: number }): Promise<{ ref: LabServerRef; token: string }> {
   const port = await pickPorts(opts.bridgeIp);
   const out = openSync(p.serverOut, 'w', 0o600);
   const err = openSync(p.serverLog, 'a', 0o600);
-  const child = spawn(process.execPath, [opts.sondeJs, 'server', '--data', p.serverData, '--port', String(port), '--listen', opts.bridgeIp, '--keyring', opts.keyring], {
+  const listen = opts.bridgeIp ? ['--listen', opts.bridgeIp] : [];
+  const child = spawn(process.execPath, [opts.sondeJs, 'server', '--data', p.serverData, '--port', String(port), ...listen, '--keyring', opts.keyring], {
     detached: true,
     stdio: ['ignore', out, err],
     env: { ...process.env, SONDE_TOKEN: '' },
@@ -87,7 +91,7 @@ export async function startLabServer(p: LabPaths, opts: { sondeJs: string; keyri
   }
   await writeFile(p.tokenFile, `${token}\n`, { mode: 0o600 });
   await chmod(p.tokenFile, 0o600);
-  return { ref: { own: true, url: `http://127.0.0.1:${port}`, probeUrl: `https://${opts.bridgeIp}:${port}`, pid, port }, token };
+  return { ref: { own: true, url: `http://127.0.0.1:${port}`, ...(opts.bridgeIp ? { probeUrl: `https://${opts.bridgeIp}:${port}` } : {}), pid, port }, token };
 }
 
 function stopPid(pid: number): void {

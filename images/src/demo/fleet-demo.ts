@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { packSampleRecipe, sampleKeyPaths, sampleRelease, writeReleaseRecipe } from '../samples/index.js';
 import { Lab, REPO_DIR } from '../../../lxc/src/lab.js';
 import type { LabServerClient } from '../../../lxc/src/lab-server.js';
+import { localFleetDir, startLocalFleet, stopLocalFleet } from './local-fleet.js';
 
 /**
  * `npm run demo` (issue 6): the fleet server with its embedded broker, three LXC probes on the
@@ -95,6 +96,31 @@ export async function runFleetDemo(outDir: string, log: (line: string) => void =
     log,
     since,
   );
+}
+
+/**
+ * The same story where LXC cannot run (not root, no lxc): the same fleet server, on loopback
+ * only, and the probes as local processes (images/src/demo/local-fleet.ts). The fleet stays up
+ * afterwards; `sonde demo --local --stop` stops it and the next run starts it afresh.
+ */
+export async function runLocalFleetDemo(outDir: string, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<boolean> {
+  const t0 = Date.now();
+  const out = resolve(outDir);
+  const dir = localFleetDir(out);
+  await mkdir(out, { recursive: true });
+  const since = (): string => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  const stopped = await stopLocalFleet(dir);
+  if (stopped.length) {
+    log('0. stopping the previous local fleet');
+    for (const s of stopped) log(`   ${s}`);
+  }
+  log(`Sonde demo: a fleet server, ${PROBES} probes as local processes on this machine (no containers), a staged rollout (folder ${dir})`);
+  log('   each probe is a folder with its own root, an agent process (sonde agent run) and the app it starts; all talk to the server on 127.0.0.1');
+
+  log(`1-2. starting the fleet server (embedded MQTT broker) and ${PROBES} probes on the stable line (1.1.0)`);
+  const fleet = await startLocalFleet(dir, PROBES, (l) => log(`   ${l}`));
+  log(`   ${fleet.probes.join(', ')}: local processes, healthy on 1.1.0 at the server (${since()})`);
+  return rollOutNextRelease(fleet, out, log, since);
 }
 
 /** What steps 3 to 7 need of a fleet, however its probes run (LXC, or local processes). */
