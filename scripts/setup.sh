@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 # service starts are refused or fail harmlessly where PID 1 is not systemd. Without recommends, lxc
 # brings no dnsmasq, so its lxc-net NAT bridge never starts: the lab makes its own bridge, unrouted.
 APT_PACKAGES=(openssl python3 make g++ tar gzip time vsftpd mosquitto systemd lxc busybox-static iproute2)
+# podman + runc: the lab's second engine (test/lab/podman-backend.test.ts). runc because crun refuses
+# hybrid cgroups; the lab runs its own `podman system service` and never uses podman's networks.
+APT_PACKAGES+=(podman runc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

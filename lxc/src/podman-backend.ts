@@ -1,7 +1,5 @@
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, rm, rmdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, rm, rmdir, stat, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -10,30 +8,31 @@ import type { ContainerRuntimeClient } from 'testcontainers';
 import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
 import { PROBE_ENV, type ExecResult, type ProbeBackend, type ProbeRunState, type ProbeSpec } from './backend.js';
 import { LabError } from './errors.js';
-import { run, tryRun, which } from './host.js';
+import { tryRun, which } from './host.js';
 import { ipForward } from './network.js';
+import { ensureBaseImage } from './podman-image.js';
 import { PodmanService, mountPoints } from './podman-service.js';
 import { checkForwarding, netnsPath, plugProbe, unplugProbe } from './probe-netns.js';
 
 /**
  * Probes as podman containers, driven through testcontainers against the lab's own podman service
- * (podman-service.ts), behind the same interface as LXC:
+ * (podman-service.ts), behind the same interface as LXC (notes/machine-facts.md §5):
  *
- * - Root file system: the backend mounts, on the host, an overlay of the probe's `upper` on the
- *   shared `lower` (workdir `olwork` beside the upper, as LXC does) and bind-mounts it at `/` of
- *   the container. Podman accepts `/` as a bind destination and runc mounts it first, so /proc,
- *   /dev, /sys, the read-only /usr, the tmpfs /tmp and /run and the spec's mounts land on top of
- *   it: every write in the probe goes to its upper, as with LXC. The overlay is mounted at start
- *   and unmounted at stop, so a stopped probe's upper is a plain folder again.
- * - The image only satisfies the engine (the bind hides it): the base layer imported once per lab
- *   engine, tagged by a hash of its content.
- * - PID 1 is busybox init, so the base's inittab starts the agent and vsftpd.
+ * - Root file system: podman's own overlay, with the base image (podman-image.ts) as the lower
+ *   layer and the probe's `upper` folder as the container's layer. Right after testcontainers
+ *   creates the container, and before it starts, the container layer's `diff` and `work` folders
+ *   (GraphDriver UpperDir and WorkDir in `inspect`) are replaced by symlinks to the probe's upper
+ *   and to `olwork` beside it (LXC's place for the overlay workdir). Every write in the probe so
+ *   lands in its upper, as with LXC, and podman mounts and unmounts the overlay at start and stop.
+ *   (A bind mount of a host overlay at `/` is not an option: podman orders mounts with the same
+ *   number of path components arbitrarily, so `/` may come after /proc or /usr.)
+ * - PID 1 is busybox init, so the base's inittab starts the agent and vsftpd. /usr is the host's,
+ *   read-only; /tmp and /run are tmpfs; the spec's mounts are bind mounts.
  * - Network: a netns per probe with the veth on the lab bridge (probe-netns.ts), joined with
- *   network mode `ns:/run/netns/NAME`.
- * - `stop({kill: true})` is SIGKILL to the container's init, which takes its whole pid namespace
- *   (exec'd commands included) with it; `start` reuses the container and finds the same upper.
+ *   network mode `ns:/run/netns/NAME`; podman networks are never used.
+ * - `stop({kill: true})` is SIGKILL to the container's init, which takes its whole pid namespace,
+ *   exec'd commands included, with it; `start` restarts the same container on the same upper.
  */
-const IMAGE_REPO = 'localhost/sonde-probe-base';
 const HALT_TIMEOUT_MS = 10_000;
 const TRANSITION_TIMEOUT_MS = 15_000;
 
@@ -61,7 +60,7 @@ export class PodmanBackend implements ProbeBackend {
     if (!which('runc')) return 'runc is not installed (apt-get install runc): crun refuses the hybrid cgroup layout';
     if (!which('conmon')) return 'conmon is not installed (apt-get install podman)';
     if (!which('busybox')) return 'busybox is not installed (apt-get install busybox-static)';
-    for (const tool of ['ip', 'mount', 'umount', 'tar']) if (!which(tool)) return `${tool} is not installed`;
+    for (const tool of ['ip', 'tar', 'umount']) if (!which(tool)) return `${tool} is not installed`;
     try {
       if (!/\toverlay$/m.test(readFileSync('/proc/filesystems', 'utf8'))) return 'the kernel has no overlayfs';
     } catch {
@@ -75,18 +74,8 @@ export class PodmanBackend implements ProbeBackend {
     return null;
   }
 
-  // ----- where things are -----
-
   private recordPath(name: string): string {
     return join(this.dir, 'probes', `${name}.json`);
-  }
-
-  private rootfs(name: string): string {
-    return join(this.dir, 'rootfs', name);
-  }
-
-  private static workdir(spec: ProbeSpec): string {
-    return join(dirname(spec.upper), 'olwork');
   }
 
   private async readRecord(name: string): Promise<ProbeRecord | null> {
@@ -103,12 +92,11 @@ export class PodmanBackend implements ProbeBackend {
   private client(): Promise<ContainerRuntimeClient> {
     this.ready ??= (async () => {
       await this.service.ensure();
-      // testcontainers finds its engine in the environment, once per process; its Ryuk reaper
-      // image cannot be pulled here, and the lab cleans up after itself anyway.
+      // testcontainers finds its engine in the environment, once per process. Its Ryuk reaper
+      // image cannot be pulled here, and the lab removes what it made itself.
       process.env['DOCKER_HOST'] = this.service.url;
       process.env['TESTCONTAINERS_RYUK_DISABLED'] = 'true';
-      const tc = await testcontainers();
-      const client = await tc.getContainerRuntimeClient();
+      const client = await (await testcontainers()).getContainerRuntimeClient();
       const socket = (client.container.dockerode.modem as { socketPath?: unknown }).socketPath;
       if (socket !== this.service.socket) {
         throw new LabError('LAB_BUSY', `testcontainers in this process already talks to ${String(socket)}, not ${this.service.socket}: one podman lab per process`);
@@ -131,67 +119,75 @@ export class PodmanBackend implements ProbeBackend {
     }
   }
 
-  /** Waits until the container is (or is no longer) running. */
-  private async waitRunning(name: string, running: boolean, timeoutMs: number): Promise<boolean> {
+  /** Waits until the container is running, or until it is stopped and its root is unmounted. */
+  private async settle(name: string, running: boolean, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const info = await this.inspect(name);
-      if ((info?.State.Running ?? false) === running) return true;
+      const merged = info ? layerDirs(info).merged : undefined;
+      const done = running ? info?.State.Running === true : !info?.State.Running && !(merged && (await mountPoints()).includes(merged));
+      if (done) return true;
       if (Date.now() > deadline) return false;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
 
-  /** The base layer as an image, imported once per lab engine and tagged by its content. */
   private image(lower: string): Promise<string> {
     let p = this.images.get(lower);
     if (!p) {
-      p = (async () => {
-        const ref = `${IMAGE_REPO}:${await contentHash(lower)}`;
-        const client = await this.client();
-        const docker = client.container.dockerode;
-        try {
-          await docker.getImage(ref).inspect();
-          return ref;
-        } catch {
-          // not imported yet
-        }
-        const tar = spawn('tar', ['-C', lower, '--numeric-owner', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let tarErr = '';
-        tar.stderr.on('data', (d: Buffer) => (tarErr += d.toString()));
-        // podman's compat import takes the tag inside `repo` (a separate `tag` is ignored).
-        const out = await docker.importImage(tar.stdout, { repo: ref });
-        await new Promise<void>((resolve, reject) => docker.modem.followProgress(out, (err: Error | null) => (err ? reject(err) : resolve())));
-        await docker.getImage(ref).inspect().catch((e: Error) => {
-          throw new LabError('LAB_PROBE_FAILED', `importing ${lower} as ${ref}: ${e.message}${tarErr ? ` (tar: ${tarErr.trim()})` : ''}`, { cause: e });
-        });
-        return ref;
-      })();
+      p = this.client().then((c) => ensureBaseImage(c.container.dockerode, lower));
       p.catch(() => this.images.delete(lower));
       this.images.set(lower, p);
     }
     return p;
   }
 
-  // ----- the root file system -----
+  // ----- the probe's layer as the container's layer -----
 
-  private async mountRootfs(spec: ProbeSpec): Promise<string> {
-    const merged = this.rootfs(spec.name);
-    if ((await mountPoints()).includes(merged)) return merged;
-    const work = PodmanBackend.workdir(spec);
-    for (const p of [spec.lower, spec.upper, work]) {
-      if (/[,:\\]/.test(p)) throw new LabError('LAB_PROBE_FAILED', `${p}: overlayfs cannot take a path with , : or \\`);
-    }
-    await mkdir(merged, { recursive: true });
-    await mkdir(work, { recursive: true });
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${spec.lower},upperdir=${spec.upper},workdir=${work}`, merged], { code: 'LAB_PROBE_FAILED' });
-    return merged;
+  private static workdir(spec: ProbeSpec): string {
+    return join(dirname(spec.upper), 'olwork');
   }
 
-  private async unmountRootfs(name: string): Promise<void> {
-    const merged = this.rootfs(name);
-    if (!(await mountPoints()).includes(merged)) return;
-    if (!(await tryRun('umount', [merged]))) await run('umount', ['-l', merged], { code: 'LAB_PROBE_FAILED' });
+  /** Points a stopped container's layer at the probe's upper (idempotent). */
+  private static async attachUpper(info: Dockerode.ContainerInspectInfo, spec: ProbeSpec): Promise<void> {
+    const { upper: diff, work } = layerDirs(info);
+    if (info.GraphDriver.Name !== 'overlay' || !diff || !work) throw new LabError('LAB_PROBE_FAILED', `podman: ${spec.name} is not on the overlay storage driver (${info.GraphDriver.Name})`);
+    const olwork = PodmanBackend.workdir(spec);
+    await mkdir(olwork, { recursive: true });
+    // overlayfs wants the upper and work folders on one file system.
+    if ((await stat(spec.upper)).dev !== (await stat(olwork)).dev) throw new LabError('LAB_PROBE_FAILED', `podman: ${spec.upper} and ${olwork} are on different file systems`);
+    for (const [slot, target] of [[diff, spec.upper], [work, olwork]] as const) {
+      const s = await lstat(slot).catch(() => null);
+      if (s?.isSymbolicLink() && (await readlink(slot)) === target) continue;
+      if (s?.isSymbolicLink()) await rm(slot);
+      else if (s) await rmdir(slot); // podman's own, still empty: the container never ran
+      await symlink(target, slot);
+    }
+  }
+
+  /** Gives podman back empty folders, so that removing the container cannot reach the upper. */
+  private static async detachUpper(info: Dockerode.ContainerInspectInfo): Promise<void> {
+    const { upper, work } = layerDirs(info);
+    for (const slot of [upper, work]) {
+      if (!slot || !(await lstat(slot).catch(() => null))?.isSymbolicLink()) continue;
+      await rm(slot);
+      await mkdir(slot);
+    }
+  }
+
+  /**
+   * The probe keeps its own /etc/resolv.conf (podman would bind the host's over it): the base's
+   * file is copied up into the upper if the upper has none, and bound over itself.
+   */
+  private static async ownResolvConf(spec: ProbeSpec): Promise<string | null> {
+    const mine = join(spec.upper, 'etc', 'resolv.conf');
+    if (await lstat(mine).catch(() => null)) return (await lstat(mine)).isFile() ? mine : null;
+    const base = join(spec.lower, 'etc', 'resolv.conf');
+    if (!(await lstat(base).catch(() => null))?.isFile()) return null;
+    await mkdir(dirname(mine), { recursive: true });
+    await copyFile(base, mine);
+    await chmod(mine, (await stat(base)).mode & 0o7777);
+    return mine;
   }
 
   // ----- the interface -----
@@ -201,10 +197,10 @@ export class PodmanBackend implements ProbeBackend {
     try {
       const image = await this.image(spec.lower);
       // A new definition replaces an old container of that name, as a new LXC config would.
-      if (await this.inspect(spec.name)) await this.removeContainer(spec.name);
+      await this.removeContainer(spec.name);
       await writeFileAtomic(this.recordPath(spec.name), `${JSON.stringify({ spec, image } satisfies ProbeRecord, null, 2)}\n`);
     } catch (e) {
-      // Nothing was defined, so no `destroy` will come to stop the engine this started.
+      // Nothing was defined, so no `destroy` will come to stop an engine this started.
       await this.releaseIfIdle().catch(() => undefined);
       throw e;
     }
@@ -213,60 +209,68 @@ export class PodmanBackend implements ProbeBackend {
   async start(name: string): Promise<void> {
     const rec = await this.readRecord(name);
     if (!rec) throw new LabError('LAB_PROBE_FAILED', `podman: probe ${name} has no definition`);
-    const { spec } = rec;
     const client = await this.client();
     const existing = await this.inspect(name);
     if (existing?.State.Running) return;
     const before = ipForward();
     try {
-      const root = await this.mountRootfs(spec);
-      await plugProbe(spec);
-      if (existing) await client.container.start(client.container.getById(name));
-      else await this.run(rec, root);
-      if (!(await this.waitRunning(name, true, TRANSITION_TIMEOUT_MS))) throw new Error(`container ${name} is not running after start: ${await this.lastLines(name)}`);
+      await plugProbe(rec.spec);
+      if (existing) {
+        await PodmanBackend.attachUpper(existing, rec.spec);
+        await client.container.start(client.container.getById(name));
+      } else {
+        await this.run(rec);
+      }
+      if (!(await this.settle(name, true, TRANSITION_TIMEOUT_MS))) throw new Error(`not running after start: ${await consoleTail(rec.spec)}`);
     } catch (e) {
       await this.halt(name, 'SIGKILL').catch(() => undefined);
-      await unplugProbe(spec.veth);
-      await this.unmountRootfs(name).catch(() => undefined);
+      await unplugProbe(rec.spec.veth);
       if (e instanceof LabError) throw e;
       throw new LabError('LAB_PROBE_FAILED', `podman: starting ${name}: ${(e as Error).message}`, { cause: e });
     }
     checkForwarding(before, `probe ${name} was started`);
   }
 
-  /** The container, made by testcontainers on the probe's first start. */
-  private async run(rec: ProbeRecord, root: string): Promise<void> {
+  /** The container, created and started by testcontainers on the probe's first start. */
+  private async run(rec: ProbeRecord): Promise<void> {
     const { spec } = rec;
     const tc = await testcontainers();
-    /** testcontainers has no setter for the log driver; the console goes to the spec's file, as LXC's console log does. */
+    const inspect = (id: string): Promise<Dockerode.ContainerInspectInfo | null> => this.inspect(id);
     class ProbeContainer extends tc.GenericContainer {
+      /** testcontainers has no setter for the log driver: init's console goes to the spec's file, as with LXC. */
       withConsoleLog(path: string): this {
         this.hostConfig.LogConfig = { Type: 'k8s-file', Config: { path } };
         return this;
       }
+
+      /** Between create and start: the container's layer becomes the probe's upper. */
+      protected override async containerCreated(id: string): Promise<void> {
+        const info = await inspect(id);
+        if (!info) throw new LabError('LAB_PROBE_FAILED', `podman: container ${id} vanished after create`);
+        await PodmanBackend.attachUpper(info, spec);
+      }
     }
-    const probe = new ProbeContainer(rec.image)
+    const resolvConf = await PodmanBackend.ownResolvConf(spec);
+    await new ProbeContainer(rec.image)
       .withName(spec.name)
       .withHostname(spec.name)
       .withEntrypoint(['/bin/busybox', 'init'])
       .withEnvironment({ ...PROBE_ENV })
       .withBindMounts([
-        { source: root, target: '/', mode: 'rw' },
-        // The probe's own files, bound over themselves, so that podman does not mount its
-        // generated ones there (LXC leaves these files alone too).
-        ...['/etc/hostname', '/etc/resolv.conf'].filter((f) => existsSync(join(root, f))).map((f) => ({ source: join(root, f), target: f, mode: 'rw' as const })),
         { source: '/usr', target: '/usr', mode: 'ro' },
+        ...(resolvConf ? [{ source: resolvConf, target: '/etc/resolv.conf', mode: 'rw' as const }] : []),
         ...spec.mounts.map((m) => ({ source: m.host, target: m.target, mode: m.readOnly ? ('ro' as const) : ('rw' as const) })),
       ])
       .withTmpFs({ '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777', '/run': 'rw,nosuid,nodev,size=16m,mode=755' })
       .withNetworkMode(`ns:${netnsPath(spec.veth)}`)
-      // LXC probes keep CAP_NET_RAW (busybox ping) and CAP_AUDIT_WRITE; podman drops them.
-      .withAddedCapabilities('NET_RAW', 'AUDIT_WRITE')
+      // Podman drops these, LXC probes keep them: NET_RAW (busybox ping), NET_ADMIN (rcS adds host
+      // routes to a server of the user's, in the probe's own namespace), AUDIT_WRITE.
+      .withAddedCapabilities('NET_RAW', 'NET_ADMIN', 'AUDIT_WRITE')
       .withResourcesQuota({ memory: 0.75 })
       .withLabels({ 'sonde.lab.probe': spec.name })
       .withAutoCleanup(false)
-      .withConsoleLog(spec.consoleLog);
-    await probe.start();
+      .withConsoleLog(spec.consoleLog)
+      .start();
   }
 
   async stop(name: string, opts: { kill: boolean }): Promise<void> {
@@ -274,11 +278,12 @@ export class PodmanBackend implements ProbeBackend {
     const info = await this.inspect(name);
     if (info?.State.Running) {
       // busybox init halts on SIGUSR1 (its ::shutdown actions run); SIGKILL is the power cut.
-      if (opts.kill || !(await this.halt(name, 'SIGUSR1', HALT_TIMEOUT_MS))) await this.halt(name, 'SIGKILL');
+      if (opts.kill || !(await this.halt(name, 'SIGUSR1', HALT_TIMEOUT_MS))) {
+        if (!(await this.halt(name, 'SIGKILL'))) throw new LabError('LAB_PROBE_FAILED', `podman: ${name} did not stop`);
+      }
     }
     if (info) await this.service.killExecLeftovers(info.Id);
     if (rec) await unplugProbe(rec.spec.veth);
-    await this.unmountRootfs(name);
   }
 
   /** Sends `signal` to the container's init and waits for it to stop; false if it did not. */
@@ -290,14 +295,15 @@ export class PodmanBackend implements ProbeBackend {
       const code = (e as { statusCode?: number }).statusCode;
       if (code !== 404 && code !== 409 && code !== 304) throw new LabError('LAB_PROBE_FAILED', `podman kill -s ${signal} ${name}: ${(e as Error).message}`, { cause: e });
     }
-    return this.waitRunning(name, false, timeoutMs);
+    return this.settle(name, false, timeoutMs);
   }
 
   private async removeContainer(name: string): Promise<void> {
     const info = await this.inspect(name);
     if (!info) return;
+    if (info.State.Running && !(await this.halt(name, 'SIGKILL'))) throw new LabError('LAB_PROBE_FAILED', `podman: ${name} did not stop`);
+    await PodmanBackend.detachUpper(info);
     const client = await this.client();
-    if (info.State.Running) await this.halt(name, 'SIGKILL');
     try {
       await client.container.getById(name).remove({ force: true, v: true });
     } catch (e) {
@@ -308,25 +314,31 @@ export class PodmanBackend implements ProbeBackend {
 
   async destroy(name: string): Promise<void> {
     const rec = await this.readRecord(name);
-    if (rec || (await this.service.running())) await this.removeContainer(name);
-    if (rec) {
-      await unplugProbe(rec.spec.veth);
-      await this.unmountRootfs(name);
-      await rm(PodmanBackend.workdir(rec.spec), { recursive: true, force: true });
+    try {
+      if (rec || (await this.service.running())) await this.removeContainer(name);
+    } finally {
+      // The probe's link and definition go even when the engine failed (its error is thrown).
+      if (rec) {
+        await unplugProbe(rec.spec.veth);
+        await rm(PodmanBackend.workdir(rec.spec), { recursive: true, force: true });
+      }
+      await rm(this.recordPath(name), { force: true });
     }
-    await rmdir(this.rootfs(name)).catch(() => undefined);
-    await rm(this.recordPath(name), { force: true });
     await this.releaseIfIdle();
   }
 
-  /** Stops the lab's engine once it holds no container and no probe is defined. */
+  /**
+   * Stops the lab's engine once no probe is defined and it holds no container. Parallel destroys
+   * all get here; the engine's lock makes one of them stop it and the others find it stopped.
+   */
   private async releaseIfIdle(): Promise<void> {
-    if (!(await this.service.running())) return;
     // Taken before the engine's lock: client() may need that lock to start the service.
-    const client = await this.client();
-    const stopped = await this.service.stopIf(async () => {
+    const client = (await this.service.running()) ? await this.client() : null;
+    const stopped = await this.service.stopIf(async (up) => {
       const defined = await readdir(join(this.dir, 'probes')).catch(() => [] as string[]);
       if (defined.some((f) => f.endsWith('.json'))) return false;
+      if (!up) return true; // already stopped: only leftovers to sweep
+      if (!client) return false; // another command started it meanwhile, and uses it
       return (await client.container.dockerode.listContainers({ all: true })).length === 0;
     });
     if (stopped) this.ready = null;
@@ -340,20 +352,21 @@ export class PodmanBackend implements ProbeBackend {
   async exec(name: string, argv: readonly string[], opts: { input?: string; env?: Readonly<Record<string, string>>; timeoutMs?: number } = {}): Promise<ExecResult> {
     const client = await this.client();
     const env = { ...PROBE_ENV, ...(opts.env ?? {}) };
-    const withInput = opts.input !== undefined;
+    const timeoutMs = opts.timeoutMs ?? 120_000;
     let exec: Dockerode.Exec;
     let stream: NodeJS.ReadWriteStream;
     try {
+      // Only PROBE_ENV and the caller's variables, on top of the container's own (PROBE_ENV too).
       exec = await client.container.getById(name).exec({
         Cmd: [...argv],
         Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
         WorkingDir: '/',
-        AttachStdin: withInput,
+        AttachStdin: opts.input !== undefined,
         AttachStdout: true,
         AttachStderr: true,
         Tty: false,
       });
-      stream = (await exec.start({ hijack: true, stdin: withInput })) as NodeJS.ReadWriteStream;
+      stream = (await exec.start({ hijack: true, stdin: opts.input !== undefined })) as NodeJS.ReadWriteStream;
     } catch (e) {
       return { code: 125, stdout: '', stderr: `podman exec ${name}: ${(e as Error).message}\n` };
     }
@@ -372,34 +385,28 @@ export class PodmanBackend implements ProbeBackend {
         stream.once('close', () => resolve(true));
         stream.once('error', () => resolve(true));
       }),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), opts.timeoutMs ?? 120_000))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
     ]);
     clearTimeout(timer);
+    const text = (b: Buffer[]): string => Buffer.concat(b).toString();
     if (!finished) {
-      // The command runs in the probe's pid namespace; its host pid is in the exec session.
+      // The command runs in the probe's pid namespace; the exec session knows its host pid.
       const pid = (await exec.inspect().catch(() => null))?.Pid;
       if (pid) await tryRun('kill', ['-KILL', String(pid)]);
       (stream as unknown as { destroy(): void }).destroy();
-      return { code: 124, stdout: Buffer.concat(out).toString(), stderr: `${Buffer.concat(err).toString()}podman exec ${name}: timed out after ${opts.timeoutMs ?? 120_000} ms\n` };
+      return { code: 124, stdout: text(out), stderr: `${text(err)}podman exec ${name}: timed out after ${timeoutMs} ms\n` };
     }
-    let code: number | null = null;
-    for (let i = 0; i < 100 && code === null; i++) {
+    for (let i = 0; i < 100; i++) {
       const info = await exec.inspect().catch(() => null);
       if (!info) break;
-      if (!info.Running) code = info.ExitCode ?? 1;
-      else await new Promise((r) => setTimeout(r, 20));
+      if (!info.Running) return { code: info.ExitCode ?? 1, stdout: text(out), stderr: text(err) };
+      await new Promise((r) => setTimeout(r, 20));
     }
-    return { code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+    return { code: 1, stdout: text(out), stderr: `${text(err)}podman exec ${name}: no exit code\n` };
   }
 
   shellCommand(name: string): readonly string[] {
     return ['podman', '--url', this.service.url, 'exec', '-it', ...Object.entries(PROBE_ENV).flatMap(([k, v]) => ['--env', `${k}=${v}`]), name, '/bin/sh', '-l'];
-  }
-
-  private async lastLines(name: string): Promise<string> {
-    const rec = await this.readRecord(name);
-    const log = rec ? await readFile(rec.spec.consoleLog, 'utf8').catch(() => '') : '';
-    return log.trim().split('\n').slice(-3).join(' / ') || 'no console output';
   }
 }
 
@@ -408,20 +415,19 @@ async function testcontainers(): Promise<Testcontainers> {
   return typeof mod.GenericContainer === 'function' ? mod : (mod.default ?? mod);
 }
 
-/** A hash of a folder's content (names, types, modes, owners, bytes, link targets), not its times. */
-export async function contentHash(dir: string): Promise<string> {
-  const hash = createHash('sha256');
-  const walk = async (d: string, rel: string): Promise<void> => {
-    for (const name of (await readdir(d)).sort()) {
-      const p = join(d, name);
-      const s = await lstat(p);
-      hash.update(`${rel}/${name}\0${s.mode}\0${s.uid}\0${s.gid}\0`);
-      if (s.isSymbolicLink()) hash.update(`->${await readlink(p)}\n`);
-      else if (s.isDirectory()) await walk(p, `${rel}/${name}`);
-      else if (s.isFile()) hash.update(await readFile(p)).update('\n');
-      else hash.update(`dev ${s.rdev}\n`);
-    }
-  };
-  await walk(dir, '');
-  return hash.digest('hex').slice(0, 16);
+/** The overlay folders of a container's layer, from `inspect` (dockerode's type predates them). */
+function layerDirs(info: Dockerode.ContainerInspectInfo): { upper?: string; work?: string; merged?: string } {
+  const data = (info.GraphDriver.Data ?? {}) as Record<string, unknown>;
+  const str = (k: string): string | undefined => (typeof data[k] === 'string' && data[k] ? (data[k] as string) : undefined);
+  const out: { upper?: string; work?: string; merged?: string } = {};
+  const [upper, work, merged] = [str('UpperDir'), str('WorkDir'), str('MergedDir')];
+  if (upper) out.upper = upper;
+  if (work) out.work = work;
+  if (merged) out.merged = merged;
+  return out;
+}
+
+async function consoleTail(spec: ProbeSpec): Promise<string> {
+  const log = await readFile(spec.consoleLog, 'utf8').catch(() => '');
+  return log.trim().split('\n').slice(-3).join(' / ') || 'no console output';
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { basename, join } from 'node:path';
@@ -75,7 +75,16 @@ export class PodmanService {
   }
 
   private storageConf(): string {
-    return ['[storage]', 'driver = "overlay"', `graphroot = ${JSON.stringify(join(this.dir, 'storage'))}`, `runroot = ${JSON.stringify(join(this.dir, 'run'))}`, ''].join('\n');
+    return [
+      '[storage]',
+      'driver = "overlay"',
+      `graphroot = ${JSON.stringify(join(this.dir, 'storage'))}`,
+      `runroot = ${JSON.stringify(join(this.dir, 'run'))}`,
+      // No metacopy: a probe's upper must hold whole files, since the lab copies layers around.
+      '[storage.options.overlay]',
+      'mountopt = "nodev"',
+      '',
+    ].join('\n');
   }
 
   /** True when our service answers on our socket. */
@@ -137,13 +146,16 @@ export class PodmanService {
   }
 
   /**
-   * Stops the service when `idle()` still holds under the engine's lock, then removes what it
-   * leaves behind: the conmon processes of exec sessions (they outlive their containers), any
-   * `podman container cleanup` they started, and the storage's own mounts in the lab folder.
+   * Stops the service when `idle(up)` still holds under the engine's lock (`up`: the service
+   * answers), then removes what it leaves behind: the conmon processes of exec sessions (they
+   * outlive their containers), any `podman container cleanup` they started, and the storage's own
+   * mounts in the lab folder. Also cleans up after a service that died by itself.
    */
-  async stopIf(idle: () => Promise<boolean>): Promise<boolean> {
+  async stopIf(idle: (up: boolean) => Promise<boolean>): Promise<boolean> {
+    if (!existsSync(this.dir)) return false;
     return withLock(this.lock, `the podman engine of ${this.dir}`, async () => {
-      if (!(await idle())) return false;
+      const up = await this.running();
+      if (!(await idle(up))) return false;
       const rec = await this.readRecord();
       if (rec && this.isOurs(rec.pid)) await this.terminate(rec.pid);
       await this.killLeftovers((argv) => argv.some((a) => a.includes(`${this.dir}/`)));
