@@ -1,7 +1,7 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG } from '../../images/src/lab/probe-image.js';
+import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG, PROBE_ROUTES } from '../../images/src/lab/probe-image.js';
 import type { ProbeBackend, ProbeRunState } from './backend.js';
 import { LabError } from './errors.js';
 import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
@@ -9,7 +9,7 @@ import { isRoot } from './host.js';
 import { LAB_LINES, labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
 import { LabServerClient, readToken, serverRunning, startLabServer, stopLabServer, type ServerProbe } from './lab-server.js';
 import { backendUnsupported, createBackend, type BackendKind } from './backends.js';
-import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, MAX_PROBES, probeIp, setLink, setRate, vethName } from './network.js';
+import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, localAddresses, MAX_PROBES, probeIp, setLink, setRate, vethName, type LabNet } from './network.js';
 
 /**
  * A lab: virtual probes on one bridge, joined to one fleet server (docs/lab.md). The state file
@@ -119,10 +119,14 @@ export class Lab {
       state.probes.push(...fresh);
       await writeLabState(this.paths, state);
       log(`creating ${fresh.length} probe(s) on ${o.line} (${LAB_LINES[o.line]}): ${fresh.map((p) => p.name).join(', ')}`);
+      let routes: string[] | null = null;
       await pool(fresh, 8, async (p) => {
         const creds = await client.enroll(p.name, state.server?.probeUrl);
+        // A server of the user's: its URLs must be an address of this machine; the probes get a
+        // host route to it through the bridge (never a default route).
+        routes ??= state.server?.own ? [] : await routesToServer(creds, state.net);
         await client.setChannel(p.name, o.line);
-        await this.createProbe(p, base, golden, creds);
+        await this.createProbe(p, base, golden, creds, routes);
       });
       await pool(fresh, 8, (p) => this.backend.start(p.name));
       return fresh;
@@ -166,7 +170,7 @@ export class Lab {
     return new LabServerClient(ref.url, token);
   }
 
-  private async createProbe(p: LabProbe, base: string, golden: string, creds: string): Promise<void> {
+  private async createProbe(p: LabProbe, base: string, golden: string, creds: string, routes: readonly string[]): Promise<void> {
     const dir = this.probeDir(p.name);
     const upper = this.upperOf(p.name);
     await rm(dir, { recursive: true, force: true });
@@ -176,6 +180,7 @@ export class Lab {
     await mkdir(join(upper, dirname(AGENT_CREDENTIALS).slice(1)), { recursive: true });
     await writeFile(join(upper, AGENT_CREDENTIALS.slice(1)), creds, { mode: 0o600 });
     await chmod(join(upper, AGENT_CREDENTIALS.slice(1)), 0o600);
+    if (routes.length) await writeFile(join(upper, PROBE_ROUTES.slice(1)), `${routes.join('\n')}\n`);
     await this.backend.create({
       name: p.name,
       lower: base,
@@ -329,4 +334,25 @@ export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => P
     }),
   );
   if (errors.length) throw errors[0];
+}
+
+/**
+ * The host routes a probe needs to reach a server the user named: none when its URLs are on the
+ * lab bridge, `<addr> via <bridge host address>` when they are another address of this machine
+ * (delivered locally: nothing is forwarded). Loopback and addresses elsewhere are refused.
+ */
+async function routesToServer(credsText: string, net: LabNet): Promise<string[]> {
+  const creds = JSON.parse(credsText) as { server: { http: string; mqtt: string } };
+  const hosts = new Set([new URL(creds.server.http).hostname, new URL(creds.server.mqtt).hostname].map((h) => h.replace(/^\[|\]$/g, '')));
+  const local = await localAddresses();
+  const routes: string[] = [];
+  for (const h of hosts) {
+    if (h.startsWith(`10.213.${net.octet}.`)) continue;
+    if (h === 'localhost' || h.startsWith('127.') || h === '::1') {
+      throw new LabError('LAB_SERVER_FAILED', `the server gives probes ${h}, which a probe cannot reach: start it with --listen ${net.hostIp} (the lab bridge) or another address of this machine`);
+    }
+    if (!local.has(h)) throw new LabError('LAB_NETWORK_FAILED', `the server gives probes ${h}, which is not an address of this machine: lab probes reach nothing beyond it`);
+    routes.push(`${h} via ${net.hostIp}`);
+  }
+  return routes;
 }

@@ -54,6 +54,12 @@ async function usedOctets(): Promise<Set<number>> {
   return used;
 }
 
+/** The IPv4 addresses of this machine's interfaces. */
+export async function localAddresses(): Promise<Set<string>> {
+  const { stdout } = await run('ip', ['-4', '-o', 'addr', 'show'], { code: 'LAB_NETWORK_FAILED' });
+  return new Set([...stdout.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]!));
+}
+
 export async function bridgeExists(bridge: string): Promise<boolean> {
   return tryRun('ip', ['link', 'show', 'dev', bridge]);
 }

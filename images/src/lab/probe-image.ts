@@ -20,6 +20,8 @@ export const AGENT_CREDENTIALS = '/etc/sonde/enrollment.json';
 export const AGENT_LOG = '/var/log/sonde-agent.log';
 export const AGENT_STATE = '/var/lib/sonde';
 export const FTP_ROOT = '/srv/sonde-ftp';
+/** Host routes (`<addr> via <gateway>` lines) to a fleet server elsewhere on this machine. */
+export const PROBE_ROUTES = '/etc/sonde/routes';
 export const FTP_INBOX = `${FTP_ROOT}/incoming`;
 
 const INITTAB = `# Sonde lab probe: busybox init (images/src/lab/probe-image.ts)
@@ -38,6 +40,8 @@ const RCS = `#!/bin/sh
 # The probe's boot: no DHCP, no network set-up (LXC configures eth0; there is no default route).
 /bin/busybox hostname -F /etc/hostname 2>/dev/null
 /bin/busybox mkdir -p /run/vsftpd/empty /var/log ${AGENT_STATE}
+# Host routes only (a server on another address of the lab's host); never a default route.
+[ -f ${PROBE_ROUTES} ] && while read -r dst via gw; do /bin/busybox ip route add "$dst" via "$gw" dev eth0; done < ${PROBE_ROUTES}
 echo "probe $(/bin/busybox hostname) booted at $(/bin/busybox date +%s)" >> /var/log/boot.log
 `;
 
