@@ -43,6 +43,8 @@ export interface ProbeBackend {
   /** Stops (killing) and removes the probe's definition; its upper layer stays with the caller. */
   destroy(name: string): Promise<void>;
   state(name: string): Promise<ProbeRunState>;
+  /** Every probe this engine holds for the lab, listed or not (a builder an interrupted `up` left). */
+  known(): Promise<string[]>;
   exec(name: string, argv: readonly string[], opts?: { input?: string; env?: Readonly<Record<string, string>>; timeoutMs?: number }): Promise<ExecResult>;
   /** argv of a command that opens an interactive shell in the probe. */
   shellCommand(name: string): readonly string[];

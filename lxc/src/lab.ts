@@ -256,9 +256,13 @@ export class Lab {
       const state = await this.state();
       if (!state) return [];
       const gone = 'all' in target ? state.probes : [this.probe(state, target.name)];
-      await pool(gone, 8, async (p) => {
-        await this.backend.destroy(p.name);
-        await rm(this.probeDir(p.name), { recursive: true, force: true });
+      // With --all, also what the engine holds that lab.json does not list: a layer builder that
+      // an interrupted `up` left behind.
+      const names = new Set(gone.map((p) => p.name));
+      if ('all' in target) for (const n of await this.backend.known()) names.add(n);
+      await pool([...names], 8, async (name) => {
+        await this.backend.destroy(name);
+        await rm(this.probeDir(name), { recursive: true, force: true });
       });
       if ('all' in target) {
         await stopLabServer(state.server);

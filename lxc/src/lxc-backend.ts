@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PROBE_ENV, type ExecResult, type ProbeBackend, type ProbeRunState, type ProbeSpec } from './backend.js';
 import { LabError } from './errors.js';
@@ -86,6 +86,11 @@ export class LxcBackend implements ProbeBackend {
     // lxc-destroy would delete the rootfs it knows (our upper layer) too: the lab owns that, so
     // only the container's own folder goes.
     await rm(join(this.lxcPath, name), { recursive: true, force: true });
+  }
+
+  async known(): Promise<string[]> {
+    const entries = await readdir(this.lxcPath, { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
   }
 
   async state(name: string): Promise<ProbeRunState> {

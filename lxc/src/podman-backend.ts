@@ -344,6 +344,11 @@ export class PodmanBackend implements ProbeBackend {
     if (stopped) this.ready = null;
   }
 
+  async known(): Promise<string[]> {
+    const files = await readdir(join(this.dir, 'probes')).catch(() => [] as string[]);
+    return files.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
+  }
+
   async state(name: string): Promise<ProbeRunState> {
     if (!(await this.readRecord(name))) return 'missing';
     return (await this.inspect(name))?.State.Running ? 'running' : 'stopped';
