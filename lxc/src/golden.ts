@@ -67,7 +67,7 @@ export interface GoldenOptions {
 }
 
 export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<string> {
-  const key = await treeFingerprint(join(o.repoDir, 'dist'));
+  const key = treeFingerprint(join(o.repoDir, 'dist'));
   const dir = join(o.imagesDir, `${o.backend.kind}-${line}-${key}`);
   await buildOnce(dir, async (tmp) => {
     const t0 = Date.now();

@@ -217,7 +217,7 @@ export class Lab {
         });
         throw new LabError('LAB_TIMEOUT', `${pending.length} probe(s) not healthy after ${timeoutMs} ms: ${what.join('; ')} (see sonde lab logs NAME)`);
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 

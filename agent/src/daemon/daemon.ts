@@ -194,7 +194,7 @@ export class AgentDaemon {
     while (!this.stopping && Date.now() < deadline) {
       const state = await buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 }).catch(() => null);
       if (state?.health === 'ok') break;
-      await new Promise((r) => setTimeout(r, 200).unref());
+      await new Promise((r) => setTimeout(r, 100).unref());
     }
     if (!this.stopping) await this.reportState();
   }

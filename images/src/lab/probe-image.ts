@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { chmod, chown, cp, mkdir, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -131,20 +132,23 @@ export async function writeBaseLayer(dir: string): Promise<void> {
   await chmod(join(dir, FTP_INBOX.slice(1)), 0o755);
 }
 
-/** A cheap fingerprint of a folder tree: paths, sizes and mtimes (for cache keys). */
-export async function treeFingerprint(dir: string, hash = createHash('sha256')): Promise<string> {
-  const walk = async (d: string, rel: string): Promise<void> => {
-    const entries = (await readdir(d, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+/**
+ * A cheap fingerprint of a folder tree: paths, sizes and mtimes (for cache keys). Synchronous on
+ * purpose: a few hundred stat calls take milliseconds this way, a tenth of a second as promises.
+ */
+export function treeFingerprint(dir: string, hash = createHash('sha256')): string {
+  const walk = (d: string, rel: string): void => {
+    const entries = readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
     for (const e of entries) {
       const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p, `${rel}/${e.name}`);
+      if (e.isDirectory()) walk(p, `${rel}/${e.name}`);
       else {
-        const s = await stat(p);
-        hash.update(`${rel}/${e.name}\0${s.size}\0${s.mtimeMs}\n`);
+        const st = statSync(p);
+        hash.update(`${rel}/${e.name}\0${st.size}\0${st.mtimeMs}\n`);
       }
     }
   };
-  await walk(dir, '');
+  walk(dir, '');
   return hash.digest('hex').slice(0, 16);
 }
 
