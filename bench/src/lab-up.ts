@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
  * - "warm": `up` into a lab whose server is already running (the lab was brought up with one
  *   probe first, which is not counted), which is what the targets are about: probes in seconds.
  *
+ * Each timed step starts 8 s after the previous step, whose teardown the kernel finishes late.
  * The sample packs and the line's probe layer are built once before any timing (a fresh
  * SONDE_LAB_HOME unless --home is given), as they are cached for every later lab.
  */
@@ -32,6 +33,12 @@ function sonde(args: string[], home: string): Promise<{ ms: number; stdout: stri
 
 const TARGETS: Record<number, number> = { 1: 2, 10: 10, 50: 45 };
 
+/**
+ * Tearing down a lab (containers, network namespaces, veths) goes on in the kernel after `down`
+ * returns; with 50 probes the load average reached 38 here. Each timed step starts after a pause.
+ */
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 8000));
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { counts: { type: 'string', default: '1,10,50' }, runs: { type: 'string', default: '1' }, line: { type: 'string', default: 'stable' }, home: { type: 'string' } },
@@ -48,9 +55,11 @@ async function main(): Promise<void> {
     await sonde(['lab', 'down', '--all', '--lab', lab], home);
     for (const n of counts) {
       for (let r = 0; r < runs; r++) {
+        await settle();
         const cold = await sonde(['lab', 'up', '--count', String(n), '--line', values.line, '--lab', lab, '--timeout', '300'], home);
         await sonde(['lab', 'down', '--all', '--lab', lab], home);
         await sonde(['lab', 'up', '--count', '1', '--line', values.line, '--lab', lab, '--timeout', '300'], home);
+        await settle();
         const warm = await sonde(['lab', 'up', '--count', String(n), '--line', values.line, '--lab', lab, '--timeout', '300'], home);
         const names = warm.stdout.trim().split('\n').length;
         await sonde(['lab', 'down', '--all', '--lab', lab], home);
