@@ -146,6 +146,35 @@ export class LabServerClient {
     return new Map(body.map((x) => [x.id, x]));
   }
 
+  /**
+   * Polls until the server reports each probe online, health `ok`, at its version. Past
+   * `timeoutMs`, LAB_TIMEOUT names up to five with what the server saw, and `hint` where to look.
+   */
+  async waitHealthy(want: readonly { name: string; version: string }[], timeoutMs: number, hint: string): Promise<Map<string, ServerProbe>> {
+    const deadline = Date.now() + timeoutMs;
+    let last = new Map<string, ServerProbe>();
+    for (;;) {
+      try {
+        last = await this.probes();
+      } catch {
+        // the server may be busy starting: try again
+      }
+      const pending = want.filter((w) => {
+        const s = last.get(w.name);
+        return !(s && s.online && s.health === 'ok' && s.version === w.version);
+      });
+      if (pending.length === 0) return last;
+      if (Date.now() > deadline) {
+        const what = pending.slice(0, 5).map((w) => {
+          const s = last.get(w.name);
+          return s ? `${w.name}: ${s.online ? 'online' : 'offline'}, ${s.version ?? 'no version'}, health ${s.health ?? 'unknown'} (want ${w.version})` : `${w.name}: never reported`;
+        });
+        throw new LabError('LAB_TIMEOUT', `${pending.length} probe(s) not healthy after ${timeoutMs} ms: ${what.join('; ')} (${hint})`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   async probe(id: string): Promise<(ServerProbe & { events: { type: string; code?: string }[] }) | null> {
     try {
       return (await this.api.json<ServerProbe & { events: { type: string; code?: string }[] }>('GET', `/api/v1/probes/${id}`)).body;

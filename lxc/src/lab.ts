@@ -197,28 +197,7 @@ export class Lab {
   async waitHealthy(want: readonly { name: string; version: string }[], timeoutMs: number): Promise<Map<string, ServerProbe>> {
     const client = await this.client();
     if (!client) throw new LabError('LAB_SERVER_FAILED', `lab ${this.name} has no fleet server`);
-    const deadline = Date.now() + timeoutMs;
-    let last = new Map<string, ServerProbe>();
-    for (;;) {
-      try {
-        last = await client.probes();
-      } catch {
-        // the server may be busy starting: try again
-      }
-      const pending = want.filter((w) => {
-        const s = last.get(w.name);
-        return !(s && s.online && s.health === 'ok' && s.version === w.version);
-      });
-      if (pending.length === 0) return last;
-      if (Date.now() > deadline) {
-        const what = pending.slice(0, 5).map((w) => {
-          const s = last.get(w.name);
-          return s ? `${w.name}: ${s.online ? 'online' : 'offline'}, ${s.version ?? 'no version'}, health ${s.health ?? 'unknown'} (want ${w.version})` : `${w.name}: never reported`;
-        });
-        throw new LabError('LAB_TIMEOUT', `${pending.length} probe(s) not healthy after ${timeoutMs} ms: ${what.join('; ')} (see sonde lab logs NAME)`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    return client.waitHealthy(want, timeoutMs, 'see sonde lab logs NAME');
   }
 
   async list(): Promise<{ state: LabState | null; probes: ProbeView[] }> {

@@ -102,3 +102,15 @@ export async function fileHolds(path: string, needle: string): Promise<boolean> 
   const b = await readFile(path).catch(() => Buffer.alloc(0));
   return b.includes(Buffer.from(needle)) || b.includes(Buffer.from(needle, 'utf16le'));
 }
+
+/**
+ * A fresh lab of `count` probes on `line`, through the real CLI (`sonde lab up`), with what the
+ * tests hold on to: the lab, its server's client and the printed names.
+ */
+export async function bringUp(name: string, count: number, line: string): Promise<{ lab: Lab; client: LabServerClient; names: string[] }> {
+  await sonde(['lab', 'down', '--all', '--lab', name]);
+  const up = await sonde(['lab', 'up', '--count', String(count), '--line', line, '--lab', name]);
+  if (up.code !== 0) throw new Error(`sonde lab up --lab ${name} exited ${up.code}: ${up.stderr}`);
+  const lab = await openLab(name);
+  return { lab, client: await labClient(lab), names: up.stdout.trim().split('\n') };
+}

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LAB_SKIP, labClient, labSamples, openLab, probeStatus, sonde, waitUntil } from '../helpers/lab.js';
+import { bringUp, LAB_SKIP, labSamples, probeStatus, sonde, waitUntil } from '../helpers/lab.js';
 import type { Lab } from '../../lxc/src/lab.js';
 import type { LabServerClient } from '../../lxc/src/lab-server.js';
 
@@ -29,12 +29,7 @@ describe.skipIf(LAB_SKIP)('a canary-first rollout of a bad release to 5 LXC prob
   let names: string[] = [];
 
   beforeAll(async () => {
-    await sonde(['lab', 'down', '--all', '--lab', LAB]);
-    const up = await sonde(['lab', 'up', '--count', '5', '--line', 'stable', '--lab', LAB]);
-    expect(up.code, up.stderr).toBe(0);
-    names = up.stdout.trim().split('\n');
-    lab = await openLab(LAB);
-    client = await labClient(lab);
+    ({ lab, client, names } = await bringUp(LAB, 5, 'stable'));
   }, 300_000);
 
   afterAll(async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packSampleRecipe, sampleRelease, writeReleaseRecipe } from '../../images/src/samples/index.js';
-import { LAB_SKIP, labClient, labSamples, openLab, probeStatus, sonde, waitUntil } from '../helpers/lab.js';
+import { bringUp, LAB_SKIP, labSamples, probeStatus, sonde, waitUntil } from '../helpers/lab.js';
 import type { Lab } from '../../lxc/src/lab.js';
 import type { LabServerClient } from '../../lxc/src/lab-server.js';
 
@@ -41,12 +41,7 @@ describe.skipIf(LAB_SKIP)('hard stops and cut links on LXC probes', () => {
 
   beforeAll(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'sonde-ehard-'));
-    await sonde(['lab', 'down', '--all', '--lab', LAB]);
-    const up = await sonde(['lab', 'up', '--count', '3', '--line', 'stable', '--lab', LAB]);
-    expect(up.code, up.stderr).toBe(0);
-    names = up.stdout.trim().split('\n');
-    lab = await openLab(LAB);
-    client = await labClient(lab);
+    ({ lab, client, names } = await bringUp(LAB, 3, 'stable'));
     // 1.1.1 with 3 MiB of incompressible reference data: a download that takes seconds on a
     // throttled link. Signed and encrypted like any sample pack.
     const src = await writeReleaseRecipe(join(scratch, 'big'), sampleRelease('1.1.1'));

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileHolds, filesUnder, LAB_SKIP, labClient, labSamples, openLab, probeStatus, sonde, waitUntil } from '../helpers/lab.js';
+import { bringUp, fileHolds, filesUnder, LAB_SKIP, labSamples, probeStatus, sonde, waitUntil } from '../helpers/lab.js';
 import type { Lab } from '../../lxc/src/lab.js';
 import type { LabServerClient } from '../../lxc/src/lab-server.js';
 
@@ -27,12 +27,7 @@ describe.skipIf(LAB_SKIP)('release ranges and site variables on old-stable LXC p
   let names: string[] = [];
 
   beforeAll(async () => {
-    await sonde(['lab', 'down', '--all', '--lab', LAB]);
-    const up = await sonde(['lab', 'up', '--count', '2', '--line', 'old-stable', '--lab', LAB]);
-    expect(up.code, up.stderr).toBe(0);
-    names = up.stdout.trim().split('\n');
-    lab = await openLab(LAB);
-    client = await labClient(lab);
+    ({ lab, client, names } = await bringUp(LAB, 2, 'old-stable'));
   }, 300_000);
 
   afterAll(async () => {

@@ -14,7 +14,7 @@ import { setSiteVar } from '../../../agent/src/update/site-vars.js';
 import { LabError } from '../../../lxc/src/errors.js';
 import { ensureSamples, type Samples } from '../../../lxc/src/golden.js';
 import { REPO_DIR } from '../../../lxc/src/lab.js';
-import { LabServerClient, startLabServer, type ServerProbe } from '../../../lxc/src/lab-server.js';
+import { LabServerClient, startLabServer } from '../../../lxc/src/lab-server.js';
 import { loadPrivateKey } from '../keys/key-files.js';
 import { labAgentConfig } from '../lab/probe-image.js';
 import { COLLECTOR_PASSWORD_VAR } from '../samples/index.js';
@@ -187,30 +187,9 @@ export async function stopLocalFleet(dir: string): Promise<string[]> {
   return stopped;
 }
 
-/** Polls the server until each probe is online, healthy and at its version (as Lab.waitHealthy). */
+/** Polls the server until each probe is online, healthy and at its version. */
 async function waitHealthy(client: LabServerClient, dir: string, want: readonly { name: string; version: string }[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = new Map<string, ServerProbe>();
-  for (;;) {
-    try {
-      last = await client.probes();
-    } catch {
-      // the server may be busy: try again
-    }
-    const pending = want.filter((w) => {
-      const s = last.get(w.name);
-      return !(s && s.online && s.health === 'ok' && s.version === w.version);
-    });
-    if (pending.length === 0) return;
-    if (Date.now() > deadline) {
-      const what = pending.map((w) => {
-        const s = last.get(w.name);
-        return s ? `${w.name}: ${s.online ? 'online' : 'offline'}, ${s.version ?? 'no version'}, health ${s.health ?? 'unknown'} (want ${w.version})` : `${w.name}: never reported`;
-      });
-      throw new LabError('LAB_TIMEOUT', `${pending.length} probe(s) not healthy after ${timeoutMs} ms: ${what.join('; ')} (see ${localProbePaths(dir, pending[0]!.name).log})`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await client.waitHealthy(want, timeoutMs, `see ${localProbePaths(dir, want[0]?.name ?? 'local-01').log}`);
 }
 
 /** The probe root as the field installs it: its app port, a site secret, 1.0.0 then 1.1.0. */
