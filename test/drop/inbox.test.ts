@@ -130,6 +130,25 @@ describe('DropInbox: uploads cut off halfway', () => {
     expect(log.types()).toEqual(['drop-incomplete', 'drop-received', 'drop-installed']);
   });
 
+  it('no longer lists an upload as incomplete once its outcome is reported, before the next scan ends', async () => {
+    const rec = recordingInstall();
+    const path = join(inboxDir, 'resumed.spk');
+    const bytes = packShaped();
+    const seenAtOutcome: string[][] = [];
+    // The status a reader sees when the outcome's event goes out (the daemon reports both).
+    const box: DropInbox = inbox(rec.install, {
+      onEvent: (e) => {
+        if (e.type === 'drop-installed') seenAtOutcome.push(box.status().incomplete.map((u) => u.name));
+      },
+    });
+    await writeFile(path, bytes.subarray(0, 9000));
+    await box.scan();
+    expect(box.status().incomplete.map((u) => u.name)).toEqual(['resumed.spk']);
+    await appendFile(path, bytes.subarray(9000));
+    await box.scan();
+    expect(seenAtOutcome).toEqual([[]]);
+  });
+
   it('moves an incomplete upload to rejected/ with UPLOAD_INCOMPLETE once nothing was written for incompleteExpiryMs', async () => {
     const rec = recordingInstall();
     const log = eventLog();

@@ -280,6 +280,13 @@ export class DropInbox {
   }
 
   private async fileInPass(c: Subject, pass: Pass, d: Decision): Promise<void> {
+    // The status between scans is the last pass's: a file being filed now is neither incomplete
+    // nor waiting any more, and must not read so once its outcome's event is out.
+    this.snapshot = {
+      ...this.snapshot,
+      waiting: this.snapshot.waiting.filter((w) => w.name !== c.name),
+      incomplete: this.snapshot.incomplete.filter((u) => u.name !== c.name),
+    };
     const filed = await this.filing.file(c, d);
     if (!filed) return;
     pass.filed = true;
