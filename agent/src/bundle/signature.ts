@@ -7,13 +7,19 @@ import { MAX_CHAIN_LENGTH } from './format.js';
  * certificate chain (signer first, then intermediates; the root may be included and must then be
  * one of the keyring's roots).
  */
-const pemCert = z.string().max(16 * 1024).regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/);
+/** Base64 as its encoder writes it: no unused bits set, so no two spellings of the same bytes. */
+const canonical = (b64: string): boolean => Buffer.from(b64, 'base64').toString('base64') === b64;
+const pemCert = z
+  .string()
+  .max(16 * 1024)
+  .regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/)
+  .refine((pem) => canonical(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\n/g, '')), 'certificate base64 is not canonical');
 
 export const signatureSchema = z
   .object({
     format: z.literal('sonde-signature-1'),
     algorithm: z.enum(['rsa-pss-sha256', 'ecdsa-p256-sha256']),
-    signature: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(2048),
+    signature: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(2048).refine(canonical, 'signature base64 is not canonical'),
     chain: z.array(pemCert).min(1).max(MAX_CHAIN_LENGTH),
   })
   .strict();
