@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { alive } from './host.js';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -41,14 +42,6 @@ async function pickPorts(bridgeIp: string | undefined): Promise<number> {
   throw new LabError('LAB_SERVER_FAILED', 'no free pair of ports for the lab server');
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export type ServerPaths = Pick<LabPaths, 'serverData' | 'serverLog' | 'serverOut' | 'tokenFile'>;
 

@@ -1,4 +1,5 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { alive } from './host.js';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
@@ -107,14 +108,6 @@ export async function writeLabState(p: LabPaths, s: LabState): Promise<void> {
   await writeFileAtomic(p.state, `${JSON.stringify(s, null, 2)}\n`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * A lock file holding the owner's pid, taken with O_EXCL; a lock whose owner died is taken over.

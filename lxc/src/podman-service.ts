@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
 import { LabError } from './errors.js';
-import { tryRun } from './host.js';
+import { alive, tryRun } from './host.js';
 import { withLock } from './lab-state.js';
 
 /**
@@ -262,14 +262,6 @@ function bootId(): string {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A dead child of some other parent that has not reaped it yet counts as gone. */
 function zombie(pid: number): boolean {

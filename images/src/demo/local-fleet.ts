@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { alive } from '../../../lxc/src/host.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
@@ -121,14 +122,6 @@ async function freePort(taken: Set<number>): Promise<number> {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Stops `pid` (SIGTERM, then SIGKILL after `graceMs`) only while its command line still holds
