@@ -87,7 +87,7 @@ describe('install engine: the sample releases', () => {
     expect(first).toBeDefined();
   });
 
-  it.each(['1.2.0-bad', '1.2.0-crash'] as const)('rolls %s back by itself and leaves the probe exactly as before', async (id) => {
+  it.each(['1.2.0-bad', '1.2.0-crash'] as const)('rolls %s back by itself, says why, and leaves the probe exactly as before', async (id) => {
     // Pause the app's writes through its config so the restarted old app stays paused too.
     const cfgPath = layoutOf(root).config;
     const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
@@ -108,7 +108,8 @@ describe('install engine: the sample releases', () => {
     expect(await wholeProbe(root)).toEqual(before);
     const receipt = JSON.parse(await readFile(join(layoutOf(root).receipts, `${r.deployment.id}.json`), 'utf8')) as { outcome: string; errorCode: string; reason: string };
     expect(receipt).toMatchObject({ outcome: 'rolled-back', errorCode: 'HEALTH_CHECK_FAILED' });
-    expect(receipt.reason).toMatch(id === '1.2.0-crash' ? /exited/ : /503/);
+    // A dead app's last words are quoted, so the operator reads why without logging in.
+    expect(receipt.reason).toMatch(id === '1.2.0-crash' ? /the app process exited; its last output: .*crashing at start/ : /503/);
     expect(dbDigest(layoutOf(root).db).version).toBe(2);
   });
 });

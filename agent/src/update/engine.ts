@@ -361,7 +361,10 @@ export class Engine {
     );
     this.ctx.journal.update(d.id, { timings: { healthChecks: verdict.checks } });
     if (verdict.healthy) return 'healthy';
-    this.ctx.journal.update(d.id, { errorCode: 'HEALTH_CHECK_FAILED', errorMessage: `the new release failed its health check: ${verdict.reason}` });
+    // A dead app says why on its way out: quote its last lines (the receipt, the server's event).
+    const words = verdict.exited ? await runner.lastWords(600) : null;
+    const said = words === null ? '' : `; its last output: ${words.split('\n').slice(-4).join(' / ')}`;
+    this.ctx.journal.update(d.id, { errorCode: 'HEALTH_CHECK_FAILED', errorMessage: `the new release failed its health check: ${verdict.reason}${said}` });
     return 'unhealthy';
   }
 

@@ -31,6 +31,8 @@ export interface HealthVerdict {
   readonly checks: number;
   readonly reason: string;
   readonly ms: number;
+  /** The app process was gone (rather than running and failing its checks). */
+  readonly exited?: boolean;
 }
 
 function httpOk(port: number, path: string, timeoutMs: number): Promise<string | null> {
@@ -67,7 +69,7 @@ export async function checkHealth(target: HealthTarget, policy: HealthPolicy): P
     let failure: string | null = null;
     if (!(await target.alive())) {
       // A dead app cannot recover inside the window: say so at once.
-      return { healthy: false, checks, reason: 'the app process exited', ms: Date.now() - started };
+      return { healthy: false, checks, reason: 'the app process exited', ms: Date.now() - started, exited: true };
     }
     failure = (await httpOk(target.port, target.path, policy.requestTimeoutMs)) ?? (await hookOk(target.slotDir, policy.requestTimeoutMs));
     if (checks === 1) crashPoint('trial:health-checked-once');

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../fs/atomic.js';
@@ -52,6 +52,8 @@ async function isOurApp(pid: number, root: string): Promise<boolean> {
 export class ProcessRunner implements AppRunner {
   private readonly pidFile: string;
   private readonly logFile: string;
+  /** Where app.log ended when this runner last started the app (0: read the tail). */
+  private logStart = 0;
 
   constructor(private readonly layout: Layout) {
     this.pidFile = join(layout.run, 'app.pid');
@@ -74,6 +76,7 @@ export class ProcessRunner implements AppRunner {
     const release = await readReleaseInfo(join(slotDir, 'app'));
     mkdirSync(this.layout.run, { recursive: true });
     const log = openSync(this.logFile, 'a');
+    this.logStart = fstatSync(log).size;
     try {
       const child = spawn(process.execPath, [join(slotDir, 'app', release.entry)], {
         cwd: join(slotDir, 'app'),
@@ -92,6 +95,28 @@ export class ProcessRunner implements AppRunner {
       await writeFileAtomic(this.pidFile, `${pid}\n`);
     } finally {
       closeSync(log);
+    }
+  }
+
+  async lastWords(maxBytes = 2048): Promise<string | null> {
+    let fh;
+    try {
+      fh = await open(this.logFile, 'r');
+    } catch {
+      return null;
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const from = Math.max(this.logStart <= size ? this.logStart : 0, size - maxBytes);
+      const buf = Buffer.alloc(size - from);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+      let text = buf.subarray(0, bytesRead).toString('utf8');
+      // Cut to whole lines when the window started inside one.
+      if (from > this.logStart && from > 0) text = text.slice(text.indexOf('\n') + 1);
+      text = text.trim();
+      return text.length > 0 ? text : null;
+    } finally {
+      await fh.close();
     }
   }
 

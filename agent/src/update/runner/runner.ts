@@ -9,4 +9,10 @@ export interface AppRunner {
   stop(): Promise<void>;
   /** The pid of the running app, or null. */
   running(): Promise<number | null>;
+  /**
+   * The last lines the app wrote since it was last started here (at most `maxBytes`), or null
+   * when there are none: what a health verdict quotes when the app died, so that an operator
+   * reads why without logging in to the probe.
+   */
+  lastWords(maxBytes?: number): Promise<string | null>;
 }
