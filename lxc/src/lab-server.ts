@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { alive } from './host.js';
 import { closeSync, openSync } from 'node:fs';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { ApiClient, ApiError } from '../../server/src/cli/api-client.js';
 import { LabError } from './errors.js';
@@ -31,10 +31,10 @@ function portFree(port: number, host: string): Promise<boolean> {
 }
 
 /** 8440 (the server's default) when it and 8441 are free on every address, else another pair. */
-async function pickPorts(bridgeIp: string | undefined): Promise<number> {
+async function pickPorts(bridgeIp: string | undefined, avoidDefault: boolean): Promise<number> {
   const ok = async (p: number): Promise<boolean> =>
     (await portFree(p, '127.0.0.1')) && (await portFree(p + 1, '127.0.0.1')) && (!bridgeIp || ((await portFree(p, bridgeIp)) && (await portFree(p + 1, bridgeIp))));
-  if (await ok(8440)) return 8440;
+  if (!avoidDefault && (await ok(8440))) return 8440;
   for (let i = 0; i < 200; i++) {
     const p = 20000 + 2 * Math.floor(Math.random() * 20000);
     if (await ok(p)) return p;
@@ -42,13 +42,32 @@ async function pickPorts(bridgeIp: string | undefined): Promise<number> {
   throw new LabError('LAB_SERVER_FAILED', 'no free pair of ports for the lab server');
 }
 
-
 export type ServerPaths = Pick<LabPaths, 'serverData' | 'serverLog' | 'serverOut' | 'tokenFile'>;
 
+/** Tries at most this many port pairs: a free pair can be taken between the check and the bind. */
+const PORT_ATTEMPTS = 4;
+
 export async function startLabServer(p: ServerPaths, opts: { sondeJs: string; keyring: string; bridgeIp?: string; timeoutMs?: number }): Promise<{ ref: LabServerRef; token: string }> {
-  const port = await pickPorts(opts.bridgeIp);
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  // The first start of a data folder prints the admin token once, even when it then fails to
+  // listen: keep it for the next attempt, which finds the folder made and prints none.
+  let firstToken: string | null = null;
+  for (let attempt = 1; ; attempt++) {
+    // Two labs started at the same moment both see 8440 free; the loser binds it second and exits.
+    const port = await pickPorts(opts.bridgeIp, attempt > 1);
+    const r = await startOnce(p, opts, port, deadline, firstToken);
+    if ('ref' in r) return r;
+    firstToken = r.token;
+    if (!r.portTaken || attempt >= PORT_ATTEMPTS) throw r.error;
+  }
+}
+
+type Attempt = { ref: LabServerRef; token: string } | { error: LabError; portTaken: boolean; token: string | null };
+
+async function startOnce(p: ServerPaths, opts: { sondeJs: string; keyring: string; bridgeIp?: string; timeoutMs?: number }, port: number, deadline: number, firstToken: string | null): Promise<Attempt> {
   const out = openSync(p.serverOut, 'w', 0o600);
   const err = openSync(p.serverLog, 'a', 0o600);
+  const logStart = (await stat(p.serverLog)).size;
   const listen = opts.bridgeIp ? ['--listen', opts.bridgeIp] : [];
   const child = spawn(process.execPath, [opts.sondeJs, 'server', '--data', p.serverData, '--port', String(port), ...listen, '--keyring', opts.keyring], {
     detached: true,
@@ -60,21 +79,22 @@ export async function startLabServer(p: ServerPaths, opts: { sondeJs: string; ke
   child.unref();
   const pid = child.pid;
   if (!pid) throw new LabError('LAB_SERVER_FAILED', 'the lab server did not start');
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   let token: string | null = null;
   for (;;) {
     const text = await readFile(p.serverOut, 'utf8').catch(() => '');
     const m = /^admin token: (\S+)$/m.exec(text);
     if (m) token = m[1]!;
-    else if (/^mqtt /m.test(text)) {
+    if (token && /^mqtt /m.test(text)) break;
+    if (!token && /^mqtt /m.test(text)) {
       // A restart of an existing data folder prints no token: the one saved at the first start.
-      token = (await readFile(p.tokenFile, 'utf8').catch(() => '')).trim() || null;
+      token = firstToken ?? ((await readFile(p.tokenFile, 'utf8').catch(() => '')).trim() || null);
       if (!token) throw new LabError('LAB_SERVER_FAILED', `the lab server in ${p.serverData} has no saved admin token (${p.tokenFile})`);
+      break;
     }
-    if (token) break;
     if (!alive(pid)) {
-      const log = await readFile(p.serverLog, 'utf8').catch(() => '');
-      throw new LabError('LAB_SERVER_FAILED', `the lab server exited at its start: ${log.trim().split('\n').slice(-2).join(' / ')}`);
+      const log = (await readFile(p.serverLog, 'utf8').catch(() => '')).slice(logStart);
+      const error = new LabError('LAB_SERVER_FAILED', `the lab server exited at its start: ${log.trim().split('\n').slice(-2).join(' / ')}`);
+      return { error, portTaken: /EADDRINUSE/.test(log), token: token ?? firstToken };
     }
     if (Date.now() > deadline) {
       stopPid(pid);

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { alive } from './host.js';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
 import { LabError } from './errors.js';
@@ -28,6 +28,12 @@ export function labHome(): string {
 export function checkLabName(name: string): string {
   if (!LAB_NAME.test(name)) throw new LabError('LAB_NAME_INVALID', `lab name ${JSON.stringify(name)}: 1 to 12 lowercase letters and digits, starting with a letter`);
   return name;
+}
+
+/** The labs that have a folder in the lab home, by name. */
+export async function labNames(home = labHome()): Promise<string[]> {
+  const names = await readdir(join(home, 'labs')).catch(() => [] as string[]);
+  return names.filter((n) => LAB_NAME.test(n)).sort();
 }
 
 export interface LabPaths {

@@ -91,7 +91,6 @@ async function boot(
   cleanups.push(() => store.close());
   const { ca } = await ensureCa(paths);
   const mqttSecret = await ensureMqttSecret(paths);
-  const adminToken = await initialiseOnce(store);
   if (options.keyring) {
     const added = await addTrustedRoots(paths.keyring, options.keyring);
     for (const r of added.roots.filter((x) => x.added)) log.info({ root: r.subject, fingerprint: r.fingerprint }, 'vendor root trusted');
@@ -197,6 +196,9 @@ async function boot(
     if (m.stop) cleanups.push(() => m.stop!());
     await m.start?.(context);
   }
+  // Last, once every listener is up: a first start that fails (a port taken) must not make the
+  // one admin token that is ever printed, or the folder would hold an admin nobody can log in as.
+  const adminToken = await initialiseOnce(store);
   log.info({ http: httpUrls, mqtt: mqttUrls, data: paths.root }, 'server started');
 
   let closing: Promise<void> | null = null;

@@ -45,6 +45,10 @@ describe.skipIf(LAB_SKIP)('sonde lab (LXC probes on a private bridge)', () => {
     expect(ls.code, ls.stderr).toBe(0);
     const view = JSON.parse(ls.stdout) as { exists: boolean; probes: LsProbe[] };
     expect(view.exists).toBe(true);
+    // A lab that does not exist: ls names the ones that do, since that is most often what was meant.
+    const other = await sonde(['lab', 'ls', '--lab', 'nosuchlab']);
+    expect(other.code).toBe(0);
+    expect(other.stdout).toMatch(new RegExp(`^no lab nosuchlab; labs here: .*\\b${LAB}\\b`));
     expect(view.probes.map((p) => [p.name, p.container, p.online, p.version, p.health])).toEqual([
       [`${LAB}-01`, 'running', true, '1.1.0', 'ok'],
       [`${LAB}-02`, 'running', true, '1.1.0', 'ok'],

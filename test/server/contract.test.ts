@@ -169,4 +169,34 @@ describe('the fleet server contract', () => {
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/DATA_DIR_IN_USE/);
   });
+
+  it('keeps the admin token for a later start when the first start fails on a taken port', async () => {
+    await stopServer();
+    const { createServer } = await import('node:net');
+    const dir = join(root, 'taken-port');
+    const busyPort = await freePortWithNext();
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(busyPort + 1, '127.0.0.1', () => r()));
+    try {
+      const failed = await sonde(['server', '--data', dir, '--port', String(busyPort), '--keyring', samples.keys.rootCert]);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toMatch(/LISTEN_ADDRESS_INVALID.*EADDRINUSE/);
+      expect(failed.stdout).not.toMatch(/admin token/);
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+    // The folder is made; the token that was never shown was never made either.
+    const saved = { data, port };
+    data = dir;
+    port = await freePortWithNext();
+    try {
+      const out = await startServer();
+      const m = /^admin token: (\S+)$/m.exec(out);
+      expect(m, out).not.toBeNull();
+      expect((await api<unknown[]>(`http://127.0.0.1:${port}`, 'GET', '/api/v1/probes', { token: m![1]! })).status).toBe(200);
+    } finally {
+      expect(await stopServer()).toBe(0);
+      ({ data, port } = saved);
+    }
+  });
 });

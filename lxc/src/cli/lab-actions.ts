@@ -7,7 +7,7 @@ import { ftpPut } from '../ftp.js';
 import { runInteractive } from '../host.js';
 import { BACKENDS, isBackendKind } from '../backends.js';
 import { Lab } from '../lab.js';
-import { isLabLine, LAB_LINES } from '../lab-state.js';
+import { isLabLine, LAB_LINES, labNames } from '../lab-state.js';
 
 interface LabFlags {
   lab: string;
@@ -63,7 +63,10 @@ export async function lsAction(flags: LabFlags & { json?: boolean }): Promise<vo
     return;
   }
   if (!state) {
-    process.stdout.write(`no lab ${flags.lab} (sonde lab up --lab ${flags.lab})\n`);
+    // Most often the user meant another lab: name the ones there are.
+    const others = (await labNames()).filter((n) => n !== flags.lab);
+    const hint = others.length > 0 ? `; labs here: ${others.join(', ')} (sonde lab ls --lab NAME)` : ` (sonde lab up --lab ${flags.lab})`;
+    process.stdout.write(`no lab ${flags.lab}${hint}\n`);
     return;
   }
   process.stdout.write(`lab ${flags.lab}: bridge ${state.net.bridge} ${state.net.hostIp}/24, server ${state.server?.url ?? 'none'}${state.server?.own ? ' (the lab\'s own)' : ''}\n`);
