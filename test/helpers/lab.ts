@@ -111,6 +111,8 @@ export async function bringUp(name: string, count: number, line: string): Promis
   await sonde(['lab', 'down', '--all', '--lab', name]);
   const up = await sonde(['lab', 'up', '--count', String(count), '--line', line, '--lab', name]);
   if (up.code !== 0) throw new Error(`sonde lab up --lab ${name} exited ${up.code}: ${up.stderr}`);
+  // A layer build that needed a second builder says why: keep it in the test output.
+  for (const l of up.stderr.split('\n').filter((x) => x.includes('again with a fresh builder'))) console.warn(l);
   const lab = await openLab(name);
   return { lab, client: await labClient(lab), names: up.stdout.trim().split('\n') };
 }
