@@ -4,11 +4,10 @@ import type { Logger } from 'pino';
 import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
 import { isSondeError } from '../errors/sonde-error.js';
 import { releaseMemory } from '../bundle/memory.js';
-import { download } from '../link/download.js';
 import { LinkError } from '../link/errors.js';
-import { MqttLink } from '../link/mqtt-link.js';
+import type { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
-import { Poller } from '../link/poller.js';
+import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../protocol/messages.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import { layoutOf } from '../update/layout.js';
@@ -32,8 +31,8 @@ export interface DropSource {
 }
 
 export interface DaemonDeps {
-  /** The FTP drop; the daemon works without one. */
-  readonly makeDrop?: (d: AgentDaemon) => DropSource;
+  /** The FTP drop; the daemon works without one. It may be loaded on demand (a promise). */
+  readonly makeDrop?: (d: AgentDaemon) => DropSource | Promise<DropSource>;
 }
 
 /** How many install commands may wait behind the running one before more are refused. */
@@ -103,7 +102,8 @@ export class AgentDaemon {
       return false;
     });
     if (appStarted) log.info('started the app of the active release');
-    // 2. The links.
+    // 2. The links, loaded only now: the app starts first and boots beside them.
+    const [{ MqttLink }, { Poller }] = await Promise.all([import('../link/mqtt-link.js'), import('../link/poller.js')]);
     this.link = new MqttLink({
       url: creds.server.mqtt,
       probeId: creds.probeId,
@@ -134,7 +134,7 @@ export class AgentDaemon {
     }
     // 4. The FTP drop.
     if (deps.makeDrop) {
-      this.drop = deps.makeDrop(this);
+      this.drop = await deps.makeDrop(this);
       this.drop.start(config.drop.scanIntervalMs);
     }
     this.stateTimer = setInterval(() => void this.reportState(), config.report.stateIntervalMs);
@@ -283,6 +283,7 @@ export class AgentDaemon {
       }
       this.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
       let lastTenth = -1;
+      const { download } = await import('../link/download.js');
       const got = await download({
         url: c.pack.url,
         sha256: c.pack.sha256,

@@ -12,11 +12,8 @@ export async function runDaemon(configPath: string, deps: DaemonDeps = {}): Prom
   const config = await loadAgentConfig(configPath);
   const creds = await loadCredentials(config.credentials);
   const log = createLogger(config.log.level);
-  let makeDrop = deps.makeDrop;
-  if (!makeDrop) {
-    const { dropSourceFor } = await import('./drop-source.js');
-    makeDrop = dropSourceFor;
-  }
+  // The drop's modules load once the app runs and the links are up (the daemon's boot order).
+  const makeDrop = deps.makeDrop ?? (async (d: AgentDaemon) => (await import('./drop-source.js')).dropSourceFor(d));
   const daemon = await AgentDaemon.start(config, creds, log, { makeDrop });
   await new Promise<void>((resolve) => {
     let signalled = false;
