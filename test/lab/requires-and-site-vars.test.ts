@@ -95,7 +95,10 @@ describe.skipIf(LAB_SKIP)('release ranges and site variables on old-stable LXC p
     }
     const ls = await sonde(['lab', 'ls', '--json', '--lab', LAB]);
     expect(ls.stdout).not.toContain(secret);
-    const logs = await sonde(['lab', 'logs', name, '--lab', LAB]);
+    // Without --lab, the probe's name says its lab.
+    const logs = await sonde(['lab', 'logs', name]);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toContain('"msg":"agent started"');
     expect(logs.stdout).not.toContain(secret);
   });
 });

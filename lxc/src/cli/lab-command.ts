@@ -5,6 +5,16 @@ import { useJsonOutput } from '../../../agent/src/cli/run.js';
  * `sonde lab …` (docs/lab.md): virtual probes as LXC containers on a lab bridge. Registration
  * only; the actions import the lab when they run.
  */
+/**
+ * A probe is named `<lab>-NN`: without --lab, a command on one probe works on the lab its name
+ * says (`sonde lab logs demo-02`), instead of the default lab.
+ */
+export function labOfProbe<F extends { lab: string }>(name: string | undefined, flags: F, cmd: Command): F {
+  if (name === undefined || cmd.getOptionValueSource('lab') !== 'default') return flags;
+  const m = /^([a-z][a-z0-9]{0,11})-\d{2,}$/.exec(name);
+  return m ? { ...flags, lab: m[1]! } : flags;
+}
+
 export function registerLabCommand(program: Command): void {
   const lab = program.command('lab').description('virtual probes in LXC containers on a private bridge, joined to a fleet server');
   const labOpt = (c: Command): Command => c.option('--lab <name>', 'which lab (each has its own bridge, containers and server)', 'lab');
@@ -36,17 +46,17 @@ export function registerLabCommand(program: Command): void {
     .description('remove one probe, or with --all every probe, the bridge, the lab server and the lab folder')
     .argument('[name]')
     .option('--all', 'everything the lab made')
-    .action(async (name: string | undefined, flags) => {
+    .action(async (name: string | undefined, flags, cmd: Command) => {
       const { downAction } = await import('./lab-actions.js');
-      await downAction(name, flags);
+      await downAction(name, labOfProbe(name, flags, cmd));
     });
 
   labOpt(lab.command('shell'))
     .description('an interactive shell inside a probe')
     .argument('<name>')
-    .action(async (name: string, flags) => {
+    .action(async (name: string, flags, cmd: Command) => {
       const { shellAction } = await import('./lab-actions.js');
-      await shellAction(name, flags);
+      await shellAction(name, labOfProbe(name, flags, cmd));
     });
 
   labOpt(lab.command('logs'))
@@ -54,17 +64,17 @@ export function registerLabCommand(program: Command): void {
     .argument('<name>')
     .option('--source <which>', 'agent, app, ftp or boot', 'agent')
     .option('--lines <n>', 'only the last N lines')
-    .action(async (name: string, flags) => {
+    .action(async (name: string, flags, cmd: Command) => {
       const { logsAction } = await import('./lab-actions.js');
-      await logsAction(name, flags);
+      await logsAction(name, labOfProbe(name, flags, cmd));
     });
 
   labOpt(lab.command('ftp-put'))
     .description("upload a pack to a probe's FTP drop (as NAME.part, renamed when complete)")
     .argument('<name>')
     .argument('<pack>')
-    .action(async (name: string, pack: string, flags) => {
+    .action(async (name: string, pack: string, flags, cmd: Command) => {
       const { ftpPutAction } = await import('./lab-actions.js');
-      await ftpPutAction(name, pack, flags);
+      await ftpPutAction(name, pack, labOfProbe(name, flags, cmd));
     });
 }
