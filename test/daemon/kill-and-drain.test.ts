@@ -141,7 +141,7 @@ describe('sonde agent run: kill -9', () => {
     expect(await history(p.root)).toHaveLength(1);
   });
 
-  it('rolls back an install killed at stage:slot-written, resumes the command after the restart, and reports both outcomes', async () => {
+  it('rolls back an install killed at stage:slot-written, runs the command again after the restart, and gives the command one outcome', async () => {
     const p = await probe();
     // The probe runs 1.0.0 (installed by the engine directly) and has its collector password.
     const engine = await openEngine(p.root, s);
@@ -163,10 +163,12 @@ describe('sonde agent run: kill -9', () => {
     const second = await start(p);
     const committed = (): boolean => rawEvents(broker.received, p.id).some((e) => e.type === 'install-outcome' && e.commandId === cmd.commandId && e.outcome === 'committed');
     await waitUntil('the committed outcome after the restart', committed, 30_000);
-    // The interrupted attempt was rolled back by the resume table and reported against its command.
+    // The interrupted attempt was rolled back by the resume table and reported as the deployment
+    // it was, without the command: a server keeps a command's first final outcome, and this one
+    // is not the command's verdict. The run after the restart is.
     const outcomes = dedupe(rawEvents(broker.received, p.id)).unique.filter((e) => e.type === 'install-outcome');
     expect(outcomes.map((e) => [e.outcome, e.code ?? null, e.version, e.commandId])).toEqual([
-      ['failed', 'INSTALL_INTERRUPTED', '1.1.0', cmd.commandId],
+      ['failed', 'INSTALL_INTERRUPTED', '1.1.0', undefined],
       ['committed', null, '1.1.0', cmd.commandId],
     ]);
     expect(outcomes[0]!.deploymentId).toBe(mid.unfinished!.id);
@@ -177,6 +179,36 @@ describe('sonde agent run: kill -9', () => {
     const st = await status(p.root);
     expect(st).toMatchObject({ version: '1.1.0', dbVersion: 2, configVersion: 2, unfinished: null, app: { running: true } });
     expect((await history(p.root)).map((d) => d.state)).toEqual(['committed', 'failed', 'committed']);
+  });
+  it('finishes an install killed at commit:persisted after the restart: one committed outcome for the command, which is not run again', async () => {
+    const p = await probe();
+    const engine = await openEngine(p.root, s);
+    try {
+      expect((await engine.install(s.packs['1.0.0'])).committed).toBe(true);
+    } finally {
+      engine.close();
+    }
+    await setSiteVar(layoutOf(p.root).siteVars, 'CollectorPassword', 'commit-kill-Qz3-secret');
+
+    const crashing = await start(p, { SONDE_CRASH_AT: 'commit:persisted' });
+    const cmd = installCommand(p.id, packs['1.1.0']);
+    await server.command(p.id, cmd);
+    expect((await crashing.exited).signal).toBe('SIGKILL');
+    const mid = await status(p.root);
+    expect(mid.unfinished).not.toBeNull();
+
+    const second = await start(p);
+    const outcome = await waitUntil('the outcome after the restart', () => outcomeOf(broker.received, p.id, cmd.commandId), 30_000);
+    expect(outcome).toMatchObject({ outcome: 'committed', version: '1.1.0', deploymentId: mid.unfinished!.id });
+    // Give a wrongly repeated run the time to show itself: download events or a second outcome.
+    await new Promise((r) => setTimeout(r, 1500));
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toEqual({ code: 0, signal: null });
+    const events = dedupe(rawEvents(broker.received, p.id)).unique;
+    expect(events.filter((e) => e.type === 'install-outcome').map((e) => [e.outcome, e.commandId])).toEqual([['committed', cmd.commandId]]);
+    expect(events.filter((e) => e.type === 'download-started' && e.commandId === cmd.commandId)).toHaveLength(1);
+    expect((await history(p.root)).map((d) => d.state)).toEqual(['committed', 'committed']);
+    expectCompleteStream(p);
   });
 });
 

@@ -13,6 +13,14 @@ export interface StoredCommand {
   readonly status: CommandStatus;
   readonly receivedAt: string;
   readonly deploymentId: string | null;
+  /** Attempts of this command that a crash or power cut interrupted. */
+  readonly interrupted: number;
+}
+
+type Row = { body: string; status: CommandStatus; received_at: string; deployment_id: string | null; interrupted: number };
+
+function stored(r: Row): StoredCommand {
+  return { command: JSON.parse(r.body) as Command, status: r.status, receivedAt: r.received_at, deploymentId: r.deployment_id, interrupted: r.interrupted };
 }
 
 export class CommandStore {
@@ -30,6 +38,9 @@ export class CommandStore {
       deployment_id TEXT,
       finished_at TEXT
     )`);
+    // Added after the first release of the table: agent.db files made before it get the column.
+    const columns = this.db.prepare('PRAGMA table_info(commands)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'interrupted')) this.db.exec('ALTER TABLE commands ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0');
   }
 
   close(): void {
@@ -37,10 +48,8 @@ export class CommandStore {
   }
 
   get(commandId: string): StoredCommand | null {
-    const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as
-      | { body: string; status: CommandStatus; received_at: string; deployment_id: string | null }
-      | undefined;
-    return r ? { command: JSON.parse(r.body) as Command, status: r.status, receivedAt: r.received_at, deploymentId: r.deployment_id } : null;
+    const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as Row | undefined;
+    return r ? stored(r) : null;
   }
 
   /** Records a new command; false when the id was seen before. */
@@ -58,16 +67,15 @@ export class CommandStore {
       .run(status, deploymentId ?? null, done ? 1 : 0, new Date().toISOString(), commandId);
   }
 
+  /** Counts an attempt a crash interrupted; returns the count so far. */
+  interrupted(commandId: string): number {
+    this.db.prepare('UPDATE commands SET interrupted = interrupted + 1 WHERE command_id = ?').run(commandId);
+    return this.get(commandId)?.interrupted ?? 0;
+  }
+
   /** Install commands not finished, oldest first (to resume after a restart). */
   pending(): StoredCommand[] {
-    return (
-      this.db.prepare(`SELECT * FROM commands WHERE status IN ('queued', 'running') ORDER BY received_at, rowid`).all() as {
-        body: string;
-        status: CommandStatus;
-        received_at: string;
-        deployment_id: string | null;
-      }[]
-    ).map((r) => ({ command: JSON.parse(r.body) as Command, status: r.status, receivedAt: r.received_at, deploymentId: r.deployment_id }));
+    return (this.db.prepare(`SELECT * FROM commands WHERE status IN ('queued', 'running') ORDER BY received_at, rowid`).all() as Row[]).map(stored);
   }
 
   prune(keep = 1000): void {

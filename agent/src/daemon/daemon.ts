@@ -35,6 +35,9 @@ export interface DaemonDeps {
   readonly makeDrop?: (d: AgentDaemon) => DropSource | Promise<DropSource>;
 }
 
+/** How many attempts of one command a crash may interrupt before that is its outcome. */
+const MAX_INTERRUPTED = 3;
+
 /** How many install commands may wait behind the running one before more are refused. */
 const MAX_QUEUED = 1;
 
@@ -93,7 +96,15 @@ export class AgentDaemon {
     const recovered = await this.engine.recover();
     if (recovered) {
       log.warn({ deploymentId: recovered.id, state: recovered.state, code: recovered.errorCode }, 'recovered an interrupted install');
-      this.reportOutcome(recovered.id, recovered.state, recovered.errorCode, recovered.errorMessage, recovered.toVersion, this.commandOf(recovered.id));
+      const commandId = this.commandOf(recovered.id);
+      // An attempt a crash cut short (INSTALL_INTERRUPTED: rolled back or never switched) is not
+      // the command's verdict: the command runs again below, and that run's outcome is the one the
+      // server gets for it (a server keeps the first final outcome of a command). The interrupted
+      // attempt is still reported, as the deployment it was. Past MAX_INTERRUPTED attempts (a pack
+      // that takes the agent down every time), the interruption is the command's outcome.
+      const retry = commandId !== undefined && recovered.errorCode === 'INSTALL_INTERRUPTED' && this.commands.interrupted(commandId) < MAX_INTERRUPTED;
+      if (commandId !== undefined && !retry) this.commands.set(commandId, 'done', recovered.id);
+      this.reportOutcome(recovered.id, recovered.state, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
     }
     // The app does not outlive a reboot (or a container stop): start it, then report its state as
     // soon as it is healthy instead of at the next periodic report.
