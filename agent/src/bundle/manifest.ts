@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isCanonicalBase64 } from './base64.js';
 import semver from 'semver';
 
 /**
@@ -14,7 +15,7 @@ export type PayloadType = (typeof PAYLOAD_TYPES)[number];
 const semverString = z.string().max(64).refine((v) => semver.valid(v) === v, 'must be a semantic version');
 const semverRange = z.string().max(256).refine((v) => semver.validRange(v) !== null, 'must be a semver range');
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case sha256 hex digest');
-const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64').refine(isCanonicalBase64, 'base64 is not canonical');
 const slug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be a lower-case name');
 
 export const payloadSchema = z

@@ -1,5 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import { isCanonicalBase64 } from './base64.js';
 import { BundleError } from './errors.js';
 import { canonicalJson } from './canonical-json.js';
 import { signBytes, verifyBytes, type SignatureAlgorithm } from './signing.js';
@@ -33,7 +34,7 @@ const fileSchema = z
     format: z.literal('sonde-revocations-1'),
     body: bodySchema,
     algorithm: z.enum(['rsa-pss-sha256', 'ecdsa-p256-sha256']),
-    signature: z.string().base64(),
+    signature: z.string().base64().refine(isCanonicalBase64, 'signature base64 is not canonical'),
   })
   .strict();
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isCanonicalBase64 } from './base64.js';
 import { BundleError } from './errors.js';
 import { MAX_CHAIN_LENGTH } from './format.js';
 
@@ -7,8 +8,7 @@ import { MAX_CHAIN_LENGTH } from './format.js';
  * certificate chain (signer first, then intermediates; the root may be included and must then be
  * one of the keyring's roots).
  */
-/** Base64 as its encoder writes it: no unused bits set, so no two spellings of the same bytes. */
-const canonical = (b64: string): boolean => Buffer.from(b64, 'base64').toString('base64') === b64;
+const canonical = isCanonicalBase64;
 const pemCert = z
   .string()
   .max(16 * 1024)
