@@ -156,6 +156,10 @@ export class AgentDaemon {
     }, 30_000);
     this.gcTimer.unref();
     if (appStarted) void this.reportWhenHealthy(config.health.windowMs ?? 60_000);
+    // The install code loads a few seconds after boot rather than at the first install: the
+    // boot stays fast, and the code an install runs is the code this agent started with, even
+    // if its files are replaced on disk meanwhile.
+    setTimeout(() => void Promise.all([import('../update/engine-steps.js'), import('../link/download.js')]).catch(() => undefined), 3000).unref();
     await this.notifier.ready(`probe ${creds.probeId} ready`);
     this.notifier.startWatchdog();
     log.info({ probeId: creds.probeId, root: config.root }, 'agent started');
