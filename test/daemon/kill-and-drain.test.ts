@@ -105,6 +105,29 @@ function expectCompleteStream(p: ProbeFixture): void {
   expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
 }
 
+/**
+ * A probe on 1.0.0 (installed by the engine directly) with its collector password, whose agent
+ * is killed with SIGKILL at crash point `point` while installing 1.1.0 by command; returns the
+ * command and the probe's status with the interrupted deployment.
+ */
+async function killedInstalling(point: string, secret: string): Promise<{ p: ProbeFixture; cmd: ReturnType<typeof installCommand>; mid: AgentStatus }> {
+  const p = await probe();
+  const engine = await openEngine(p.root, s);
+  try {
+    expect((await engine.install(s.packs['1.0.0'])).committed).toBe(true);
+  } finally {
+    engine.close();
+  }
+  await setSiteVar(layoutOf(p.root).siteVars, 'CollectorPassword', secret);
+  const crashing = await start(p, { SONDE_CRASH_AT: point });
+  const cmd = installCommand(p.id, packs['1.1.0']);
+  await server.command(p.id, cmd);
+  expect((await crashing.exited).signal).toBe('SIGKILL');
+  const mid = await status(p.root);
+  expect(mid.unfinished).not.toBeNull();
+  return { p, cmd, mid };
+}
+
 describe('sonde agent run: kill -9', () => {
   it('resumes a download killed mid-way with a Range request from its .part, and the probe ends whole', async () => {
     const p = await probe();
@@ -142,22 +165,7 @@ describe('sonde agent run: kill -9', () => {
   });
 
   it('rolls back an install killed at stage:slot-written, runs the command again after the restart, and gives the command one outcome', async () => {
-    const p = await probe();
-    // The probe runs 1.0.0 (installed by the engine directly) and has its collector password.
-    const engine = await openEngine(p.root, s);
-    try {
-      expect((await engine.install(s.packs['1.0.0'])).committed).toBe(true);
-    } finally {
-      engine.close();
-    }
-    await setSiteVar(layoutOf(p.root).siteVars, 'CollectorPassword', 'canary-kill-Vb8-secret');
-
-    const crashing = await start(p, { SONDE_CRASH_AT: 'stage:slot-written' });
-    const cmd = installCommand(p.id, packs['1.1.0']);
-    await server.command(p.id, cmd);
-    expect((await crashing.exited).signal).toBe('SIGKILL');
-    const mid = await status(p.root);
-    expect(mid.unfinished).not.toBeNull();
+    const { p, cmd, mid } = await killedInstalling('stage:slot-written', 'canary-kill-Vb8-secret');
     expect(outcomeOf(broker.received, p.id, cmd.commandId)).toBeUndefined();
 
     const second = await start(p);
@@ -181,22 +189,7 @@ describe('sonde agent run: kill -9', () => {
     expect((await history(p.root)).map((d) => d.state)).toEqual(['committed', 'failed', 'committed']);
   });
   it('finishes an install killed at commit:persisted after the restart: one committed outcome for the command, which is not run again', async () => {
-    const p = await probe();
-    const engine = await openEngine(p.root, s);
-    try {
-      expect((await engine.install(s.packs['1.0.0'])).committed).toBe(true);
-    } finally {
-      engine.close();
-    }
-    await setSiteVar(layoutOf(p.root).siteVars, 'CollectorPassword', 'commit-kill-Qz3-secret');
-
-    const crashing = await start(p, { SONDE_CRASH_AT: 'commit:persisted' });
-    const cmd = installCommand(p.id, packs['1.1.0']);
-    await server.command(p.id, cmd);
-    expect((await crashing.exited).signal).toBe('SIGKILL');
-    const mid = await status(p.root);
-    expect(mid.unfinished).not.toBeNull();
-
+    const { p, cmd, mid } = await killedInstalling('commit:persisted', 'commit-kill-Qz3-secret');
     const second = await start(p);
     const outcome = await waitUntil('the outcome after the restart', () => outcomeOf(broker.received, p.id, cmd.commandId), 30_000);
     expect(outcome).toMatchObject({ outcome: 'committed', version: '1.1.0', deploymentId: mid.unfinished!.id });
