@@ -49,22 +49,18 @@ const PORT_ATTEMPTS = 4;
 
 export async function startLabServer(p: ServerPaths, opts: { sondeJs: string; keyring: string; bridgeIp?: string; timeoutMs?: number }): Promise<{ ref: LabServerRef; token: string }> {
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
-  // The first start of a data folder prints the admin token once, even when it then fails to
-  // listen: keep it for the next attempt, which finds the folder made and prints none.
-  let firstToken: string | null = null;
   for (let attempt = 1; ; attempt++) {
     // Two labs started at the same moment both see 8440 free; the loser binds it second and exits.
     const port = await pickPorts(opts.bridgeIp, attempt > 1);
-    const r = await startOnce(p, opts, port, deadline, firstToken);
+    const r = await startOnce(p, opts, port, deadline);
     if ('ref' in r) return r;
-    firstToken = r.token;
     if (!r.portTaken || attempt >= PORT_ATTEMPTS) throw r.error;
   }
 }
 
-type Attempt = { ref: LabServerRef; token: string } | { error: LabError; portTaken: boolean; token: string | null };
+type Attempt = { ref: LabServerRef; token: string } | { error: LabError; portTaken: boolean };
 
-async function startOnce(p: ServerPaths, opts: { sondeJs: string; keyring: string; bridgeIp?: string; timeoutMs?: number }, port: number, deadline: number, firstToken: string | null): Promise<Attempt> {
+async function startOnce(p: ServerPaths, opts: { sondeJs: string; keyring: string; bridgeIp?: string; timeoutMs?: number }, port: number, deadline: number): Promise<Attempt> {
   const out = openSync(p.serverOut, 'w', 0o600);
   const err = openSync(p.serverLog, 'a', 0o600);
   const logStart = (await stat(p.serverLog)).size;
@@ -87,14 +83,14 @@ async function startOnce(p: ServerPaths, opts: { sondeJs: string; keyring: strin
     if (token && /^mqtt /m.test(text)) break;
     if (!token && /^mqtt /m.test(text)) {
       // A restart of an existing data folder prints no token: the one saved at the first start.
-      token = firstToken ?? ((await readFile(p.tokenFile, 'utf8').catch(() => '')).trim() || null);
+      token = (await readFile(p.tokenFile, 'utf8').catch(() => '')).trim() || null;
       if (!token) throw new LabError('LAB_SERVER_FAILED', `the lab server in ${p.serverData} has no saved admin token (${p.tokenFile})`);
       break;
     }
     if (!alive(pid)) {
       const log = (await readFile(p.serverLog, 'utf8').catch(() => '')).slice(logStart);
       const error = new LabError('LAB_SERVER_FAILED', `the lab server exited at its start: ${log.trim().split('\n').slice(-2).join(' / ')}`);
-      return { error, portTaken: /EADDRINUSE/.test(log), token: token ?? firstToken };
+      return { error, portTaken: /EADDRINUSE/.test(log) };
     }
     if (Date.now() > deadline) {
       stopPid(pid);
