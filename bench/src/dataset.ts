@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MiB } from './measure.js';
+import { MiB, remove } from './measure.js';
 
 /**
  * The benchmark payload of issues 2 and 3: about 2,000 small text files (2-8 KiB, compressible)
@@ -10,7 +10,7 @@ import { MiB } from './measure.js';
 const WORDS = 'probe target latency jitter packet loss interface collector threshold alarm measurement window'.split(' ');
 
 export async function makeDataset(dir: string, totalMiB: number): Promise<{ files: number; bytes: number }> {
-  await rm(dir, { recursive: true, force: true });
+  await remove(dir);
   let bytes = 0;
   let files = 0;
   // ~2,000 small text files (2-8 KiB each, compressible), spread over 40 folders.

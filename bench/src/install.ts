@@ -9,7 +9,7 @@
  * Usage: node dist/bench/src/install.js [--size 256] [--runs 3] [--dir .bench/install]
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import { writePack } from '../../images/src/pack/pack-writer.js';
 import { sampleRelease, writeReleaseRecipe } from '../../images/src/samples/index.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import { makeDataset } from './dataset.js';
-import { MB, median, settle, timed } from './measure.js';
+import { MB, median, remove, settle, spread, timed } from './measure.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -43,7 +43,7 @@ async function freePort(): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  await rm(work, { recursive: true, force: true });
+  await remove(work);
   await mkdir(work, { recursive: true });
   const keys = join(work, 'keys');
   await initCa(keys);
@@ -73,20 +73,23 @@ async function main(): Promise<void> {
   const healthS: number[] = [];
   const rss: number[] = [];
   const states: Record<string, number[]> = {};
+  // Each run works in folders of its own, removed together after the last run (see settle()).
+  const trees: string[] = [];
   for (let r = 0; r < runs; r++) {
-    const vx = join(work, 'verify-x');
-    const tx = join(work, 'tar-x');
-    const root = join(work, 'probe');
-    await settle(vx);
+    const vx = join(work, `verify-x-${r}`);
+    const tx = join(work, `tar-x-${r}`);
+    const root = join(work, `probe-${r}`);
+    trees.push(vx, tx, root);
+    await settle();
     verifyS.push((await timed(process.execPath, [sonde, 'verify', spk, '--keyring', join(keys, 'root.crt'), '--key', join(keys, 'fleet.key'), '--extract', vx])).seconds);
-    await settle(vx, tx);
+    await settle();
     await mkdir(tx);
     const dg = await timed('openssl', ['dgst', '-sha256', spk]);
     const tr = await timed('tar', ['-xf', plainTar, '-C', tx]);
     refS.push(dg.seconds + tr.seconds);
-    await settle(tx, root);
     await mkdir(join(root, 'etc'), { recursive: true });
     await writeFile(join(root, 'etc', 'config.json'), JSON.stringify({ port: await freePort(), measurements: { paused: true } }));
+    await settle();
     const run = await timed(process.execPath, [
       sonde, 'agent', 'install', spk, '--root', root, '--keyring', join(keys, 'root.crt'), '--key', join(keys, 'fleet.key'),
       '--health-checks', '1', '--health-interval', '50', '--json',
@@ -103,14 +106,14 @@ async function main(): Promise<void> {
     await engine.context.runner.stop();
     engine.close();
   }
-  await settle(join(work, 'probe'));
+  await remove(...trees);
   const v = median(verifyS);
   const sw = median(toSwitchedS);
   const ref = median(refS);
   console.log(`install: ${sizeMiB} MiB payload (${files} files, ${(bytes / MB).toFixed(1)} MB) in the sample app 1.0.0 product, .spk ${(spkBytes / MB).toFixed(1)} MB encrypted; ${runs} run(s), median`);
-  console.log(`  reference: openssl dgst + tar -x      ${ref.toFixed(3)} s`);
-  console.log(`  sonde verify --key --extract           ${v.toFixed(3)} s`);
-  console.log(`  install, received -> switched          ${sw.toFixed(3)} s  = ${(sw / v).toFixed(2)}x verify-only (target <= 1.30x), ${(sw / ref).toFixed(2)}x reference (target <= 1.40x)`);
+  console.log(`  reference: openssl dgst + tar -x      ${ref.toFixed(3)} s  (${spread(refS)})`);
+  console.log(`  sonde verify --key --extract           ${v.toFixed(3)} s  (${spread(verifyS)})`);
+  console.log(`  install, received -> switched          ${sw.toFixed(3)} s  (${spread(toSwitchedS)})  = ${(sw / v).toFixed(2)}x verify-only (target <= 1.30x), ${(sw / ref).toFixed(2)}x reference (target <= 1.40x)`);
   console.log(`    per state: ${Object.entries(states).map(([k, xs]) => `${k} ${median(xs).toFixed(3)} s`).join(', ')}`);
   console.log(`  health window (1 check, minimum)       ${median(healthS).toFixed(3)} s`);
   console.log(`  whole CLI run (incl. start, health)    ${median(installS).toFixed(3)} s`);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 
 /**
  * Runs a command under GNU time and returns its wall time and peak RSS. Benchmarks print what
@@ -37,18 +37,41 @@ export function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** "min-max" of a set of seconds, for printing beside a median. */
+export function spread(xs: number[]): string {
+  return `${Math.min(...xs).toFixed(3)}-${Math.max(...xs).toFixed(3)} s`;
+}
+
 export const MB = 1e6;
 export const MiB = 1024 * 1024;
 
 /**
- * Deleting a 256 MiB tree makes ext4 (mounted with online discard here) slow down the next file
- * creations for a while; measured: 2,000 creates take 0.9 s right after an rm -rf and 0.03 s in a
- * settled file system. Every timed step starts from a settled disk, so no step pays for the
- * previous one's cleanup.
+ * This machine's root file system is ext4 without a journal. There, for 30 s after an inode is
+ * freed (35 s while its inode table block is dirty), the kernel will not hand it out again and
+ * scans past it on every create (fs/ext4/ialloc.c, recently_deleted(); `perf record` of 2,000
+ * creates put a third of the time in it). Measured: 2,000 small-file creates take 0.5-0.9 s of
+ * system time within 30 s of an rm -rf of a 2,000-file tree, 0.02-0.04 s otherwise. So benchmarks
+ * delete through remove(), extract each run into a fresh folder, and settle() before a timed step
+ * waits until that window has passed since the last deletion: no step pays for an earlier one's
+ * cleanup. (Deletions by another process just before a benchmark still count; start from a
+ * quiet machine.)
  */
-export async function settle(...paths: string[]): Promise<void> {
-  for (const p of paths) await rm(p, { recursive: true, force: true });
-  await timed('sync', []);
-  await new Promise((r) => setTimeout(r, 5000));
+export const RECENTLY_DELETED_MS = 36_000;
+let lastDeletion = 0;
+
+/** Removes what exists of `paths`, and remembers when if anything was there. */
+export async function remove(...paths: string[]): Promise<void> {
+  for (const p of paths) {
+    const existed = await lstat(p).then(() => true, () => false);
+    await rm(p, { recursive: true, force: true });
+    if (existed) lastDeletion = Date.now();
+  }
 }
 
+/** Removes `paths`, syncs, and waits out the recently-deleted window (and at least 2 s). */
+export async function settle(...paths: string[]): Promise<void> {
+  if (paths.length > 0) await remove(...paths);
+  await timed('sync', []);
+  const wait = Math.max(2000, lastDeletion + RECENTLY_DELETED_MS - Date.now());
+  await new Promise((r) => setTimeout(r, wait));
+}

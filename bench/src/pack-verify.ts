@@ -9,7 +9,7 @@
  * It prints MB/s for all three, the ratio to openssl, and sonde's peak RSS, for each size asked.
  * Usage: node dist/bench/src/pack-verify.js [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none] [--extract-root DIR]
  */
-import { mkdir, rm, stat, readFile } from 'node:fs/promises';
+import { mkdir, stat, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,7 @@ import { loadPrivateKey } from '../../images/src/keys/key-files.js';
 import { makePlan } from '../../images/src/pack/recipe.js';
 import { writePack } from '../../images/src/pack/pack-writer.js';
 import { makeDataset } from './dataset.js';
-import { MB, median, settle, timed } from './measure.js';
+import { MB, median, remove, settle, spread, timed } from './measure.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -37,7 +37,7 @@ const sonde = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.
 async function main(): Promise<void> {
   await mkdir(work, { recursive: true });
   const keys = join(work, 'keys');
-  await rm(keys, { recursive: true, force: true });
+  await remove(keys);
   await initCa(keys);
   await issueIntermediate(keys);
   await issueSigner(keys);
@@ -63,32 +63,35 @@ async function main(): Promise<void> {
     const untar: number[] = [];
     const verify: number[] = [];
     const rss: number[] = [];
+    // Each run extracts into folders of its own, removed together after the last run (see settle()).
+    const trees: string[] = [];
     for (let r = 0; r < runs; r++) {
+      await settle();
       dgst.push((await timed('openssl', ['dgst', '-sha256', spk])).seconds);
-      const tx = join(extractRoot, 'sonde-bench-tar-x');
-      const vx = join(extractRoot, 'sonde-bench-verify-x');
-      await settle(tx, vx);
+      const tx = join(extractRoot, `sonde-bench-tar-x-${r}`);
+      const vx = join(extractRoot, `sonde-bench-verify-x-${r}`);
+      await remove(tx, vx);
+      trees.push(tx, vx);
+      await settle();
       await mkdir(tx);
       untar.push((await timed('tar', ['-xf', plainTar, '-C', tx])).seconds);
-      await settle(tx, vx);
+      await settle();
       const v = await timed(process.execPath, [sonde, 'verify', spk, '--keyring', join(keys, 'root.crt'), '--key', join(keys, 'fleet.key'), '--extract', vx]);
       if (!v.stdout.startsWith('TRUSTED')) throw new Error(`verify did not say TRUSTED: ${v.stdout}`);
       verify.push(v.seconds);
       rss.push(v.maxRssKiB);
-      await settle(vx);
     }
+    await remove(...trees);
     const mbps = (b: number, s: number): string => `${(b / MB / s).toFixed(0).padStart(5)} MB/s`;
     const dg = median(dgst);
     const vf = median(verify);
     console.log(`\n${sizeMiB} MiB payload (--compression ${compression}): ${files} files (${(bytes / MB).toFixed(1)} MB), .spk ${(spkBytes / MB).toFixed(1)} MB encrypted, plain tar ${(tarBytes / MB).toFixed(1)} MB; packed in ${packSeconds.toFixed(1)} s`);
-    console.log(`  openssl dgst -sha256 .spk       ${mbps(spkBytes, dg)}  (${dg.toFixed(3)} s)  hashing limit`);
-    console.log(`  tar -x plain payload            ${mbps(tarBytes, median(untar))}  (${median(untar).toFixed(3)} s)  extraction limit`);
-    console.log(`  sonde verify --key --extract    ${mbps(spkBytes, vf)}  (${vf.toFixed(3)} s)  = ${(dg / vf).toFixed(2)}x openssl   target >= 0.50x`);
+    console.log(`  openssl dgst -sha256 .spk       ${mbps(spkBytes, dg)}  (${dg.toFixed(3)} s; ${spread(dgst)})  hashing limit`);
+    console.log(`  tar -x plain payload            ${mbps(tarBytes, median(untar))}  (${median(untar).toFixed(3)} s; ${spread(untar)})  extraction limit`);
+    console.log(`  sonde verify --key --extract    ${mbps(spkBytes, vf)}  (${vf.toFixed(3)} s; ${spread(verify)})  = ${(dg / vf).toFixed(2)}x openssl   target >= 0.50x`);
     console.log(`  sonde verify peak RSS           ${(Math.max(...rss) / 1024).toFixed(1)} MiB   target <= 100 MiB`);
     if (!keep) {
-      await rm(data, { recursive: true, force: true });
-      await rm(plainTar, { force: true });
-      await rm(spk, { force: true });
+      await remove(data, plainTar, spk);
     }
   }
 }
