@@ -101,7 +101,7 @@ export interface RawPayload {
   tar: Buffer;
   compression?: 'gzip' | 'none';
   /** Override what the manifest declares. */
-  declare?: Partial<Pick<PayloadEntry, 'unpackedSize' | 'fileCount'>>;
+  declare?: Partial<Pick<PayloadEntry, 'unpackedSize' | 'fileCount' | 'sha256'>>;
   fileCount: number;
 }
 
@@ -128,7 +128,7 @@ export async function writeRawPack(
       type: p.type,
       file,
       size: stored.length,
-      sha256: createHash('sha256').update(stored).digest('hex'),
+      sha256: p.declare?.sha256 ?? createHash('sha256').update(stored).digest('hex'),
       unpackedSize: p.declare?.unpackedSize ?? p.tar.length,
       fileCount: p.declare?.fileCount ?? p.fileCount,
       compression,
