@@ -194,6 +194,8 @@ async function streamPayload(
       if (entry.compression === 'gzip' && plainOut > RATIO_CAP * compressedIn + RATIO_SLACK) {
         throw new BundleError('COMPRESSION_RATIO_EXCEEDED', `payload ${entry.file} inflates past ${RATIO_CAP}:1 (decompression bomb)`);
       }
+      // Inflated bytes are new buffers too: they count towards the next collection.
+      if (entry.compression === 'gzip') releaser.add(chunk.length);
       await tar.write(chunk);
     }
     tar.end();
