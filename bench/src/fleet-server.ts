@@ -73,7 +73,15 @@ async function main(): Promise<void> {
   const c = childConfig<FleetServerConfig>();
   const log = openSync(c.logFile, 'a');
   const server = await startServer(
-    { dataDir: c.dataDir, port: 0, logLevel: 'warn', keyring: c.keyring, ...(c.mqttUrl ? { mqttUrl: c.mqttUrl } : {}) },
+    {
+      dataDir: c.dataDir,
+      port: 0,
+      logLevel: 'warn',
+      keyring: c.keyring,
+      ...(c.mqttUrl ? { mqttUrl: c.mqttUrl } : {}),
+      // Server tuning to compare, e.g. FLEET_SERVER_OPTIONS='{"mqttConcurrency":1000,"fanoutChunk":1000}'.
+      ...(process.env.FLEET_SERVER_OPTIONS ? (JSON.parse(process.env.FLEET_SERVER_OPTIONS) as object) : {}),
+    },
     { logDestination: log },
   );
   const ctx = server.context;

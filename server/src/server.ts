@@ -111,6 +111,7 @@ async function boot(
     // Nobody is connected to a broker that has just started; each probe says `online` again.
     await store.probes.markAllOffline();
     bus = await EmbeddedBroker.start({
+      concurrency: options.mqttConcurrency,
       host: options.host,
       port: options.mqttPort,
       tls: tls ? { addresses: options.listen, certPem: tls.certPem, keyPem: tls.keyPem } : undefined,

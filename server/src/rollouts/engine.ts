@@ -316,7 +316,9 @@ export class RolloutEngine {
       const change = await this.changeFor(t, from, c.status, c.errorCode, c.deploymentId, at);
       if (!change) continue;
       state.set(key, change.state);
-      byRollout.set(t.rolloutId, [...(byRollout.get(t.rolloutId) ?? []), change]);
+      const list = byRollout.get(t.rolloutId);
+      if (list) list.push(change);
+      else byRollout.set(t.rolloutId, [change]);
     }
     for (const [id, list] of byRollout) await this.repo.updateTargets(id, list, at);
   }
