@@ -88,11 +88,11 @@ export class CommandService {
 
   /** One command per probe, stored in one transaction, then published in chunks. */
   async sendMany(probeIds: readonly string[], spec: CommandSpec, opts: SendOptions = {}): Promise<CommandRecord[]> {
-    const ids = [...new Set(probeIds)];
-    const { probes } = await this.o.store.probes.list({ probeIds: ids }, { limit: ids.length, offset: 0 });
+    const ids = [...new Set(probeIds)].sort();
+    const bases = await this.o.store.probes.httpBases(ids);
+    const probes = ids.filter((id) => bases.has(id)).map((id) => ({ id, httpBase: bases.get(id) ?? null }));
     if (probes.length !== ids.length) {
-      const known = new Set(probes.map((p) => p.id));
-      const missing = ids.filter((id) => !known.has(id));
+      const missing = ids.filter((id) => !bases.has(id));
       throw new ServerError('PROBE_NOT_FOUND', `no probe ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
     }
     const pack = spec.type === 'install' ? await this.o.store.packs.get(spec.packSha256) : null;

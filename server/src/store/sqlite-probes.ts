@@ -91,6 +91,17 @@ export class SqliteProbes implements ProbeRepository {
     return ids.filter((id) => wanted.has(id));
   }
 
+  async httpBases(ids: readonly string[]): Promise<Map<string, string | null>> {
+    const out = new Map<string, string | null>();
+    for (let i = 0; i < ids.length; i += IN_CHUNK) {
+      const chunk = ids.slice(i, i + IN_CHUNK);
+      for (const r of this.sql.all<{ id: string; http_base: string | null }>(`SELECT id, http_base FROM probes WHERE id IN (${placeholders(chunk.length)})`, ...chunk)) {
+        out.set(r.id, r.http_base);
+      }
+    }
+    return out;
+  }
+
   async update(id: string, patch: ProbePatch): Promise<ProbeRecord | null> {
     const found = this.sql.tx(() => {
       if (!this.sql.get('SELECT id FROM probes WHERE id = ?', id)) return false;

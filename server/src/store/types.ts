@@ -122,6 +122,8 @@ export interface ProbeRepository {
   list(target: ProbeTarget, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }>;
   /** Ids of every probe matching the target, sorted: what a rollout addresses. */
   match(target: ProbeTarget): Promise<string[]>;
+  /** The HTTP base each of these probes downloads from (null: the server's default); unknown ids are absent. What a fan-out needs of a probe, and nothing more. */
+  httpBases(ids: readonly string[]): Promise<Map<string, string | null>>;
   update(id: string, patch: ProbePatch): Promise<ProbeRecord | null>;
   /** Mosquitto password-file lines: `probeId:$7$…`. */
   mqttPasswordHashes(): Promise<{ probeId: string; hash: string }[]>;
