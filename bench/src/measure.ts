@@ -56,7 +56,7 @@ export const MiB = 1024 * 1024;
  * cleanup. (Deletions by another process just before a benchmark still count; start from a
  * quiet machine.)
  */
-export const RECENTLY_DELETED_MS = 36_000;
+const RECENTLY_DELETED_MS = 36_000;
 let lastDeletion = 0;
 
 /** Removes what exists of `paths`, and remembers when if anything was there. */
@@ -68,9 +68,8 @@ export async function remove(...paths: string[]): Promise<void> {
   }
 }
 
-/** Removes `paths`, syncs, and waits out the recently-deleted window (and at least 2 s). */
-export async function settle(...paths: string[]): Promise<void> {
-  if (paths.length > 0) await remove(...paths);
+/** Syncs, then waits out the recently-deleted window since the last remove() (and at least 2 s). */
+export async function settle(): Promise<void> {
   await timed('sync', []);
   const wait = Math.max(2000, lastDeletion + RECENTLY_DELETED_MS - Date.now());
   await new Promise((r) => setTimeout(r, wait));

@@ -90,15 +90,15 @@ export class CommandService {
   async sendMany(probeIds: readonly string[], spec: CommandSpec, opts: SendOptions = {}): Promise<CommandRecord[]> {
     const ids = [...new Set(probeIds)].sort();
     const bases = await this.o.store.probes.httpBases(ids);
-    const probes = ids.filter((id) => bases.has(id)).map((id) => ({ id, httpBase: bases.get(id) ?? null }));
-    if (probes.length !== ids.length) {
-      const missing = ids.filter((id) => !bases.has(id));
+    const missing = ids.filter((id) => !bases.has(id));
+    if (missing.length > 0) {
       throw new ServerError('PROBE_NOT_FOUND', `no probe ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
     }
     const pack = spec.type === 'install' ? await this.o.store.packs.get(spec.packSha256) : null;
     if (spec.type === 'install' && !pack) throw new ServerError('PACK_NOT_FOUND', `no pack ${spec.packSha256}`);
     const now = new Date().toISOString();
-    const records: CommandRecord[] = probes.map((p) => {
+    const records: CommandRecord[] = ids.map((id) => {
+      const p = { id, httpBase: bases.get(id) ?? null };
       const commandId = opts.commandIdFor?.(p.id) ?? newCommandId();
       const common = { v: 1 as const, commandId, probeId: p.id, issuedAt: now };
       const body: Command =
