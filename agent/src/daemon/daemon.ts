@@ -10,6 +10,7 @@ import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../protocol/messages.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
+import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';
 import { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
@@ -21,7 +22,9 @@ import { buildState } from './state-report.js';
  * `sonde agent run`: the unattended daemon on every probe (issue 4). It turns server commands
  * (MQTT, or polling when MQTT is down) and FTP drops into installs by the engine, one at a time,
  * and reports state and events through the durable outbox. On start it first lets the engine
- * recover an install a crash interrupted, then resumes accepted commands.
+ * recover an install a crash interrupted, then resumes accepted commands. The installs themselves
+ * run in an installer process (installer.ts): the daemon keeps its links, its outbox and the
+ * engine's read side (state reports, starting the app at boot).
  */
 export interface DropSource {
   scan(): Promise<void>;
@@ -43,6 +46,7 @@ const MAX_QUEUED = 1;
 
 export class AgentDaemon {
   readonly engine: Engine;
+  readonly installer: Installer;
   readonly outbox: Outbox;
   readonly commands: CommandStore;
   private link: MqttLink | null = null;
@@ -67,33 +71,46 @@ export class AgentDaemon {
     const layout = engine.context.layout;
     this.outbox = new Outbox(layout.journal, creds.probeId, config.outbox.maxMessages);
     this.commands = new CommandStore(layout.journal);
+    this.installer = new Installer(
+      {
+        root: config.root,
+        state: layout.state,
+        ...(config.keyring ? { keyring: config.keyring } : {}),
+        ...(config.recipientKey ? { recipientKey: config.recipientKey } : {}),
+        ...(config.model ? { model: config.model } : {}),
+        health: Object.fromEntries(Object.entries(config.health).filter((e): e is [string, number] => e[1] !== undefined)),
+      },
+      layout.lock,
+      log,
+      (p) => this.onInstallProgress(p),
+    );
   }
 
   static async start(config: AgentConfig, creds: Credentials, log: Logger, deps: DaemonDeps = {}): Promise<AgentDaemon> {
-    const engine = await Engine.open({
-      root: config.root,
-      state: config.state,
-      ...(config.keyring ? { keyring: config.keyring } : {}),
-      ...(config.recipientKey ? { recipientKey: await loadPrivateKey(config.recipientKey) } : {}),
-      ...(config.model ? { model: config.model } : {}),
-      health: Object.fromEntries(Object.entries(config.health).filter(([, v]) => v !== undefined)),
-      onProgress: (p) => {
-        // Tie the deployment to its command as soon as it exists, so that an install a crash
-        // interrupts is reported against its command after the restart (commandOf).
-        if (daemon.current) daemon.commands.set(daemon.current.commandId, 'running', p.deploymentId);
-        daemon.outbox.add({ type: 'install-state', deploymentId: p.deploymentId, state: p.state, ...(p.detail ? { code: p.detail } : {}) });
-        void daemon.link?.drain();
-      },
-    });
+    // The installer process reads the recipient key itself; reading it here too makes a bad key
+    // a start-up error (exit 1 with its code) rather than the first install's.
+    if (config.recipientKey) await loadPrivateKey(config.recipientKey);
+    // The daemon's own engine only reads (state reports) and starts the app at boot.
+    const engine = await Engine.open({ root: config.root, state: config.state, ...(config.keyring ? { keyring: config.keyring } : {}), ...(config.model ? { model: config.model } : {}) });
     const daemon: AgentDaemon = new AgentDaemon(config, creds, log, engine);
     await daemon.boot(deps);
     return daemon;
   }
 
+  private onInstallProgress(p: InstallProgress): void {
+    // Tie the deployment to its command as soon as it exists, so that an install a crash
+    // interrupts is reported against its command after the restart (commandOf).
+    if (this.current) this.commands.set(this.current.commandId, 'running', p.deploymentId);
+    this.outbox.add({ type: 'install-state', deploymentId: p.deploymentId, state: p.state, ...(p.detail ? { code: p.detail } : {}) });
+    void this.link?.drain();
+  }
+
   private async boot(deps: DaemonDeps): Promise<void> {
     const { config, creds, log } = this;
-    // 1. An install a crash interrupted is finished or rolled back before anything else.
-    const recovered = await this.engine.recover();
+    // 1. An install a crash interrupted is finished or rolled back before anything else, by an
+    // installer process (after the one a killed daemon may have left has gone).
+    await this.installer.reapStray();
+    const recovered = this.engine.context.journal.unfinished() ? await this.installer.recover() : null;
     if (recovered) {
       log.warn({ deploymentId: recovered.id, state: recovered.state, code: recovered.errorCode }, 'recovered an interrupted install');
       const commandId = this.commandOf(recovered.id);
@@ -156,10 +173,9 @@ export class AgentDaemon {
     }, 30_000);
     this.gcTimer.unref();
     if (appStarted) void this.reportWhenHealthy(config.health.windowMs ?? 60_000);
-    // The install code loads a few seconds after boot rather than at the first install: the
-    // boot stays fast, and the code an install runs is the code this agent started with, even
-    // if its files are replaced on disk meanwhile.
-    setTimeout(() => void Promise.all([import('../update/engine-steps.js'), import('../link/download.js')]).catch(() => undefined), 3000).unref();
+    // The download code loads a few seconds after boot rather than at the first command, so the
+    // boot stays fast. (The install code never loads here: installs run in installer processes.)
+    setTimeout(() => void import('../link/download.js').catch(() => undefined), 3000).unref();
     await this.notifier.ready(`probe ${creds.probeId} ready`);
     this.notifier.startWatchdog();
     log.info({ probeId: creds.probeId, root: config.root }, 'agent started');
@@ -320,7 +336,7 @@ export class AgentDaemon {
       });
       this.log.info({ commandId: c.commandId, requests: got.requests, resumedFrom: got.resumedFrom }, 'download complete');
       this.event({ type: 'download-complete', commandId: c.commandId, packSha256: c.pack.sha256 });
-      const outcome: InstallOutcome = await this.engine.install(dest);
+      const outcome: InstallOutcome = await this.installer.install(dest);
       const d = outcome.deployment;
       this.commands.set(c.commandId, 'done', d.id);
       this.reportOutcome(d.id, d.state, d.errorCode, d.errorMessage, d.toVersion, c.commandId);

@@ -34,7 +34,7 @@ function toEvent(daemon: AgentDaemon, e: DropEvent): void {
 }
 
 export function dropSourceFor(daemon: AgentDaemon): DropSource {
-  const install = installWithEngine(daemon.engine);
+  const install = installWithEngine(daemon.installer);
   const inbox = new DropInbox({
     root: daemon.config.root,
     state: daemon.config.state,

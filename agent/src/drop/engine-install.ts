@@ -1,4 +1,4 @@
-import type { Engine } from '../update/engine.js';
+import type { InstallOutcome } from '../update/engine.js';
 import type { DropInstall } from './drop-types.js';
 
 /**
@@ -6,7 +6,7 @@ import type { DropInstall } from './drop-types.js';
  * the inbox files in its receipts. Refusals and failures come back as a result; only what the
  * engine throws (INSTALL_LOCKED, an internal error) reaches the inbox as an exception.
  */
-export function installWithEngine(engine: Engine): DropInstall {
+export function installWithEngine(engine: { install(path: string): Promise<InstallOutcome> }): DropInstall {
   return async (path) => {
     const { deployment: d, committed } = await engine.install(path);
     return { committed, state: d.state, errorCode: d.errorCode, errorMessage: d.errorMessage, deploymentId: d.id, version: d.toVersion };

@@ -84,6 +84,9 @@ export class MqttLink {
       connectTimeout: 10_000,
       keepalive: 30,
       protocolVersion: 4,
+      // mqtt-packet otherwise pre-builds a 2-byte Buffer for each of the 65,536 packet ids at the
+      // first write: 65,536 objects, 6 MiB of the agent's 22 MiB of live heap when idle.
+      writeCache: false,
       will: { topic: topics.events(o.probeId), payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: false },
       ...(o.ca ? { ca: o.ca, rejectUnauthorized: true } : {}),
     });

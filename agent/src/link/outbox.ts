@@ -64,7 +64,9 @@ export class Outbox {
       this.db.prepare('UPDATE outbox SET event = ? WHERE seq = ?').run(JSON.stringify(event), seq);
       this.fold();
       return event;
-    })();
+      // IMMEDIATE: agent.db has writers in two processes (the daemon, its installer), and a
+      // deferred transaction that reads first cannot wait for the write lock: it fails at once.
+    }).immediate();
   }
 
   private fold(): void {

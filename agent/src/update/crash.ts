@@ -110,5 +110,21 @@ export function crashPoint(point: CrashPoint, detail?: string): void {
   }
   const at = process.env.SONDE_CRASH_AT;
   if (at === undefined) return;
-  if (matches('SONDE_CRASH_AT', at, point, detail)) process.kill(process.pid, 'SIGKILL');
+  if (matches('SONDE_CRASH_AT', at, point, detail)) powerCut();
+}
+
+/**
+ * The whole agent dies. In the daemon's installer process (daemon/installer.ts) that is the
+ * daemon first, then the installer: a power cut does not leave the daemon standing to clean up.
+ */
+function powerCut(): never {
+  if (process.env.SONDE_INSTALLER_OF !== undefined && Number(process.env.SONDE_INSTALLER_OF) === process.ppid) {
+    try {
+      process.kill(process.ppid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  process.kill(process.pid, 'SIGKILL');
+  throw new Error('unreachable: SIGKILL');
 }

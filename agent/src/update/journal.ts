@@ -245,7 +245,8 @@ export class Journal {
       this.db.prepare('UPDATE deployments SET state = ? WHERE id = ?').run(to, id);
       if (Object.keys(patch).length > 0) this.update(id, patch);
       else this.update(id, {});
-    })();
+      // IMMEDIATE: it reads before it writes, and agent.db has a writer in the daemon too.
+    }).immediate();
     return this.get(id)!;
   }
 
