@@ -1,10 +1,33 @@
 #!/usr/bin/env node
-/**
- * The `sonde` executable. Its static imports are only daemon-flags.js, which sets the V8 flags of
- * `sonde agent run` before anything else is loaded: Node's module loader is itself JavaScript, and
- * loading the program's ~180 modules is enough work for V8 to optimize it. The program (every
- * subcommand) is program.ts.
- */
-import './daemon-flags.js';
+import { setFlagsFromString } from 'node:v8';
 
-await import('./program.js');
+/**
+ * The `sonde` executable. `sonde agent run --config FILE`, the daemon that lives on every probe
+ * for months, starts lean; every other command (and any other form of `agent run`: `--help`, a
+ * usage error) goes to the full program in program.ts.
+ *
+ * Lean means two things, both measured by bench/agent-idle (bench/README.md has the figures):
+ * - no CLI framework loaded: the one form is recognised here, commander is never imported;
+ * - no optimizing compilers (TurboFan, Sparkplug). The daemon waits on sockets and timers; the
+ *   work that is heavy in JavaScript, an install, runs in an installer process that starts with
+ *   the normal compilers (runtime flags are not inherited). What the compilers cost is memory:
+ *   compiling the functions that loading the daemon's modules makes hot (Node's module loader is
+ *   JavaScript too) left about 11 MiB resident. So the flags are set here, before any other
+ *   module of the program is loaded: this file's only static import is node:v8.
+ */
+function daemonConfig(argv: readonly string[]): string | null {
+  if (argv[0] !== 'agent' || argv[1] !== 'run') return null;
+  if (argv.length === 4 && argv[2] === '--config' && argv[3] !== '' && !argv[3]!.startsWith('-')) return argv[3]!;
+  if (argv.length === 3 && argv[2]!.startsWith('--config=') && argv[2]!.length > '--config='.length) return argv[2]!.slice('--config='.length);
+  return null;
+}
+
+const config = daemonConfig(process.argv.slice(2));
+if (config !== null) {
+  setFlagsFromString('--no-opt');
+  setFlagsFromString('--no-sparkplug');
+  const [{ runCommand }, { runDaemon }] = await Promise.all([import('./run.js'), import('../daemon/run.js')]);
+  await runCommand(() => runDaemon(config));
+} else {
+  await import('./program.js');
+}

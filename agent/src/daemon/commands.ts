@@ -25,9 +25,12 @@ function stored(r: Row): StoredCommand {
 
 export class CommandStore {
   private readonly db: Database.Database;
+  private readonly owned: boolean;
 
-  constructor(path: string) {
-    this.db = new Database(path);
+  /** On agent.db's path, or on a connection to it that someone else owns (and closes). */
+  constructor(db: string | Database.Database) {
+    this.owned = typeof db === 'string';
+    this.db = typeof db === 'string' ? new Database(db) : db;
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(`CREATE TABLE IF NOT EXISTS commands (
@@ -44,7 +47,7 @@ export class CommandStore {
   }
 
   close(): void {
-    this.db.close();
+    if (this.owned) this.db.close();
   }
 
   get(commandId: string): StoredCommand | null {

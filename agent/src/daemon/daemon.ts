@@ -69,8 +69,10 @@ export class AgentDaemon {
   ) {
     this.engine = engine;
     const layout = engine.context.layout;
-    this.outbox = new Outbox(layout.journal, creds.probeId, config.outbox.maxMessages);
-    this.commands = new CommandStore(layout.journal);
+    // One connection to agent.db for the journal, the outbox and the commands (each costs memory).
+    const db = engine.context.journal.connection;
+    this.outbox = new Outbox(db, creds.probeId, config.outbox.maxMessages);
+    this.commands = new CommandStore(db);
     this.installer = new Installer(
       {
         root: config.root,

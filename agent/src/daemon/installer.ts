@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { SondeError } from '../errors/sonde-error.js';
+import { processAlive } from '../os/process-alive.js';
 import type { InstallOutcome } from '../update/engine.js';
 import { UpdateError } from '../update/errors.js';
 import type { Deployment } from '../update/journal.js';
@@ -76,7 +77,7 @@ export class Installer {
     } catch {
       return;
     }
-    for (let i = 0; i < 100 && (await readFile(`/proc/${pid}/stat`, 'utf8').then((s) => !/^\d+ \(.*\) [ZX]/s.test(s), () => false)); i++) {
+    for (let i = 0; i < 100 && processAlive(pid); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fsyncDir } from '../fs/atomic.js';
 import { backoffDelay, sleep, type BackoffWindow } from './backoff.js';
@@ -161,7 +161,8 @@ async function fetchOnce(url: URL, where: string, part: PartFile, o: DownloadOpt
     const common = { method: 'GET', headers, agent: false as const, timeout: idleMs, ...(o.signal ? { signal: o.signal } : {}) };
     // `ca` replaces Node's bundled roots rather than adding to them: the pinned CA is then the only
     // anchor a server certificate can chain to. Verification itself is never turned off.
-    req = url.protocol === 'https:' ? https.request(url, { ...common, ...(o.ca !== undefined ? { ca: o.ca } : {}) }) : http.request(url, common);
+    // https (and TLS) loads only for an https: pack URL.
+    req = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request(url, { ...common, ...(o.ca !== undefined ? { ca: o.ca } : {}) }) : http.request(url, common);
   } catch (e) {
     throw new LinkError('DOWNLOAD_FAILED', `${where}: cannot make the request (${errorName(e)}); check the pinned CA`, { cause: e });
   }

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { connect as netConnect, isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { topics } from '../protocol/topics.js';
@@ -20,7 +22,30 @@ import type { Outbox } from './outbox.js';
  * through require (measured here: 62.0 vs 52.4 MiB RSS for the module alone), and the agent's
  * memory budget is tight, so it is required.
  */
-const mqtt = createRequire(import.meta.url)('mqtt') as typeof import('mqtt');
+const require = createRequire(import.meta.url);
+const mqtt = require('mqtt') as typeof import('mqtt');
+
+/**
+ * The link's socket. mqtt.connect() would load every transport mqtt.js has on first use
+ * (WebSocket, SOCKS, TLS, and their dependencies) to pick one by URL scheme; the agent speaks
+ * mqtt: and mqtts: only, so it opens the socket itself and hands it to MqttClient. TLS is loaded
+ * only for mqtts:, where the server CA from the enrollment file is the only trust anchor.
+ */
+export function openBrokerSocket(url: URL, ca: string | undefined): Duplex {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (url.protocol === 'mqtts:') {
+    const tls = require('node:tls') as typeof import('node:tls');
+    return tls.connect({
+      host,
+      port: Number(url.port || 8883),
+      ...(isIP(host) === 0 ? { servername: host } : {}),
+      ...(ca ? { ca } : {}),
+      rejectUnauthorized: true,
+    });
+  }
+  if (url.protocol === 'mqtt:') return netConnect({ host, port: Number(url.port || 1883) });
+  throw new Error(`${url.protocol} broker URLs are not supported; use mqtt: or mqtts:`);
+}
 
 export interface MqttLinkOptions {
   readonly url: string;
@@ -75,7 +100,14 @@ export class MqttLink {
       type: 'offline',
       message: 'the probe lost its connection without a goodbye',
     };
-    const client = mqtt.connect(o.url, {
+    const url = new URL(o.url);
+    let failed: ((e: Error) => void) | null = null;
+    const client = new mqtt.MqttClient(() => {
+      const socket = openBrokerSocket(url, o.ca);
+      // mqtt.js passes on only socket errors that carry a code; a TLS failure is a lost link too.
+      socket.on('error', (e) => failed?.(e));
+      return socket;
+    }, {
       clientId: o.probeId,
       username: o.probeId,
       password: o.token,
@@ -88,7 +120,6 @@ export class MqttLink {
       // first write: 65,536 objects, 6 MiB of the agent's 22 MiB of live heap when idle.
       writeCache: false,
       will: { topic: topics.events(o.probeId), payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: false },
-      ...(o.ca ? { ca: o.ca, rejectUnauthorized: true } : {}),
     });
     this.client = client;
     client.on('connect', () => {
@@ -122,6 +153,7 @@ export class MqttLink {
       this.retryTimer = setTimeout(() => this.connect(), delay);
       this.retryTimer.unref();
     };
+    failed = (e) => lost(e.message);
     client.on('error', (e) => lost(e.message));
     client.on('close', () => lost('closed'));
   }

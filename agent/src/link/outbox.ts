@@ -28,13 +28,17 @@ export class Outbox {
   /** Events folded away because the outbox was full, since it was opened. */
   folded = 0;
 
+  private readonly owned: boolean;
+
+  /** On agent.db's path, or on a connection to it that someone else owns (and closes). */
   constructor(
-    path: string,
+    path: string | Database.Database,
     private readonly probeId: string,
     private readonly maxMessages = 10_000,
   ) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
+    this.owned = typeof path === 'string';
+    if (typeof path === 'string') mkdirSync(dirname(path), { recursive: true });
+    this.db = typeof path === 'string' ? new Database(path) : path;
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(`CREATE TABLE IF NOT EXISTS outbox (
@@ -46,7 +50,7 @@ export class Outbox {
   }
 
   close(): void {
-    this.db.close();
+    if (this.owned) this.db.close();
   }
 
   /** Persists an event; returns it with its id and seq. */

@@ -1,5 +1,5 @@
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { Backoff } from './reconnect-backoff.js';
 
@@ -23,7 +23,8 @@ export interface PollerOptions {
 
 export function fetchNext(o: Pick<PollerOptions, 'baseUrl' | 'probeId' | 'token' | 'ca'>): Promise<Buffer | null> {
   const url = new URL(`/api/v1/probes/${encodeURIComponent(o.probeId)}/next`, o.baseUrl);
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  // https (and TLS) loads only for an https: server, i.e. one off loopback.
+  const request = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(
       url,

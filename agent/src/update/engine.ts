@@ -3,6 +3,7 @@ import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineContext, EngineOptions } from './context.js';
+import { processAlive } from '../os/process-alive.js';
 import { crashPoint } from './crash.js';
 import type { RunMemory } from './engine-steps.js';
 import { UpdateError } from './errors.js';
@@ -80,15 +81,9 @@ export class Engine {
           throw new UpdateError('INSTALL_LOCKED', 'another install is running on this probe', { cause: e });
         }
         const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
-        let alive = false;
-        if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid) {
-          try {
-            process.kill(holder, 0);
-            alive = true;
-          } catch {
-            alive = false;
-          }
-        }
+        // A zombie counts as dead: an installer process whose daemon died first is one until PID 1
+        // reaps it (daemon/installer.ts).
+        const alive = Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder);
         if (alive) throw new UpdateError('INSTALL_LOCKED', `another install (pid ${holder}) is running on this probe`);
         await rm(lock, { force: true });
       }

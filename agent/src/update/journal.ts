@@ -180,6 +180,11 @@ export class Journal {
     this.db.exec(SCHEMA);
   }
 
+  /** agent.db's connection. The daemon's outbox and command store keep their tables on it too. */
+  get connection(): Database.Database {
+    return this.db;
+  }
+
   static open(layout: Layout): Journal {
     return new Journal(layout.journal);
   }

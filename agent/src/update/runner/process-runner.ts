@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../fs/atomic.js';
+import { processAlive } from '../../os/process-alive.js';
 import type { Layout } from '../layout.js';
 import { readReleaseInfo } from '../release-info.js';
 import { UpdateError } from '../errors.js';
@@ -21,25 +22,9 @@ function nodeModulesDir(): string {
   return dirname(dirname(req.resolve('better-sqlite3/package.json')));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // An app whose agent died is re-parented to PID 1; once it exits it stays a zombie until PID 1
-  // reaps it, which a container's init may do late or never. A zombie has exited: waiting for it
-  // to vanish would stall stop() (or hang it for good).
-  try {
-    return !/^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch (e) {
-    // No /proc (not Linux): the signal check above is all there is. ENOENT: it just vanished.
-    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
-}
 
 async function isOurApp(pid: number, root: string): Promise<boolean> {
-  if (!alive(pid)) return false;
+  if (!processAlive(pid)) return false;
   try {
     // A recycled pid belongs to someone else: check the environment the app was started with.
     const env = await readFile(`/proc/${pid}/environ`, 'utf8');
@@ -156,13 +141,13 @@ async function terminate(pid: number): Promise<void> {
     // gone already
   }
   const deadline = Date.now() + 5000;
-  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-  if (alive(pid)) {
+  while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  if (processAlive(pid)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       // gone
     }
-    while (alive(pid)) await new Promise((r) => setTimeout(r, 10));
+    while (processAlive(pid)) await new Promise((r) => setTimeout(r, 10));
   }
 }
