@@ -64,7 +64,7 @@ export class MqttLink {
   private client: MqttClient | null = null;
   private readonly backoff: Backoff;
   private stopped = false;
-  private draining = false;
+  private draining: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private connectedSince: number | null = null;
   private disconnectedSince = Date.now();
@@ -158,10 +158,19 @@ export class MqttLink {
     client.on('close', () => lost('closed'));
   }
 
-  /** Sends the outbox in order, one QoS 1 publish at a time, deleting each once acknowledged. */
-  async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
+  /**
+   * Sends the outbox in order, one QoS 1 publish at a time, deleting each once acknowledged. A
+   * call while a drain runs gets that drain: it re-reads the outbox until it is empty, so it also
+   * sends what the caller just added (stop() waits on this for its goodbye).
+   */
+  drain(): Promise<void> {
+    return (this.draining ??= this.drainLoop());
+  }
+
+  private async drainLoop(): Promise<void> {
+    // Nothing runs before drain() has stored this promise; after that, the loop's last look at
+    // the outbox and the reset below happen in one step, so no event added can fall between.
+    await null;
     try {
       for (;;) {
         const client = this.client;
@@ -180,7 +189,7 @@ export class MqttLink {
         }
       }
     } finally {
-      this.draining = false;
+      this.draining = null;
     }
   }
 
