@@ -73,9 +73,12 @@ export async function stageSlot(
     if (n !== p.fileCount) throw new UpdateError('SLOT_VERIFY_FAILED', `slot ${plan.targetSlot}/${p.type} holds ${n} entries; the pack declares ${p.fileCount}`);
   }
   const release = await readReleaseInfo(join(target, 'app'));
-  // One syncfs for the whole slot: its bytes are on disk before anything can point at it.
-  await run('sync', ['-f', target]);
-  crashPoint('stage:slot-synced');
+  // One syncfs for the whole slot: its bytes are on disk before anything can point at it. It runs
+  // while the config and the database copy are staged below (neither reads the slot's payloads,
+  // and the app's stop is mostly waiting), and this step does not end before it has: nothing can
+  // point at the slot before the switch, which comes after "staged".
+  const slotSynced = run('sync', ['-f', target]);
+  slotSynced.catch(() => undefined); // awaited below; an early failure must not go unhandled meanwhile
 
   // Config, on a copy: template (product packs), numbered ops, then site variables.
   const live = (await readConfig(layout.config)) ?? {};
@@ -114,6 +117,8 @@ export async function stageSlot(
   if (version < release.db.min || version > release.db.max) {
     throw new UpdateError('DB_VERSION_UNSUPPORTED', `database version ${version} is outside ${release.version}'s range ${release.db.min}..${release.db.max}`);
   }
+  await slotSynced;
+  crashPoint('stage:slot-synced');
   await run('sync', ['-f', staging]);
   journal.update(d.id, { stage: { stagingDir: staging, releaseVersion: release.version, dbVersion: version, configVersion } });
   return { release, dbVersion: version, configVersion };
