@@ -13,7 +13,10 @@ import { setFlagsFromString } from 'node:v8';
  *   the normal compilers (runtime flags are not inherited). What the compilers cost is memory:
  *   compiling the functions that loading the daemon's modules makes hot (Node's module loader is
  *   JavaScript too) left about 11 MiB resident. So the flags are set here, before any other
- *   module of the program is loaded: this file's only static import is node:v8.
+ *   module of the program is loaded: this file's only static import is node:v8;
+ * - a young generation that does not grow (semi-space growth factor 1): under the steady small
+ *   allocations of back-to-back installs V8 doubled it to 2-4 MiB and kept it; at its initial
+ *   size the daemon's peak over 200 installs fell from 72 to 64 MiB.
  */
 function daemonConfig(argv: readonly string[]): string | null {
   if (argv[0] !== 'agent' || argv[1] !== 'run') return null;
@@ -26,6 +29,7 @@ const config = daemonConfig(process.argv.slice(2));
 if (config !== null) {
   setFlagsFromString('--no-opt');
   setFlagsFromString('--no-sparkplug');
+  setFlagsFromString('--semi-space-growth-factor=1');
   const [{ runCommand }, { runDaemon }] = await Promise.all([import('./run.js'), import('../daemon/run.js')]);
   await runCommand(() => runDaemon(config));
 } else {
