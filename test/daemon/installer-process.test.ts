@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SamplePaths } from '../../images/src/samples/index.js';
+import { processAlive } from '../../agent/src/os/process-alive.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import type { AgentStatus } from '../../agent/src/update/status.js';
@@ -97,15 +98,6 @@ async function status(root: string): Promise<AgentStatus> {
   return JSON.parse(r.stdout.trim()) as AgentStatus;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The pid holding the engine's install lock when it is an installer process, else null. */
 async function installerPid(p: ProbeFixture): Promise<number | null> {
   const pid = Number((await readFile(layoutOf(p.root, p.state).lock, 'utf8').catch(() => '')).trim());
@@ -124,7 +116,7 @@ describe('sonde agent run: installs in an installer process', () => {
     expect(pid).not.toBe(d.child.pid);
     const outcome = await waitUntil('the outcome', () => outcomeOf(broker.received, p.id, cmd.commandId), 30_000);
     expect(outcome).toMatchObject({ outcome: 'committed', version: '1.1.0' });
-    await waitUntil('the installer process gone', () => !alive(pid), 5000);
+    await waitUntil('the installer process gone', () => !processAlive(pid), 5000);
     expect(d.child.exitCode).toBeNull();
     // Its progress reached the server through the daemon's outbox, in order.
     const states = dedupe(rawEvents(broker.received, p.id)).unique.filter((e) => e.type === 'install-state' && e.deploymentId === outcome.deploymentId).map((e) => e.state);
@@ -163,7 +155,7 @@ describe('sonde agent run: installs in an installer process', () => {
     const pid = await waitUntil('an installer process holding the lock', () => installerPid(p), 20_000);
     d.child.kill('SIGKILL');
     await d.exited;
-    await waitUntil('the orphaned installer gone', () => !alive(pid), 5000);
+    await waitUntil('the orphaned installer gone', () => !processAlive(pid), 5000);
 
     const again = await start(p);
     const outcome = await waitUntil('the committed outcome after the restart', () => {
