@@ -31,8 +31,10 @@ export class CommandStore {
   constructor(db: string | Database.Database) {
     this.owned = typeof db === 'string';
     this.db = typeof db === 'string' ? new Database(db) : db;
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    if (this.owned) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+    }
     this.db.exec(`CREATE TABLE IF NOT EXISTS commands (
       command_id TEXT PRIMARY KEY,
       body TEXT NOT NULL,

@@ -37,10 +37,14 @@ export class Outbox {
     private readonly maxMessages = 10_000,
   ) {
     this.owned = typeof path === 'string';
-    if (typeof path === 'string') mkdirSync(dirname(path), { recursive: true });
-    this.db = typeof path === 'string' ? new Database(path) : path;
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    if (typeof path === 'string') {
+      mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+    } else {
+      this.db = path; // the owner (the journal) set its pragmas
+    }
     this.db.exec(`CREATE TABLE IF NOT EXISTS outbox (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
       id TEXT NOT NULL UNIQUE,
