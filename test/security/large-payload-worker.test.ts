@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORKER_THRESHOLD } from '../../agent/src/bundle/payload-hash.js';
 import { countEntries, rawTar, type RawEntry } from '../helpers/hostile-tar.js';
@@ -14,7 +15,9 @@ import { expectRefusedCleanly, makeSandbox } from '../helpers/sandbox.js';
  * decrypts and extracts (agent/src/bundle/payload-hash.ts); the other security suites use small
  * packs, which are hashed inline. These cases take the worker's path: the signed hash still
  * decides, and when extraction stops early the rest of the payload is read through the same hash,
- * in order, so the refusal names the real cause.
+ * in order, so the refusal names the real cause. Each case runs on bytes fed as a socket would, and
+ * on the pack file itself, which is read into a ring of slots that the worker hashes in place
+ * (agent/src/bundle/slot-source.ts).
  */
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let world: PkiWorld;
@@ -52,23 +55,31 @@ beforeAll(async () => {
 });
 afterAll(() => tmp.cleanup());
 
+/** The pack as the run reads it: its bytes in slices, or the file it was written to. */
+type Source = string | Buffer;
+
 describe.each([
-  ['sealed', true],
-  ['plain', false],
-] as const)('a %s payload larger than the worker threshold', (_label, sealed) => {
-  const write = async (name: string, payload: Partial<RawPayload> = {}): Promise<Buffer> =>
-    writeRawPack(join(tmp.dir, `${name}-${sealed ? 'sealed' : 'plain'}.spk`), world.vendor.signer, [{ type: 'app', tar, fileCount, ...payload }], {
+  ['sealed', true, 'bytes'],
+  ['plain', false, 'bytes'],
+  ['sealed', true, 'file'],
+  ['plain', false, 'file'],
+] as const)('a %s payload larger than the worker threshold, read from %s', (_label, sealed, from) => {
+  const write = async (name: string, payload: Partial<RawPayload> = {}): Promise<Source> => {
+    const path = join(tmp.dir, `${name}-${sealed ? 'sealed' : 'plain'}-${from}.spk`);
+    const bytes = await writeRawPack(path, world.vendor.signer, [{ type: 'app', tar, fileCount, ...payload }], {
       ...(sealed ? { recipients: [world.vendor.fleet.cert] } : {}),
     });
+    expect(bytes.length).toBeGreaterThan(WORKER_THRESHOLD);
+    return from === 'file' ? path : bytes;
+  };
   const run = (box: { staging: string }) => ({ keyring: world.vendor.keyring, staging: box.staging, ...(sealed ? { key: world.vendor.fleet.key } : {}) });
 
   it('is extracted byte for byte, whatever the slicing of the stream', async () => {
-    const bytes = await write('genuine');
-    expect(bytes.length).toBeGreaterThan(WORKER_THRESHOLD);
+    const source = await write('genuine');
     const rng = mulberry32(20261122);
     for (const slicing of [() => 64 * 1024, () => rng.between(1, 700 * 1024)]) {
       const box = await makeSandbox(tmp.dir, `box-${++boxes}`);
-      const r = await runPack(fromBytes(bytes, slicing), run(box));
+      const r = await runPack(typeof source === 'string' ? source : fromBytes(source, slicing), run(box));
       expect(r.payloads[0]!.entries).toBe(fileCount);
       expect(await treeDigest(join(box.staging, 'app'))).toEqual(wantTree());
     }
@@ -101,7 +112,7 @@ describe.each([
   });
 });
 
-describe('a sealed payload larger than the worker threshold, altered after sealing', () => {
+describe.each(['bytes', 'file'] as const)('a sealed payload larger than the worker threshold, altered after sealing, read from %s', (from) => {
   it('is refused at the first altered chunk with DECRYPT_FAILED, far into the payload', async () => {
     const bytes = await writeRawPack(join(tmp.dir, 'flip.spk'), world.vendor.signer, [{ type: 'app', tar, fileCount }], { recipients: [world.vendor.fleet.cert] });
     // The sealed payload is the last entry: its stored bytes end 1024 bytes of tar end plus padding before the end.
@@ -109,7 +120,9 @@ describe('a sealed payload larger than the worker threshold, altered after seali
     const at = bytes.length - 1024 - 3 * MiB;
     flipped[at] ^= 0x01;
     const box = await makeSandbox(tmp.dir, `box-${++boxes}`);
-    const e = await expectRefused(flipped, { keyring: world.vendor.keyring, staging: box.staging, key: world.vendor.fleet.key }, 'DECRYPT_FAILED');
+    const source = from === 'file' ? join(tmp.dir, 'flipped.spk') : flipped;
+    if (typeof source === 'string') await writeFile(source, flipped);
+    const e = await expectRefused(source, { keyring: world.vendor.keyring, staging: box.staging, key: world.vendor.fleet.key }, 'DECRYPT_FAILED');
     expect(e.message).toMatch(/chunk \d{3} /);
     await expectRefusedCleanly(box);
   });

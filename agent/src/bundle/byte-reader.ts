@@ -1,4 +1,5 @@
 import { BundleError } from './errors.js';
+import type { SlotLender } from './slot-source.js';
 
 /**
  * Pulls exact byte counts out of a stream of buffers (a file read stream, a socket), holding at
@@ -11,7 +12,14 @@ export class ByteReader {
   /** Bytes handed out so far: the offset of the next byte in the pack. */
   offset = 0;
 
-  constructor(source: AsyncIterable<Buffer | Uint8Array | string>) {
+  /**
+   * @param lender set when the source lends its buffers (SlotFileSource): what stream() yields is
+   *   then valid only until two more source buffers have been pulled, and readExact() copies.
+   */
+  constructor(
+    source: AsyncIterable<Buffer | Uint8Array | string>,
+    readonly lender: SlotLender | null = null,
+  ) {
     const it = source[Symbol.asyncIterator]();
     this.source = {
       next: async () => {
@@ -56,7 +64,7 @@ export class ByteReader {
       need -= take;
     }
     this.offset += n;
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+    return parts.length === 1 && this.lender === null ? parts[0]! : Buffer.concat(parts, n);
   }
 
   /** Up to n bytes, or fewer when the stream ends first. */
@@ -73,7 +81,10 @@ export class ByteReader {
     return Buffer.concat(parts, got);
   }
 
-  /** Streams exactly n bytes as they arrive, zero-copy where possible. */
+  /**
+   * Streams exactly n bytes as they arrive, zero-copy: with a lender, each buffer is borrowed (see
+   * the constructor).
+   */
   async *stream(n: number, what: string): AsyncGenerator<Buffer> {
     let left = n;
     while (left > 0) {

@@ -129,10 +129,10 @@ async function streamPayload(
   onProgress?: (bytesRead: number) => void,
   flushLargeFiles = false,
 ): Promise<number> {
-  const hash = payloadHasher(entry.size);
+  const reader = cursor.reader;
+  const hash = payloadHasher(entry.size, reader.lender);
   const releaser = new GarbageReleaser();
   let hashed = 0;
-  const reader = cursor.reader;
   const verifyHash = async (): Promise<void> => {
     if ((await hash.digest()) !== entry.sha256) {
       throw new BundleError('PAYLOAD_HASH_MISMATCH', `payload ${entry.file} does not match its signed sha256`);
@@ -143,7 +143,7 @@ async function streamPayload(
       for await (const chunk of reader.stream(entry.size, entry.file)) {
         await hash.update(chunk);
         hashed += chunk.length;
-        releaser.add(chunk.length);
+        if (reader.lender === null) releaser.add(chunk.length);
         onProgress?.(reader.offset);
       }
     } catch (e) {
@@ -164,18 +164,27 @@ async function streamPayload(
     for await (const chunk of reader.stream(entry.size, entry.file)) {
       const hashing = hash.update(chunk);
       hashed += chunk.length;
-      releaser.add(chunk.length);
+      // Borrowed buffers are reused, not collected; only fresh ones count towards a collection.
+      if (reader.lender === null) releaser.add(chunk.length);
       onProgress?.(reader.offset);
       // The worker hashes this chunk while it is decrypted here.
       if (hashing) await hashing;
       if (opener) {
         for (const plain of opener.push(chunk)) {
           compressedIn += plain.length;
+          if (reader.lender !== null) releaser.add(plain.length);
           yield plain;
         }
       } else {
         compressedIn += chunk.length;
-        yield chunk;
+        // Plain bytes go on to writes in flight and to the inflater, which outlive a borrowed
+        // buffer (slot-source.ts): copy them. A decrypted chunk is already a buffer of its own.
+        if (reader.lender !== null) {
+          releaser.add(chunk.length);
+          yield Buffer.from(chunk);
+        } else {
+          yield chunk;
+        }
       }
     }
     if (opener) {

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { isCanonicalBase64 } from './base64.js';
-import semver from 'semver';
+// Only the two checks the manifest needs: all of semver is some 50 modules to load on every verify.
+import validVersion from 'semver/functions/valid.js';
+import validRange from 'semver/ranges/valid.js';
 
 /**
  * manifest.json (DESIGN.md, "The service pack", step 2). Parsed strictly: an unknown key anywhere
@@ -12,8 +14,8 @@ export const PAYLOAD_TYPES = ['app', 'system', 'data', 'config', 'db', 'license'
 export type PackKind = (typeof PACK_KINDS)[number];
 export type PayloadType = (typeof PAYLOAD_TYPES)[number];
 
-const semverString = z.string().max(64).refine((v) => semver.valid(v) === v, 'must be a semantic version');
-const semverRange = z.string().max(256).refine((v) => semver.validRange(v) !== null, 'must be a semver range');
+const semverString = z.string().max(64).refine((v) => validVersion(v) === v, 'must be a semantic version');
+const semverRange = z.string().max(256).refine((v) => validRange(v) !== null, 'must be a semver range');
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case sha256 hex digest');
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64').refine(isCanonicalBase64, 'base64 is not canonical');
 const slug = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be a lower-case name');

@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import type { SlotLender } from './slot-source.js';
 
 /**
  * The sha256 of a payload's stored bytes, computed beside the decryption instead of before it.
  * SHA-256 is the most expensive step of verification and cannot be split across cores, so large
  * payloads are hashed on a worker thread while the main thread decrypts, parses and writes: the
- * stream is still read once; each chunk is copied into a shared ring of slots that the worker
- * hashes in order. Small payloads are hashed inline, where a thread would cost more than it saves.
+ * stream is still read once. A chunk borrowed from the pack's own slot ring (slot-source.ts) is
+ * hashed where it lies: the slot is pinned until the worker is done with it. Any other chunk is
+ * copied into the hasher's own ring of slots. The worker hashes in the order chunks are posted.
+ * Small payloads are hashed inline, where a thread would cost more than it saves.
  */
 export interface PayloadHasher {
   update(chunk: Buffer): Promise<void> | void;
@@ -34,12 +37,15 @@ class InlineHasher implements PayloadHasher {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { sab, slotBytes } = workerData;
+const { sab, slotBytes, lent } = workerData;
 const hash = createHash('sha256');
 parentPort.on('message', (m) => {
   if (m.op === 'update') {
     hash.update(new Uint8Array(sab, m.slot * slotBytes, m.len));
     parentPort.postMessage({ op: 'freed', slot: m.slot });
+  } else if (m.op === 'lent') {
+    hash.update(new Uint8Array(lent, m.offset, m.len));
+    parentPort.postMessage({ op: 'returned' });
   } else if (m.op === 'end') {
     parentPort.postMessage({ op: 'digest', hex: hash.digest('hex') });
   }
@@ -47,19 +53,29 @@ parentPort.on('message', (m) => {
 `;
 
 class WorkerHasher implements PayloadHasher {
-  private readonly sab = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
+  private readonly sab: SharedArrayBuffer;
   private readonly worker: Worker;
+  /** Releases of lent slots, in the order they were posted (the worker answers in order). */
+  private readonly lentOut: (() => void)[] = [];
   private readonly free: number[] = Array.from({ length: SLOTS }, (_, i) => i);
   private waitingForSlot: (() => void) | null = null;
   private digestReady: ((hex: string) => void) | null = null;
   private failure: Error | null = null;
   private onFailure: ((e: Error) => void) | null = null;
 
-  constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sab: this.sab, slotBytes: SLOT_BYTES } });
+  constructor(private readonly lender: SlotLender | null) {
+    // With a lender, the own ring only takes the odd chunk that is not borrowed: one small slot.
+    this.sab = new SharedArrayBuffer(lender ? SLOT_BYTES : SLOT_BYTES * SLOTS);
+    if (lender) this.free.splice(1);
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { sab: this.sab, slotBytes: SLOT_BYTES, lent: lender?.shared ?? null },
+    });
     this.worker.unref();
-    this.worker.on('message', (m: { op: 'freed'; slot: number } | { op: 'digest'; hex: string }) => {
-      if (m.op === 'freed') {
+    this.worker.on('message', (m: { op: 'freed'; slot: number } | { op: 'returned' } | { op: 'digest'; hex: string }) => {
+      if (m.op === 'returned') {
+        this.lentOut.shift()?.();
+      } else if (m.op === 'freed') {
         this.free.push(m.slot);
         const wake = this.waitingForSlot;
         this.waitingForSlot = null;
@@ -85,6 +101,12 @@ class WorkerHasher implements PayloadHasher {
   }
 
   async update(chunk: Buffer): Promise<void> {
+    if (this.lender !== null && chunk.buffer === this.lender.shared) {
+      if (this.failure) throw this.failure;
+      this.lentOut.push(this.lender.pin(chunk));
+      this.worker.postMessage({ op: 'lent', offset: chunk.byteOffset, len: chunk.length });
+      return;
+    }
     for (let at = 0; at < chunk.length; at += SLOT_BYTES) {
       const part = chunk.subarray(at, Math.min(chunk.length, at + SLOT_BYTES));
       const slot = await this.slot();
@@ -110,9 +132,12 @@ class WorkerHasher implements PayloadHasher {
 
   dispose(): void {
     void this.worker.terminate();
+    // A stopped worker answers nothing more: what it still held goes back to the lender.
+    for (const release of this.lentOut.splice(0)) release();
   }
 }
 
-export function payloadHasher(storedBytes: number): PayloadHasher {
-  return storedBytes >= WORKER_THRESHOLD ? new WorkerHasher() : new InlineHasher();
+/** @param lender the pack's slot ring, when the payload streams out of one */
+export function payloadHasher(storedBytes: number, lender: SlotLender | null = null): PayloadHasher {
+  return storedBytes >= WORKER_THRESHOLD ? new WorkerHasher(lender) : new InlineHasher();
 }

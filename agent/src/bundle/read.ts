@@ -1,6 +1,6 @@
-import { createReadStream } from 'node:fs';
 import { BundleError } from './errors.js';
 import { ByteReader } from './byte-reader.js';
+import { SlotFileSource } from './slot-source.js';
 import { BLOCK, decodeHeader, isZeroBlock, paddingFor, type OuterHeader } from './tar-header.js';
 import {
   BUNDLE_MARKER,
@@ -89,12 +89,15 @@ export function parseManifest(bytes: Buffer): Manifest {
   return r.data;
 }
 
-export function openSource(source: PackSource, highWaterMark = 512 * 1024): AsyncIterable<Buffer | Uint8Array> {
-  return typeof source === 'string' ? createReadStream(source, { highWaterMark }) : source;
+/** A file is read into a ring of reused slots; any other source is taken as it comes. */
+export function openReader(source: PackSource): ByteReader {
+  if (typeof source !== 'string') return new ByteReader(source);
+  const file = new SlotFileSource(source);
+  return new ByteReader(file, file);
 }
 
 export async function readPack(source: PackSource): Promise<UnverifiedPack> {
-  const reader = new ByteReader(openSource(source));
+  const reader = openReader(source);
   const cursor = new PackCursor(reader);
   try {
     const marker = await cursor.expectEntry(ENTRY_MARKER, MAX_MARKER_BYTES);
