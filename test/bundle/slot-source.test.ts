@@ -81,6 +81,17 @@ describe('the slot ring that reads a pack file', () => {
     await missing.close();
   });
 
+  it('closes its file at the end of it, without being asked', async () => {
+    const path = await fileOf('to-the-end.bin', randomBytes(SLOT_BYTES + 99));
+    const before = await openFds();
+    for (let i = 0; i < 3; i++) {
+      let n = 0;
+      for await (const view of new SlotFileSource(path)) n += view.length;
+      expect(n).toBe(SLOT_BYTES + 99);
+    }
+    expect(await openFds()).toBe(before);
+  });
+
   it('closes its file when the reader stops early, with reads still in flight', async () => {
     const path = await fileOf('early.bin', randomBytes(4 * SLOT_BYTES));
     const before = await openFds();

@@ -132,7 +132,7 @@ export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.prefetch();
     while (!this.reads.has(seq)) {
-      if (this.ended || this.closed) return { done: true, value: undefined };
+      if (this.ended || this.closed) return this.atEnd();
       await new Promise<void>((resolve) => (this.wakeSlotFree = resolve));
       this.prefetch();
     }
@@ -144,10 +144,16 @@ export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
     if (n === 0) {
       slot.consumed = true;
       this.maybeFree(slot);
-      return { done: true, value: undefined };
+      return this.atEnd();
     }
     if (seq === 0) this.prefetch();
     return { done: false, value: Buffer.from(this.shared, (seq % SLOTS) * SLOT_BYTES, n) };
+  }
+
+  /** The end of the file closes it, like a read stream, whether or not the reader closes too. */
+  private async atEnd(): Promise<IteratorResult<Buffer>> {
+    await this.close();
+    return { done: true, value: undefined };
   }
 
   /** Stops reading; waits for reads in flight before the file is closed. */
