@@ -4,6 +4,7 @@ import { mkdir, open, readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
+import { processAlive } from '../../agent/src/os/process-alive.js';
 import { ServerError } from './errors.js';
 
 /**
@@ -73,7 +74,8 @@ export async function clearUploads(p: DataPaths): Promise<void> {
 
 /**
  * Takes the directory for one running server: server.pid is created exclusively; one left by a
- * process that no longer runs is taken over. Returns the release function.
+ * process that no longer runs (or is a zombie waiting for a late reaper) is taken over. Returns
+ * the release function.
  */
 export async function lockDataDir(p: DataPaths): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -87,22 +89,13 @@ export async function lockDataDir(p: DataPaths): Promise<() => Promise<void>> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number((await readFile(p.pid, 'utf8').catch(() => '')).trim());
-      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
         throw new ServerError('DATA_DIR_IN_USE', `a server (pid ${pid}) already runs on ${p.root}`);
       }
       await unlink(p.pid).catch(() => undefined);
     }
   }
   throw new ServerError('DATA_DIR_IN_USE', `cannot take ${p.pid}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The password of the server's own user on an external broker, made once. */
