@@ -1,6 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { processAlive } from '../../agent/src/os/process-alive.js';
 import { LabError, type LabCode } from './errors.js';
 
 /**
@@ -70,7 +69,12 @@ export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-/** True while process `pid` runs (EPERM: it runs as someone else); a zombie has exited. */
+/** True while process `pid` exists (EPERM: it exists but belongs to someone else). */
 export function alive(pid: number): boolean {
-  return processAlive(pid);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

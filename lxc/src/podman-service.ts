@@ -191,22 +191,22 @@ export class PodmanService {
     }
     for (const pid of victims) signal(pid, 'SIGKILL');
     const deadline = Date.now() + 5_000;
-    while (victims.some(alive) && Date.now() < deadline) await sleep(20);
+    while (victims.some((p) => alive(p) && !zombie(p)) && Date.now() < deadline) await sleep(20);
   }
 
   private async terminate(pid: number): Promise<void> {
     signal(pid, 'SIGTERM');
     const deadline = Date.now() + 10_000;
-    while (alive(pid) && Date.now() < deadline) await sleep(50);
-    if (alive(pid)) signal(pid, 'SIGKILL');
-    while (alive(pid) && Date.now() < deadline + 5_000) await sleep(20);
+    while (alive(pid) && !zombie(pid) && Date.now() < deadline) await sleep(50);
+    if (alive(pid) && !zombie(pid)) signal(pid, 'SIGKILL');
+    while (alive(pid) && !zombie(pid) && Date.now() < deadline + 5_000) await sleep(20);
   }
 
   /** The pid is our `podman system service` (and not a recycled pid). */
   private isOurs(pid: number): boolean {
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      return argv.includes('service') && argv.includes(this.url) && alive(pid);
+      return argv.includes('service') && argv.includes(this.url) && !zombie(pid);
     } catch {
       return false;
     }
@@ -262,6 +262,15 @@ function bootId(): string {
   }
 }
 
+
+/** A dead child of some other parent that has not reaped it yet counts as gone. */
+function zombie(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
 
 function signal(pid: number, sig: NodeJS.Signals): void {
   try {
