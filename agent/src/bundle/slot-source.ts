@@ -24,11 +24,6 @@ export interface SlotLender {
 
 type Slot = { pins: number; consumed: boolean; busy: boolean };
 
-interface Pending {
-  seq: number;
-  done: Promise<number>;
-}
-
 export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
   readonly shared = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
   private readonly slots: Slot[] = Array.from({ length: SLOTS }, () => ({ pins: 0, consumed: true, busy: false }));
@@ -38,7 +33,8 @@ export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
   private issued = 0;
   /** Sequence number of the next buffer to hand out. */
   private handed = 0;
-  private readonly reads = new Map<number, Pending>();
+  /** Reads issued and not yet handed out, by sequence number: each resolves to the bytes read. */
+  private readonly reads = new Map<number, Promise<number>>();
   private ended = false;
   private closed = false;
   private wakeSlotFree: (() => void) | null = null;
@@ -111,7 +107,7 @@ export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
           this.ended = true;
         },
       );
-      this.reads.set(seq, { seq, done });
+      this.reads.set(seq, done);
       // One read in flight at a time until the first one tells whether the file is that short.
       if (seq === 0) return;
     }
@@ -138,7 +134,7 @@ export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
     }
     const pending = this.reads.get(seq)!;
     this.reads.delete(seq);
-    const n = await pending.done;
+    const n = await pending;
     this.handed += 1;
     const slot = this.slots[seq % SLOTS]!;
     if (n === 0) {
@@ -161,7 +157,7 @@ export class SlotFileSource implements AsyncIterable<Buffer>, SlotLender {
     if (this.closed) return;
     this.closed = true;
     this.wakeSlotFree?.();
-    await Promise.allSettled([...this.reads.values()].map((r) => r.done));
+    await Promise.allSettled(this.reads.values());
     this.reads.clear();
     if (this.fd) {
       const fd = await this.fd.catch(() => null);
