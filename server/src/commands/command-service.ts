@@ -143,9 +143,19 @@ export class CommandService {
    * probe is online, else they wait for it to come back.
    */
   private async publish(records: readonly CommandRecord[]): Promise<void> {
+    // A fan-out: the acknowledgements it brings back wait until it is out (ingest-queue.ts).
+    const release = records.length > this.chunkSize ? this.o.ingest.hold() : null;
+    try {
+      await this.publishChunks(records);
+    } finally {
+      release?.();
+    }
+  }
+
+  private async publishChunks(records: readonly CommandRecord[]): Promise<void> {
+    const published = new Set<string>();
     for (let i = 0; i < records.length; i += this.chunkSize) {
       const chunk = records.slice(i, i + this.chunkSize);
-      const published = new Set<string>();
       await Promise.all(
         chunk.map(async (c) => {
           try {
@@ -157,12 +167,14 @@ export class CommandService {
           }
         }),
       );
-      const others = chunk.filter((c) => c.type !== 'install' && published.has(c.commandId));
-      const online = others.length ? new Set(await this.o.store.probes.match({ probeIds: others.map((c) => c.probeId), online: true })) : new Set<string>();
-      const sent = chunk.filter((c) => published.has(c.commandId) && (c.type === 'install' || online.has(c.probeId))).map((c) => c.commandId);
-      if (sent.length) await this.o.store.commands.markSent(sent, new Date().toISOString());
       if (i + this.chunkSize < records.length) await new Promise((r) => setImmediate(r));
     }
+    // One transaction for the whole call: a command published but not yet marked is still
+    // unacknowledged, and goes out again on the probe's next connection.
+    const others = records.filter((c) => c.type !== 'install' && published.has(c.commandId));
+    const online = others.length ? new Set(await this.o.store.probes.match({ probeIds: others.map((c) => c.probeId), online: true })) : new Set<string>();
+    const sent = records.filter((c) => published.has(c.commandId) && (c.type === 'install' || online.has(c.probeId))).map((c) => c.commandId);
+    if (sent.length) await this.o.store.commands.markSent(sent, new Date().toISOString());
   }
 
   /** Publishes again every command these probes have not acknowledged (they just connected). */

@@ -11,9 +11,20 @@ import type { IngestResult, Store, StoredEvent } from '../store/types.js';
  * the next one, so batches grow with the load while a quiet fleet's messages wait 10 ms at most.
  * Of several states from one probe in a batch only the newest is written. Listeners (the
  * commands service, the rollouts module) hear what each batch changed once it is committed.
+ *
+ * While a fan-out publishes (`hold()`), batches write the states and leave the events queued:
+ * the acknowledgements of 10,000 commands would otherwise take turns with their own publishing
+ * and double its time (bench/fleet). The events follow, in order and in batches short enough
+ * not to stall the states arriving meanwhile, as soon as the last hold is released, or once
+ * `MAX_HELD` of them wait. A hold only
+ * delays their commit: the broker acknowledged them on arrival either way.
  */
 /** How many messages may wait while the database refuses writes. */
 const MAX_KEPT = 200_000;
+/** Events per batch while a backlog drains (a batch of them takes about 40 ms to apply). */
+const BACKLOG_BATCH = 500;
+/** How many events may wait for a hold to end before they are written regardless. */
+const MAX_HELD = 50_000;
 
 export type IngestListener = (result: IngestResult) => void | Promise<void>;
 
@@ -33,6 +44,7 @@ export class IngestQueue {
   /** After a failed write, the next waits a second. */
   private retryAt = 0;
   private readonly listeners = new Set<IngestListener>();
+  private holds = 0;
 
   constructor(
     private readonly store: Store,
@@ -54,7 +66,7 @@ export class IngestQueue {
     this.timer = setTimeout(
       () => {
         this.timer = null;
-        void this.flush();
+        void this.writeBatch();
       },
       Math.max(this.lingerMs, this.retryAt - Date.now()),
     );
@@ -62,6 +74,30 @@ export class IngestQueue {
 
   get depth(): number {
     return this.states.size + this.events.length;
+  }
+
+  /** What the next batch would write now. */
+  private get writable(): number {
+    return this.states.size + (this.eventsHeld ? 0 : this.events.length);
+  }
+
+  private get eventsHeld(): boolean {
+    return this.holds > 0 && this.events.length < MAX_HELD;
+  }
+
+  /**
+   * Holds the events back (states still go through) until the returned function is called; holds
+   * nest. For fan-outs: see above.
+   */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      if (this.holds === 0 && this.events.length > 0) this.schedule();
+    };
   }
 
   addState(probeId: string, state: ProbeState, mark: number): void {
@@ -82,27 +118,42 @@ export class IngestQueue {
   }
 
   private pressure(): void {
-    if (this.depth >= this.maxBatch && this.started && !this.flushing) setImmediate(() => void this.flush());
+    if (this.writable >= this.maxBatch && this.started && !this.flushing) setImmediate(() => void this.writeBatch());
     else this.schedule();
   }
 
-  /** Writes what is queued now; resolves once it is committed and the listeners have heard of it. */
+  /**
+   * Writes everything queued now (events held back included, batch after batch); resolves once it
+   * is committed and the listeners have heard of it.
+   */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.depth === 0) return this.notifying;
+    while (this.depth > 0) {
+      const before = this.depth;
+      await this.writeBatch(true);
+      if (this.depth >= before) break; // a failed write keeps them for the retry
+    }
+    await this.notifying;
+  }
+
+  /** One batch: the queued states and up to maxBatch events (none while held). */
+  private async writeBatch(all = false): Promise<void> {
+    while (this.flushing) await this.flushing;
+    const held = this.eventsHeld && !all;
+    if (this.states.size === 0 && (held || this.events.length === 0)) return;
     const states = [...this.states.values()];
-    const events = this.events;
+    const events = held ? [] : this.events.splice(0, this.events.length > this.maxBatch ? BACKLOG_BATCH : this.maxBatch);
     this.states = new Map();
-    this.events = [];
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.flushing = this.write(states, events).finally(() => {
       this.flushing = null;
-      // What arrived during the write goes next.
-      if (this.depth > 0) this.schedule();
+      // What arrived during the write goes next; a backlog of events right after this turn,
+      // unless the write failed (then the retry waits).
+      if (this.writable >= this.maxBatch && Date.now() >= this.retryAt) setImmediate(() => void this.writeBatch());
+      else if (this.writable > 0) this.schedule();
     });
     await this.flushing;
-    await this.notifying;
   }
 
   private async write(states: Queued<ProbeState>[], events: Queued<ProbeEvent>[]): Promise<void> {

@@ -257,6 +257,16 @@ export class RolloutEngine {
 
   /** Commands the pending targets of the waves already started, a chunk at a time. */
   private async issue(r: RolloutRecord): Promise<void> {
+    // The probes' acknowledgements wait until the whole wave is out, not only each chunk.
+    const release = this.ctx.ingest.hold();
+    try {
+      await this.issueChunks(r);
+    } finally {
+      release();
+    }
+  }
+
+  private async issueChunks(r: RolloutRecord): Promise<void> {
     for (;;) {
       if (this.stopped) return;
       const pending = await this.repo.targets(r.id, { states: ['pending'], maxWave: r.wave, limit: this.chunkSize, offset: 0 });
@@ -308,8 +318,9 @@ export class RolloutEngine {
     const byRollout = new Map<string, TargetChange[]>();
     const state = new Map<string, TargetState>();
     const at = this.now().toISOString();
+    const targets = await this.repo.targetsByCommands(changes.map((c) => c.commandId));
     for (const c of changes) {
-      const t = await this.repo.targetByCommand(c.commandId);
+      const t = targets.get(c.commandId);
       if (!t) continue;
       const key = `${t.rolloutId}\n${t.probeId}`;
       const from = state.get(key) ?? t.state;

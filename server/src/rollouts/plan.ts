@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ProbeRecord } from '../store/types.js';
+import type { PlanningProbe } from '../store/types.js';
 import type { Canary, Strategy } from './definition.js';
 
 /**
@@ -29,7 +29,7 @@ export interface Plan {
 
 export interface PlanInput {
   readonly rolloutId: string;
-  readonly probes: readonly Pick<ProbeRecord, 'id' | 'online' | 'state'>[];
+  readonly probes: readonly PlanningProbe[];
   readonly strategy: Strategy;
   /** The pack's product and version: probes already running it are skipped (strategy.skipCurrent). */
   readonly pack: { readonly product: string; readonly version: string };
@@ -40,9 +40,9 @@ export function planRollout(i: PlanInput): Plan {
     i.strategy.skipCurrent && p.state !== null && p.state.version === i.pack.version && (p.state.product === null || p.state.product === i.pack.product);
   const current = i.probes.filter(isCurrent);
   const eligible = i.probes.filter((p) => !isCurrent(p));
-  const ranks = new Map(eligible.map((p) => [p.id, createHash('sha256').update(`${i.rolloutId}\n${p.id}`).digest('hex')]));
-  const rank = (id: string): string => ranks.get(id)!;
-  const shuffled = [...eligible].sort((a, b) => (rank(a.id) < rank(b.id) ? -1 : rank(a.id) > rank(b.id) ? 1 : 0));
+  const ranked = eligible.map((p) => ({ p, rank: createHash('sha256').update(`${i.rolloutId}\n${p.id}`).digest('hex') }));
+  ranked.sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0));
+  const shuffled = ranked.map((r) => r.p);
 
   const canaryIds = chooseCanary(i.strategy.canary, shuffled);
   const ordered = [...shuffled.filter((p) => canaryIds.has(p.id)), ...shuffled.filter((p) => !canaryIds.has(p.id))];

@@ -128,7 +128,8 @@ export interface RolloutRepository {
   transition(id: string, from: RolloutState, t: TransitionRecord, patch: RolloutPatch): Promise<boolean>;
   history(id: string, limit: number): Promise<TransitionRecord[]>;
   targets(id: string, q: { states?: readonly TargetState[] | undefined; wave?: number | undefined; maxWave?: number | undefined; limit: number; offset: number }): Promise<TargetRecord[]>;
-  targetByCommand(commandId: string): Promise<TargetRecord | null>;
+  /** The targets holding any of these command ids, by command id (one query per few hundred ids). */
+  targetsByCommands(commandIds: readonly string[]): Promise<Map<string, TargetRecord>>;
   counts(id: string): Promise<TargetCount[]>;
   /**
    * Applies target changes in one transaction, each only if the target is still in its `from`

@@ -54,7 +54,7 @@ export class RolloutService {
       const outside = canary.probeIds.filter((id) => !inTarget.has(id));
       if (outside.length) throw new ServerError('BODY_INVALID', `body.strategy.canary.probeIds: ${outside.slice(0, 5).join(', ')} not in the target`);
     }
-    const { probes } = await this.ctx.store.probes.list({ probeIds: ids }, { limit: ids.length, offset: 0 });
+    const probes = await this.ctx.store.probes.planning(ids, pack.summary.version);
     const id = `ro-${randomBytes(6).toString('hex')}`;
     const plan = planRollout({ rolloutId: id, probes, strategy: d.strategy, pack: { product: pack.summary.product, version: pack.summary.version } });
     if (plan.waveSizes.length === 0) {

@@ -5,6 +5,7 @@ import type {
   Channel,
   DeploymentRecord,
   NewToken,
+  PlanningProbe,
   ProbePatch,
   ProbeRecord,
   ProbeRepository,
@@ -98,6 +99,24 @@ export class SqliteProbes implements ProbeRepository {
       for (const r of this.sql.all<{ id: string; http_base: string | null }>(`SELECT id, http_base FROM probes WHERE id IN (${placeholders(chunk.length)})`, ...chunk)) {
         out.set(r.id, r.http_base);
       }
+    }
+    return out;
+  }
+
+  async planning(ids: readonly string[], version: string): Promise<PlanningProbe[]> {
+    const out: PlanningProbe[] = [];
+    for (let i = 0; i < ids.length; i += IN_CHUNK) {
+      const chunk = ids.slice(i, i + IN_CHUNK);
+      // The product from the stored state, read in SQL and only where the version matches
+      // (json_extract; PostgreSQL: state::jsonb ->> 'product'): parsing every state costs more
+      // than the rest of the plan.
+      const rows = this.sql.all<{ id: string; online: number; version: string | null; product: string | null; reported: number }>(
+        `SELECT id, online, version, CASE WHEN version = ? THEN json_extract(state, '$.product') END AS product, state IS NOT NULL AS reported
+         FROM probes WHERE id IN (${placeholders(chunk.length)}) ORDER BY id`,
+        version,
+        ...chunk,
+      );
+      for (const r of rows) out.push({ id: r.id, online: r.online === 1, state: r.reported === 1 && r.version !== null ? { version: r.version, product: r.product } : null });
     }
     return out;
   }

@@ -124,6 +124,12 @@ export interface ProbeRepository {
   match(target: ProbeTarget): Promise<string[]>;
   /** The HTTP base each of these probes downloads from (null: the server's default); unknown ids are absent. What a fan-out needs of a probe, and nothing more. */
   httpBases(ids: readonly string[]): Promise<Map<string, string | null>>;
+  /**
+   * What planning a rollout of `version` needs of these probes, and nothing more: online, the
+   * version each last reported, and its product where that version is `version` (the planner
+   * compares the product only there; elsewhere it is null).
+   */
+  planning(ids: readonly string[], version: string): Promise<PlanningProbe[]>;
   update(id: string, patch: ProbePatch): Promise<ProbeRecord | null>;
   /** Mosquitto password-file lines: `probeId:$7$…`. */
   mqttPasswordHashes(): Promise<{ probeId: string; hash: string }[]>;
@@ -270,6 +276,13 @@ export interface SettingsRepository {
 
 // ---------------------------------------------------------------------------------------------
 // Ingest: one batch of MQTT messages, applied in one transaction
+
+/** A probe as the rollout planner sees it: `state` is null until it has reported one. */
+export interface PlanningProbe {
+  readonly id: string;
+  readonly online: boolean;
+  readonly state: { readonly version: string; readonly product: string | null } | null;
+}
 
 export interface IngestBatch {
   readonly states: readonly { readonly probeId: string; readonly state: ProbeState; readonly receivedAt: string }[];

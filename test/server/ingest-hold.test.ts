@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ProbeEvent, ProbeState } from '../../agent/src/protocol/messages.js';
+import { hashToken, newTokenId, newTokenSecret } from '../../server/src/auth/tokens.js';
+import { IngestQueue } from '../../server/src/inventory/ingest-queue.js';
+import { Metrics } from '../../server/src/metrics/registry.js';
+import { SqliteStore } from '../../server/src/store/sqlite-store.js';
+
+/**
+ * The ingest queue's hold (what a fan-out takes): states keep being committed, events wait and
+ * then follow in arrival order, in batches; flush() writes everything, held or not.
+ */
+const PROBES = ['hold-a', 'hold-b', 'hold-c'];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function state(probeId: string, at: string): ProbeState {
+  return {
+    v: 1,
+    probeId,
+    at,
+    agentVersion: '0.1.0',
+    product: 'probe-app',
+    version: '1.0.0',
+    appVersion: '1.0.0',
+    slot: 'a',
+    dbVersion: 1,
+    configVersion: 1,
+    health: 'ok',
+    appRunning: true,
+    lastDeployment: null,
+    busy: false,
+    disk: { freeBytes: 1_000_000, totalBytes: 2_000_000 },
+    uptimeSeconds: 10,
+    inbox: { waiting: 0, incomplete: 0 },
+  } as ProbeState;
+}
+
+let seq = 0;
+function event(probeId: string, n: number): ProbeEvent {
+  return { v: 1, id: `ev-${probeId}-${n}`, seq: ++seq, probeId, at: new Date().toISOString(), type: 'download-progress', message: `event ${n}` } as ProbeEvent;
+}
+
+describe('the ingest queue held by a fan-out', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let queue: IngestQueue;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sonde-hold-'));
+    store = SqliteStore.open(join(dir, 'server.db'));
+    for (const id of PROBES) {
+      await store.probes.enroll(id, { httpBase: 'http://127.0.0.1:9', mqttPasswordHash: 'x', token: { id: newTokenId(), kind: 'probe', name: id, role: null, probeId: id, hash: hashToken(newTokenSecret()) } });
+    }
+    // maxBatch 4: a backlog of events drains over several batches.
+    queue = new IngestQueue(store, pino({ level: 'silent' }), new Metrics(), 5, 4);
+    queue.start();
+  });
+
+  afterEach(async () => {
+    await queue.stop();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const eventIds = (): string[] => store.sql.all<{ event_id: string }>('SELECT event_id FROM events ORDER BY rowid').map((r) => r.event_id);
+  const stateAt = (id: string): string | null => store.sql.get<{ state_at: string | null }>('SELECT state_at FROM probes WHERE id = ?', id)!.state_at;
+
+  it('commits states while held, keeps the events, then writes them all in arrival order once released', async () => {
+    const release = queue.hold();
+    for (let n = 0; n < 10; n++) queue.addEvent(PROBES[n % 3]!, event(PROBES[n % 3]!, n), performance.now());
+    queue.addState('hold-a', state('hold-a', '2026-11-22T10:00:00.000Z'), performance.now());
+    await sleep(60);
+    expect(stateAt('hold-a')).toBe('2026-11-22T10:00:00.000Z');
+    expect(eventIds()).toEqual([]);
+    expect(queue.depth).toBe(10);
+
+    // Holds nest: the events wait for the last one.
+    const second = queue.hold();
+    release();
+    release(); // a second call of the same release is a no-op
+    await sleep(60);
+    expect(eventIds()).toEqual([]);
+    second();
+    for (let i = 0; i < 100 && queue.depth > 0; i++) await sleep(10);
+    expect(eventIds()).toEqual(Array.from({ length: 10 }, (_, n) => `ev-${PROBES[n % 3]}-${n}`));
+  });
+
+  it('writes the held events too when flushed (stop, tests)', async () => {
+    const release = queue.hold();
+    for (let n = 0; n < 9; n++) queue.addEvent('hold-b', event('hold-b', n), performance.now());
+    await queue.flush();
+    expect(eventIds()).toHaveLength(9);
+    release();
+  });
+
+  it('without a hold, writes events as they come', async () => {
+    queue.addEvent('hold-c', event('hold-c', 1), performance.now());
+    for (let i = 0; i < 100 && eventIds().length === 0; i++) await sleep(5);
+    expect(eventIds()).toEqual(['ev-hold-c-1']);
+  });
+});
