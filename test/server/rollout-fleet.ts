@@ -199,7 +199,8 @@ export class TestClock {
   }
 }
 
-export const FAST: EngineOptions = { tickMs: 40, reconcileEveryMs: 400 };
+/** A fast tick, and chunks small enough that a 50-probe fleet crosses chunk boundaries (issue, reconcile). */
+export const FAST: EngineOptions = { tickMs: 40, reconcileEveryMs: 400, chunkSize: 8 };
 
 /** A test server with the rollouts module on a fast tick, the sample packs' root trusted, and `packs` uploaded. */
 export async function startRolloutServer(

@@ -278,6 +278,8 @@ export class RolloutEngine {
         pending.map((t) => ({ probeId: t.probeId, from: 'pending', state: next(t.state, 'issue'), commandId: commandIdOf(r.id, t.attempt, t.probeId), sentAt: at })),
         at,
       );
+      // A turn of the event loop between the two halves of a chunk: states keep being ingested.
+      await new Promise((res) => setImmediate(res));
       // 2. Act: hand them to the command service. (Their ids are new: an id is only ever made
       // for a pending target, and a retry makes the next attempt's.)
       await this.sendCommands(
@@ -365,29 +367,36 @@ export class RolloutEngine {
   private async reconcile(r: RolloutRecord): Promise<void> {
     const live = await this.repo.targets(r.id, { states: ['sent', 'accepted', 'installing', 'skipped'], limit: PAGE * 10, offset: 0 });
     const watched = live.filter((t) => t.commandId !== null);
-    if (watched.length === 0) return;
-    const commands = new Map((await this.ctx.commands.forRollout(r.id)).map((c) => [c.commandId, c]));
-    const at = this.now().toISOString();
-    const changes: TargetChange[] = [];
-    const outOfBand: TargetRecord[] = [];
-    for (const t of watched) {
-      const c = commands.get(t.commandId!);
-      if (!c) {
-        if (t.state === 'sent') outOfBand.push(t);
-        continue;
+    // A chunk at a time with a turn of the event loop between (a rollout of 10,000 probes in one
+    // go held the loop for about a second, stalling the ingest), reading only the commands'
+    // statuses.
+    for (let i = 0; i < watched.length; i += this.chunkSize) {
+      if (this.stopped) return;
+      if (i > 0) await new Promise((res) => setImmediate(res));
+      const chunk = watched.slice(i, i + this.chunkSize);
+      const commands = await this.ctx.store.commands.statuses(chunk.map((t) => t.commandId!));
+      const at = this.now().toISOString();
+      const changes: TargetChange[] = [];
+      const outOfBand: TargetRecord[] = [];
+      for (const t of chunk) {
+        const c = commands.get(t.commandId!);
+        if (!c) {
+          if (t.state === 'sent') outOfBand.push(t);
+          continue;
+        }
+        let from = t.state;
+        // Replay the path to the command's status (sent → accepted → installing → outcome).
+        for (const status of pathTo(c.status)) {
+          const ch = await this.changeFor(t, from, status, status === c.status ? c.errorCode : null, c.deploymentId, at);
+          if (!ch) continue;
+          changes.push(ch);
+          from = ch.state;
+        }
+        if (inFlight(from)) outOfBand.push({ ...t, state: from });
       }
-      let from = t.state;
-      // Replay the path to the command's status (sent → accepted → installing → outcome).
-      for (const status of pathTo(c.status)) {
-        const ch = await this.changeFor(t, from, status, status === c.status ? c.errorCode : null, c.deploymentId, at);
-        if (!ch) continue;
-        changes.push(ch);
-        from = ch.state;
-      }
-      if (inFlight(from)) outOfBand.push({ ...t, state: from });
+      if (changes.length) await this.repo.updateTargets(r.id, changes, at);
+      if (outOfBand.length) await this.committedOutOfBand(r, outOfBand, at);
     }
-    if (changes.length) await this.repo.updateTargets(r.id, changes, at);
-    if (outOfBand.length) await this.committedOutOfBand(r, outOfBand, at);
   }
 
   private async committedOutOfBand(r: RolloutRecord, targets: readonly TargetRecord[], at: string): Promise<void> {

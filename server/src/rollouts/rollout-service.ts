@@ -54,7 +54,12 @@ export class RolloutService {
       const outside = canary.probeIds.filter((id) => !inTarget.has(id));
       if (outside.length) throw new ServerError('BODY_INVALID', `body.strategy.canary.probeIds: ${outside.slice(0, 5).join(', ')} not in the target`);
     }
+    // Creating a rollout of 10,000 probes takes a few hundred milliseconds: the event loop gets
+    // a turn between its steps, so that the probes' states keep being ingested meanwhile.
+    const turn = (): Promise<void> => new Promise((res) => setImmediate(res));
+    await turn();
     const probes = await this.ctx.store.probes.planning(ids, pack.summary.version);
+    await turn();
     const id = `ro-${randomBytes(6).toString('hex')}`;
     const plan = planRollout({ rolloutId: id, probes, strategy: d.strategy, pack: { product: pack.summary.product, version: pack.summary.version } });
     if (plan.waveSizes.length === 0) {
@@ -103,8 +108,10 @@ export class RolloutService {
     // The pin first: a crash before the rollout row leaves a pin too many, never a rollout whose
     // pack was collected.
     await this.ctx.store.packs.pin(pack.sha256, `rollout:${id}`);
+    await turn();
     await this.repo.create(record, targets);
     if (d.draft) return record;
+    await turn();
     return this.act(id, 'start', who, { probes: ids.length, waves: plan.waveSizes });
   }
 

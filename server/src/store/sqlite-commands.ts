@@ -83,6 +83,17 @@ export class SqliteCommands implements CommandRepository {
     return this.sql.all<CommandRow>('SELECT * FROM commands WHERE rollout_id = ? ORDER BY created_at, command_id', rolloutId).map(toCommand);
   }
 
+  async statuses(commandIds: readonly string[]): Promise<Map<string, Pick<CommandRecord, 'status' | 'errorCode' | 'deploymentId'>>> {
+    const out = new Map<string, Pick<CommandRecord, 'status' | 'errorCode' | 'deploymentId'>>();
+    // Any number of ids in one statement, read from a JSON array (json_each).
+    const rows = this.sql.all<{ command_id: string; status: CommandStatus; error_code: string | null; deployment_id: string | null }>(
+      'SELECT command_id, status, error_code, deployment_id FROM commands WHERE command_id IN (SELECT value FROM json_each(?))',
+      JSON.stringify(commandIds),
+    );
+    for (const r of rows) out.set(r.command_id, { status: r.status, errorCode: r.error_code, deploymentId: r.deployment_id });
+    return out;
+  }
+
   async unacknowledged(probeIds: readonly string[]): Promise<CommandRecord[]> {
     const out: CommandRecord[] = [];
     for (let i = 0; i < probeIds.length; i += IN_CHUNK) {

@@ -218,6 +218,8 @@ export interface CommandRepository {
   get(commandId: string): Promise<CommandRecord | null>;
   forProbe(probeId: string, limit: number): Promise<CommandRecord[]>;
   forRollout(rolloutId: string): Promise<CommandRecord[]>;
+  /** Where these commands stand (status, error code, deployment), by command id; unknown ids are absent. */
+  statuses(commandIds: readonly string[]): Promise<Map<string, Pick<CommandRecord, 'status' | 'errorCode' | 'deploymentId'>>>;
   /** Commands the probe has not acknowledged yet (pending or sent), oldest first. */
   unacknowledged(probeIds: readonly string[]): Promise<CommandRecord[]>;
   /**
