@@ -196,26 +196,7 @@ export class SimProbe {
   }
 
   stateOf(over: Partial<ProbeState> = {}): ProbeState {
-    return stateSchema.parse({
-      v: 1,
-      probeId: this.probeId,
-      at: new Date().toISOString(),
-      agentVersion: '0.1.0',
-      product: 'probe-app',
-      version: '1.0.0',
-      appVersion: '1.0.0',
-      slot: 'a',
-      dbVersion: 1,
-      configVersion: 1,
-      health: 'ok',
-      appRunning: true,
-      lastDeployment: null,
-      busy: false,
-      disk: { freeBytes: 1_000_000_000, totalBytes: 2_000_000_000 },
-      uptimeSeconds: 100,
-      inbox: { waiting: 0, incomplete: 0 },
-      ...over,
-    });
+    return probeState(this.probeId, over);
   }
 
   async state(over: Partial<ProbeState> = {}): Promise<ProbeState> {
@@ -391,4 +372,28 @@ export function probeDigest(dataDir: string, probeId: string): Record<string, st
   } finally {
     db.close();
   }
+}
+
+/** A valid state message of a healthy probe on 1.0.0 (the shared schema), with `over` applied. */
+export function probeState(probeId: string, over: Partial<ProbeState> = {}): ProbeState {
+  return stateSchema.parse({
+    v: 1,
+    probeId,
+    at: new Date().toISOString(),
+    agentVersion: '0.1.0',
+    product: 'probe-app',
+    version: '1.0.0',
+    appVersion: '1.0.0',
+    slot: 'a',
+    dbVersion: 1,
+    configVersion: 1,
+    health: 'ok',
+    appRunning: true,
+    lastDeployment: null,
+    busy: false,
+    disk: { freeBytes: 1_000_000_000, totalBytes: 2_000_000_000 },
+    uptimeSeconds: 100,
+    inbox: { waiting: 0, incomplete: 0 },
+    ...over,
+  });
 }

@@ -8,6 +8,7 @@ import { hashToken, newTokenId, newTokenSecret } from '../../server/src/auth/tok
 import { IngestQueue } from '../../server/src/inventory/ingest-queue.js';
 import { Metrics } from '../../server/src/metrics/registry.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
+import { probeState } from './harness.js';
 
 /**
  * The ingest queue's hold (what a fan-out takes): states keep being committed, events wait and
@@ -16,27 +17,7 @@ import { SqliteStore } from '../../server/src/store/sqlite-store.js';
 const PROBES = ['hold-a', 'hold-b', 'hold-c'];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function state(probeId: string, at: string): ProbeState {
-  return {
-    v: 1,
-    probeId,
-    at,
-    agentVersion: '0.1.0',
-    product: 'probe-app',
-    version: '1.0.0',
-    appVersion: '1.0.0',
-    slot: 'a',
-    dbVersion: 1,
-    configVersion: 1,
-    health: 'ok',
-    appRunning: true,
-    lastDeployment: null,
-    busy: false,
-    disk: { freeBytes: 1_000_000, totalBytes: 2_000_000 },
-    uptimeSeconds: 10,
-    inbox: { waiting: 0, incomplete: 0 },
-  } as ProbeState;
-}
+const state = (probeId: string, at: string): ProbeState => probeState(probeId, { at });
 
 let seq = 0;
 function event(probeId: string, n: number): ProbeEvent {

@@ -6,6 +6,7 @@ import type { ProbeState } from '../../agent/src/protocol/messages.js';
 import { hashToken, newTokenId, newTokenSecret } from '../../server/src/auth/tokens.js';
 import type { RolloutRecord, TargetRecord } from '../../server/src/rollouts/rollout-repository.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
+import { probeState } from './harness.js';
 
 /**
  * The rollout targets in SQLite: updateTargets applies many changes in a few set-based
@@ -137,26 +138,7 @@ describe('what the rollout planner reads of the probes', () => {
       for (const id of ['plan-a', 'plan-b', 'plan-c']) {
         await store.probes.enroll(id, { httpBase: 'http://127.0.0.1:9', mqttPasswordHash: 'x', token: { id: newTokenId(), kind: 'probe', name: id, role: null, probeId: id, hash: hashToken(newTokenSecret()) } });
       }
-      const state = (probeId: string, version: string) =>
-        ({
-          v: 1,
-          probeId,
-          at: AT,
-          agentVersion: '0.1.0',
-          product: 'probe-app',
-          version,
-          appVersion: version,
-          slot: 'a',
-          dbVersion: 1,
-          configVersion: 1,
-          health: 'ok',
-          appRunning: true,
-          lastDeployment: null,
-          busy: false,
-          disk: { freeBytes: 1, totalBytes: 2 },
-          uptimeSeconds: 1,
-          inbox: { waiting: 0, incomplete: 0 },
-        }) as ProbeState;
+      const state = (probeId: string, version: string): ProbeState => probeState(probeId, { at: AT, version, appVersion: version });
       await store.ingest({ states: [{ probeId: 'plan-a', state: state('plan-a', '1.1.0'), receivedAt: AT }, { probeId: 'plan-b', state: state('plan-b', '1.0.0'), receivedAt: AT }], events: [] });
       expect(await store.probes.planning(['plan-a', 'plan-b', 'plan-c', 'plan-unknown'], '1.1.0')).toEqual([
         { id: 'plan-a', online: true, state: { version: '1.1.0', product: 'probe-app' } },
