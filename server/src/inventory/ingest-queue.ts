@@ -16,12 +16,12 @@ import type { IngestResult, Store, StoredEvent } from '../store/types.js';
  * the acknowledgements of 10,000 commands would otherwise take turns with their own publishing
  * and double its time (bench/fleet). The events follow, in order and in batches short enough
  * not to stall the states arriving meanwhile, as soon as the last hold is released, or once
- * `MAX_HELD` of them wait. A hold only
- * delays their commit: the broker acknowledged them on arrival either way.
+ * `MAX_HELD` of them wait. A hold only delays their commit: the broker acknowledged them on
+ * arrival either way.
  */
 /** How many messages may wait while the database refuses writes. */
 const MAX_KEPT = 200_000;
-/** Events per batch while a backlog drains (a batch of them takes about 40 ms to apply). */
+/** Events per batch while more than maxBatch wait (500 take about 40 ms to apply). */
 const BACKLOG_BATCH = 500;
 /** How many events may wait for a hold to end before they are written regardless. */
 const MAX_HELD = 50_000;
@@ -136,7 +136,7 @@ export class IngestQueue {
     await this.notifying;
   }
 
-  /** One batch: the queued states and up to maxBatch events (none while held). */
+  /** One batch: the queued states and up to maxBatch events, BACKLOG_BATCH from a larger backlog (none while held). */
   private async writeBatch(all = false): Promise<void> {
     while (this.flushing) await this.flushing;
     const held = this.eventsHeld && !all;
