@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { commandSchema, type Command } from '../../../agent/src/protocol/messages.js';
@@ -167,7 +168,7 @@ export class CommandService {
           }
         }),
       );
-      if (i + this.chunkSize < records.length) await new Promise((r) => setImmediate(r));
+      if (i + this.chunkSize < records.length) await nextTurn();
     }
     // One transaction for the whole call: a command published but not yet marked is still
     // unacknowledged, and goes out again on the probe's next connection.

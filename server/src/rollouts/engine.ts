@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { assertNever } from '../../../agent/src/errors/sonde-error.js';
 import type { ServerContext } from '../context.js';
@@ -246,7 +247,7 @@ export class RolloutEngine {
         if (c?.status === 'cancelled') {
           await this.repo.updateTargets(r.id, [{ probeId: t.probeId, from: 'sent', state: 'skipped', skipReason: 'aborted', finishedAt: at }], at);
         }
-        if (i % 100 === 99) await new Promise((res) => setImmediate(res));
+        if (i % 100 === 99) await nextTurn();
       }
     }
     await this.ctx.store.packs.unpin(r.packSha256, `rollout:${r.id}`);
@@ -279,7 +280,7 @@ export class RolloutEngine {
         at,
       );
       // A turn of the event loop between the two halves of a chunk: states keep being ingested.
-      await new Promise((res) => setImmediate(res));
+      await nextTurn();
       // 2. Act: hand them to the command service. (Their ids are new: an id is only ever made
       // for a pending target, and a retry makes the next attempt's.)
       await this.sendCommands(
@@ -287,7 +288,7 @@ export class RolloutEngine {
         applied.map((c) => ({ probeId: c.probeId, commandId: c.commandId! })),
       );
       if (pending.length < this.chunkSize) return;
-      await new Promise((res) => setImmediate(res));
+      await nextTurn();
     }
   }
 
@@ -372,7 +373,7 @@ export class RolloutEngine {
     // statuses.
     for (let i = 0; i < watched.length; i += this.chunkSize) {
       if (this.stopped) return;
-      if (i > 0) await new Promise((res) => setImmediate(res));
+      if (i > 0) await nextTurn();
       const chunk = watched.slice(i, i + this.chunkSize);
       const commands = await this.ctx.store.commands.statuses(chunk.map((t) => t.commandId!));
       const at = this.now().toISOString();

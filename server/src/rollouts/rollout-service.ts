@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
@@ -56,10 +57,9 @@ export class RolloutService {
     }
     // Creating a rollout of 10,000 probes takes a few hundred milliseconds: the event loop gets
     // a turn between its steps, so that the probes' states keep being ingested meanwhile.
-    const turn = (): Promise<void> => new Promise((res) => setImmediate(res));
-    await turn();
+    await nextTurn();
     const probes = await this.ctx.store.probes.planning(ids, pack.summary.version);
-    await turn();
+    await nextTurn();
     const id = `ro-${randomBytes(6).toString('hex')}`;
     const plan = planRollout({ rolloutId: id, probes, strategy: d.strategy, pack: { product: pack.summary.product, version: pack.summary.version } });
     if (plan.waveSizes.length === 0) {
@@ -108,10 +108,10 @@ export class RolloutService {
     // The pin first: a crash before the rollout row leaves a pin too many, never a rollout whose
     // pack was collected.
     await this.ctx.store.packs.pin(pack.sha256, `rollout:${id}`);
-    await turn();
+    await nextTurn();
     await this.repo.create(record, targets);
     if (d.draft) return record;
-    await turn();
+    await nextTurn();
     return this.act(id, 'start', who, { probes: ids.length, waves: plan.waveSizes });
   }
 
