@@ -7,7 +7,7 @@ import { BundleError } from './errors.js';
 import { RATIO_CAP, RATIO_SLACK } from './format.js';
 import type { PayloadEntry } from './manifest.js';
 import { GarbageReleaser } from './memory.js';
-import { payloadHasher, WORKER_THRESHOLD } from './payload-hash.js';
+import { payloadHasher } from './payload-hash.js';
 import { PayloadTarReader } from './payload-tar.js';
 import { unwrapWith } from './recipients.js';
 import { SafeExtractor } from './safe-extract.js';
@@ -15,7 +15,6 @@ import { derivePayloadKey, StreamOpener } from './stream-aead.js';
 import { paddingFor } from './tar-header.js';
 import type { PackCursor } from './read.js';
 import type { VerifiedPack } from './verify.js';
-import { WorkerOpener } from './worker-opener.js';
 
 /**
  * Step two (DESIGN.md, "The service pack", step 4): stream each payload, in one pass and in
@@ -157,41 +156,9 @@ async function streamPayload(
 
   const extractor = new SafeExtractor(dir, { fileCount: entry.fileCount, flushLargeFiles });
   const tar = new PayloadTarReader(extractor);
-  const lender = reader.lender;
-  // A large sealed payload read from the pack file is decrypted on a worker of its own, out of
-  // the same slots the hash worker reads (worker-opener.ts); anything else on this thread.
-  const workerOpener = key && lender !== null && entry.size >= WORKER_THRESHOLD ? new WorkerOpener(key, entry.size, lender) : null;
-  const opener = key && workerOpener === null ? new StreamOpener(key, entry.size) : null;
+  const opener = key ? new StreamOpener(key, entry.size) : null;
   let compressedIn = 0;
   let plainOut = 0;
-  /** Set when the consumer gives up: the feeding loop stops at its next buffer. */
-  let stopFeeding = false;
-  let feeding: Promise<void> | null = null;
-
-  async function feedWorker(opener: WorkerOpener): Promise<void> {
-    try {
-      for await (const chunk of reader.stream(entry.size, entry.file)) {
-        const hashing = hash.update(chunk);
-        hashed += chunk.length;
-        onProgress?.(reader.offset);
-        opener.feed(chunk);
-        if (hashing) await hashing;
-        if (stopFeeding) return;
-      }
-    } catch (e) {
-      opener.fail(e as Error);
-    }
-  }
-
-  async function* decryptedByWorker(opener: WorkerOpener): AsyncGenerator<Buffer> {
-    feeding = feedWorker(opener);
-    for (let plain = await opener.next(); plain !== null; plain = await opener.next()) {
-      compressedIn += plain.length;
-      // The inflater keeps what it is given past this turn; the tar reader and the extractor do not.
-      yield entry.compression === 'gzip' ? Buffer.from(plain) : plain;
-    }
-    await feeding;
-  }
 
   async function* stored(): AsyncGenerator<Buffer> {
     for await (const chunk of reader.stream(entry.size, entry.file)) {
@@ -250,10 +217,9 @@ async function streamPayload(
     await extractor.finish();
   }
 
-  const source = (): AsyncGenerator<Buffer> => (workerOpener ? decryptedByWorker(workerOpener) : stored());
   try {
     if (entry.compression === 'gzip') {
-      await pipeline(source(), createGunzip({ chunkSize: 256 * 1024 }), intoTar).catch((e: unknown) => {
+      await pipeline(stored(), createGunzip({ chunkSize: 256 * 1024 }), intoTar).catch((e: unknown) => {
         const code = (e as NodeJS.ErrnoException).code;
         if (typeof code === 'string' && code.startsWith('Z_')) {
           throw new BundleError('DECOMPRESS_FAILED', `payload ${entry.file} is not valid gzip`, { cause: e });
@@ -261,17 +227,11 @@ async function streamPayload(
         throw e;
       });
     } else {
-      await intoTar(source());
+      await intoTar(stored());
     }
   } catch (caught) {
     const e = asBundleError(caught, entry.file);
     await extractor.abort();
-    if (workerOpener) {
-      // Stop feeding the worker before the hash is read on from where feeding stopped.
-      stopFeeding = true;
-      workerOpener.dispose();
-      await feeding;
-    }
     // A stored byte that does not match its signed hash is the root cause of whatever broke
     // downstream (bad gzip, bad tar): read the rest of the payload through the hash to say so.
     // A chunk that fails authentication already judged the stored bytes themselves, and names
@@ -287,7 +247,6 @@ async function streamPayload(
     hash.dispose();
     throw e;
   }
-  workerOpener?.dispose();
   await verifyHash();
   return extractor.entries;
 }
