@@ -6,7 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { BundleError } from './errors.js';
 import { RATIO_CAP, RATIO_SLACK } from './format.js';
 import type { PayloadEntry } from './manifest.js';
-import { GarbageReleaser } from './memory.js';
+import { ENTRY_GARBAGE_BYTES, GarbageReleaser } from './memory.js';
 import { payloadHasher } from './payload-hash.js';
 import { PayloadTarReader } from './payload-tar.js';
 import { unwrapWith } from './recipients.js';
@@ -205,7 +205,10 @@ async function streamPayload(
       }
       // Inflated bytes are new buffers too: they count towards the next collection.
       if (entry.compression === 'gzip') releaser.add(chunk.length);
+      const entriesBefore = extractor.entries;
       await tar.write(chunk);
+      // Small files make garbage of their own (paths, handles, strings) with few bytes to count.
+      releaser.add((extractor.entries - entriesBefore) * ENTRY_GARBAGE_BYTES);
     }
     tar.end();
     if (plainOut !== entry.unpackedSize) {
