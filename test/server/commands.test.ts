@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandSchema } from '../../agent/src/protocol/messages.js';
 import type { CommandChange } from '../../server/src/store/types.js';
@@ -72,6 +73,29 @@ describe('the commands service', () => {
     try {
       await waitFor('the redelivery', () => p.commands.some((x) => x.commandId === c.commandId) && p.commands.some((x) => x.commandId === report.commandId));
       await waitFor('report-now delivered', async () => (await s.server.context.commands.get(report.commandId)).status === 'delivered');
+      await p.event('command-accepted', { commandId: c.commandId });
+      await s.settle();
+      expect((await s.server.context.commands.get(c.commandId)).status).toBe('accepted');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('delivers commands at QoS 0, and publishes again on reconnect one that a connection never delivered', async () => {
+    const creds = await s.enroll('cmd-lost');
+    // Connected and authenticated, but not subscribed: the broker delivers the command to no one.
+    const deaf = await mqtt.connectAsync(s.mqttUrl, { clientId: 'cmd-lost', username: 'cmd-lost', password: creds.token, clean: true, reconnectPeriod: 0 });
+    const c = await s.server.context.commands.send('cmd-lost', { type: 'install', packSha256: packSha });
+    await waitFor('the command published', async () => (await s.server.context.commands.get(c.commandId)).status === 'sent');
+    await deaf.endAsync();
+    const p = await SimProbe.connect(s.mqttUrl, creds);
+    const qos: number[] = [];
+    p.client.on('message', (_topic, _payload, packet) => void qos.push(packet.qos));
+    try {
+      // Still unacknowledged: the probe's return brings it out again.
+      await waitFor('the redelivery', () => p.commands.some((x) => x.commandId === c.commandId));
+      await waitFor('its QoS', () => qos.length > 0);
+      expect(qos).toEqual([0]);
       await p.event('command-accepted', { commandId: c.commandId });
       await s.settle();
       expect((await s.server.context.commands.get(c.commandId)).status).toBe('accepted');

@@ -11,7 +11,7 @@ import { TERMINAL_STATUSES, type CommandChange, type CommandRecord, type Store }
 
 /**
  * Commands to probes (issue 5): the seam the rollouts module drives. A command is stored first
- * (persist, then act), then published over MQTT (QoS 1, never retained) and kept until the probe
+ * (persist, then act), then published over MQTT (never retained; the QoS is the bus's) and kept until the probe
  * acknowledges it by an event. Until then it is published again whenever the probe (re)connects,
  * and handed out by `GET /api/v1/probes/{id}/next` to a probe that polls because its MQTT link is
  * down. Probes recognise a command they saw before by its id, so repeating one is harmless.

@@ -7,7 +7,10 @@ export type MessageHandler = (topic: string, payload: Buffer, receivedAt: number
 
 export interface Bus {
   readonly kind: 'embedded' | 'external';
-  /** QoS 1, never retained (notes/fleet-facts.md: no retained per-probe messages). */
+  /**
+   * Never retained (notes/fleet-facts.md: no retained per-probe messages). QoS 0 from the
+   * embedded broker, QoS 1 to an external one (embedded-broker.ts says why).
+   */
   publish(topic: string, payload: string | Buffer): Promise<void>;
   /** Connected MQTT clients, where the bus can tell (the embedded broker). */
   clients(): number | null;

@@ -150,10 +150,17 @@ export class EmbeddedBroker implements Bus {
     return a && typeof a === 'object' ? a.port : this.o.port;
   }
 
+  /**
+   * Commands go out at QoS 0 from here. Probes connect with clean sessions, so a QoS 1 delivery
+   * that the connection drops is discarded with the session anyway: the server's own layer is
+   * what delivers a command for sure (it stays unacknowledged until the probe's events answer it,
+   * goes out again when the probe reconnects, and is served on `/next`). QoS 1 only added a
+   * message id, an in-flight entry and a PUBACK to parse per probe: 10,000 of each per fan-out.
+   */
   publish(topic: string, payload: string | Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       this.aedes.publish(
-        { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 1, retain: false, dup: false },
+        { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false },
         (err) => (err ? reject(err) : resolve()),
       );
     });
@@ -179,11 +186,21 @@ export class EmbeddedBroker implements Bus {
   }
 }
 
+/**
+ * The accept queue of each MQTT listener. Node's default (511) overflows when a whole fleet
+ * reconnects at once: the kernel drops the SYNs it cannot queue, and each dropped client waits
+ * for its SYN retransmits (1, 3, 7 s), past the agent's 10 s connect timeout (bench/fleet's
+ * storm: 500 to 2,000 connect timeouts of 10,000 with 26,000 to 46,000 SYNs dropped). A longer
+ * queue holds them as finished handshakes until the broker takes them. The kernel caps it at
+ * net.core.somaxconn (4096 here).
+ */
+export const MQTT_ACCEPT_BACKLOG = 8192;
+
 function bind(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const fail = (e: Error): void => reject(new ServerError('LISTEN_ADDRESS_INVALID', `MQTT cannot listen on ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, { cause: e }));
     server.once('error', fail);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: MQTT_ACCEPT_BACKLOG }, () => {
       server.off('error', fail);
       resolve();
     });
