@@ -16,13 +16,12 @@ beforeAll(async () => {
 afterAll(() => s.close());
 
 describe('the embedded broker listener', () => {
-  it('has an accept queue as long as the kernel allows, not the default 511', () => {
+  it('has an accept queue as long as the kernel allows (net.core.somaxconn), not the default 511', () => {
     const port = new URL(s.mqttUrl).port;
     // For a listening socket, ss shows the accept queue's length in the Send-Q column.
     const line = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' }).trim().split('\n')[0]!;
     const queue = Number(line.trim().split(/\s+/)[2]);
     const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
     expect(queue).toBe(Math.min(MQTT_ACCEPT_BACKLOG, somaxconn));
-    expect(queue).toBeGreaterThan(511);
   });
 });
