@@ -14,7 +14,7 @@
  * (16 bytes each) stay in this process.
  */
 import { openSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { startServer } from '../../server/src/server.js';
 import type { IngestBatch, IngestResult } from '../../server/src/store/types.js';
 import { childConfig, eldSummary, ELD_RESOLUTION_MS, notify, parseIsoMicro, serve, summarise, wallMs, type Summary } from './fleet-common.js';
@@ -69,6 +69,56 @@ class Samples {
   }
 }
 
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental marking',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+};
+
+/**
+ * The server's garbage-collection pauses (wall start in ms, duration, kind), from Node's `gc`
+ * performance entries, so a stall of the event loop can be told apart from a collection.
+ * Bounded like the latency samples; a 10,000-probe run makes a few thousand.
+ */
+class GcPauses {
+  private readonly at: number[] = [];
+  private readonly duration: number[] = [];
+  private readonly kind: number[] = [];
+  constructor() {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) this.add(e);
+    }).observe({ entryTypes: ['gc'] });
+  }
+
+  private add(e: PerformanceEntry): void {
+    if (this.at.length >= 1_000_000) return;
+    this.at.push(performance.timeOrigin + e.startTime);
+    this.duration.push(e.duration);
+    this.kind.push((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0);
+  }
+
+  /** Pauses that started in [from, to]: their count, total, and the longest with its kind. */
+  between(from: number, to: number): { count: number; totalMs: number; maxMs: number; maxKind: string; majorCount: number } {
+    let count = 0;
+    let totalMs = 0;
+    let maxMs = 0;
+    let maxKind = '-';
+    let majorCount = 0;
+    for (let i = 0; i < this.at.length; i++) {
+      if (this.at[i]! < from || this.at[i]! > to) continue;
+      count++;
+      totalMs += this.duration[i]!;
+      if (this.kind[i] === perfConstants.NODE_PERFORMANCE_GC_MAJOR) majorCount++;
+      if (this.duration[i]! > maxMs) {
+        maxMs = this.duration[i]!;
+        maxKind = GC_KINDS[this.kind[i]!] ?? String(this.kind[i]);
+      }
+    }
+    return { count, totalMs, maxMs, maxKind, majorCount };
+  }
+}
+
 async function main(): Promise<void> {
   const c = childConfig<FleetServerConfig>();
   const log = openSync(c.logFile, 'a');
@@ -104,6 +154,7 @@ async function main(): Promise<void> {
     for (const e of batch.events) events[e.event.type] = (events[e.event.type] ?? 0) + 1;
     return result;
   };
+  const gcPauses = new GcPauses();
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
 
@@ -125,6 +176,7 @@ async function main(): Promise<void> {
       return null;
     },
     eld: () => eldSummary(eld),
+    gc: (a: { from: number; to: number }) => gcPauses.between(a.from, a.to),
     clients: () => ctx.bus.clients(),
     /** commands.sendMany to every enrolled probe, as a rollout's wave would. */
     sendMany: async (a: { packSha256: string }) => {

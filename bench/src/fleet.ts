@@ -203,6 +203,12 @@ async function simStats(sims: Peer[]): Promise<Merged> {
   };
 }
 
+/** The server's collection pauses that started in a window (fleet-server.ts, GcPauses). */
+async function gcText(server: Peer, from: number, to: number): Promise<string> {
+  const g = await server.request<{ count: number; totalMs: number; maxMs: number; maxKind: string; majorCount: number }>('gc', { from, to });
+  return `${g.count} pauses, ${ms(g.totalMs)} in all, ${g.majorCount} full; longest ${ms(g.maxMs)} (${g.maxKind})`;
+}
+
 async function connectedCount(sims: Peer[]): Promise<number> {
   return sumOf(await Promise.all(sims.map((s) => s.request<number>('connected'))));
 }
@@ -376,6 +382,7 @@ async function main(): Promise<void> {
     console.log(`  fan-out: ${what} to all ${N}:`);
     line('  call -> last probe commanded', sec(lastAt - callAt), `(target <= 2 s; ${times.length} of ${N} reached; call returned after ${sec(returnedAt - callAt)}; reach p50 ${sec(reach.p50)}, p99 ${sec(reach.p99)})`);
     line('  server CPU during it', serverCpu(fcpu), `(event-loop delay p99 ${ms(fanEld.p99)}, max ${ms(fanEld.max)})`);
+    line('  server GC from the call to the last command', await gcText(server, callAt, lastAt), '');
     latencyLine('  ingest p50/p99 while it runs', during, 'target p99 <= 250 ms; states published from the call to the last command received');
     latencyLine(`  ingest p50/p99, ${stateIntervalMs / 1000} s from the call`, period, 'for comparison');
     line('  command-accepted events committed', `${acks} of ${N}`, `(within ${sec(wallMs() - callAt)} of the call)`);
@@ -416,6 +423,7 @@ async function main(): Promise<void> {
   line('  client timeouts', String(storm.timeouts), `(target 0; errors: ${errorsText(storm.errors)}; ${tcpDelta(stormTcp)})`);
   line('  CONNACK latency p50 / p99 / max', `${ms(storm.connack.p50)} / ${ms(storm.connack.p99)} / ${ms(storm.connack.max)}`, `(from each attempt's connect(), after its backoff; timed in the simulators, whose event-loop delay p99 was ${ms(storm.eldP99)})`);
   line('  server CPU during it', serverCpu(scpu), `(event-loop delay p99 ${ms(stormEld.p99)}, max ${ms(stormEld.max)}; simulators' p99 ${ms(storm.eldP99)})`);
+  line('  server GC from the drop to all reporting', await gcText(server, dropAt, Number.isFinite(allReportingAt) ? allReportingAt : wallMs()), '');
   // The wills and online events have had the time the states took, and a little more.
   await sleep(2000);
   const ev = await server.request<Record<string, number>>('events');

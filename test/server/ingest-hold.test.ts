@@ -77,6 +77,49 @@ describe('the ingest queue held by a fan-out', () => {
     release();
   });
 
+  it('drains a backlog one batch per turn of the event loop, so the sockets are read between batches', async () => {
+    // Each turn of the loop, as the sockets are read, a few more events arrive; the turn
+    // counter is a check-phase callback that re-queues itself. A linger of a minute leaves the
+    // drain to the writes queued for the next turn (a timer's batch would run in the timers phase
+    // of the same turn, with the poll phase between, and blur the count).
+    const queue = new IngestQueue(store, pino({ level: 'silent' }), new Metrics(), 60_000, 4);
+    queue.start();
+    let turn = 0;
+    let n = 0;
+    let arriving = true;
+    let ticking = true;
+    const arrive = (count: number): void => {
+      for (let i = 0; i < count; i++, n++) queue.addEvent(PROBES[n % 3]!, event(PROBES[n % 3]!, n), performance.now());
+    };
+    const tick = (): void => {
+      turn++;
+      if (arriving) arrive(20);
+      if (ticking) setImmediate(tick);
+    };
+    const turns: number[] = [];
+    const ingest = store.ingest.bind(store);
+    store.ingest = async (batch) => {
+      if (batch.events.length > 0) turns.push(turn);
+      return ingest(batch);
+    };
+    // A fan-out's acknowledgements, held until it is out: the backlog.
+    const release = queue.hold();
+    arrive(3000);
+    setImmediate(tick);
+    release();
+    for (let i = 0; i < 200 && turns.length < 4; i++) await sleep(10);
+    arriving = false;
+    // The last few (fewer than a batch) wait for the linger; stop() writes them.
+    for (let i = 0; i < 200 && queue.depth >= 4; i++) await sleep(10);
+    await queue.stop();
+    ticking = false;
+    expect(eventIds()).toHaveLength(n);
+    expect(turns.length).toBeGreaterThanOrEqual(4);
+    // Before: every event that arrived with a backlog waiting queued a write of its own, and all
+    // of them ran back to back in the next turn, the whole backlog with no socket read between.
+    expect(new Set(turns).size).toBe(turns.length);
+  });
+
   it('without a hold, writes events as they come', async () => {
     queue.addEvent('hold-c', event('hold-c', 1), performance.now());
     for (let i = 0; i < 100 && eventIds().length === 0; i++) await sleep(5);
