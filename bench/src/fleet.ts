@@ -337,6 +337,7 @@ async function main(): Promise<void> {
   const steady = await server.request<Summary>('latency', { from: steadyFrom, to: steadyTo });
   console.log(`  steady window, ${durationS} s:`);
   line('  server CPU, RSS', `${cpu['server']!.toFixed(1)} % of one core, ${mib(serverRss.rss)} (peak ${mib(serverRss.hwm)})`, `(event-loop delay p99 ${ms(serverEld.p99)}, max ${ms(serverEld.max)}; waited for a CPU ${cpu['server.wait']!.toFixed(0)} % of the time)`);
+  line('  server GC in the window', await gcText(server, steadyFrom, steadyTo), '');
   if (mosqRss) line('  mosquitto CPU, RSS', `${cpu['mosquitto']!.toFixed(1)} % of one core, ${mib(mosqRss.rss)} (peak ${mib(mosqRss.hwm)})`);
   line(
     '  simulators CPU, RSS',
