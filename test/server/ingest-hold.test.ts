@@ -82,14 +82,14 @@ describe('the ingest queue held by a fan-out', () => {
     // counter is a check-phase callback that re-queues itself. A linger of a minute leaves the
     // drain to the writes queued for the next turn (a timer's batch would run in the timers phase
     // of the same turn, with the poll phase between, and blur the count).
-    const queue = new IngestQueue(store, pino({ level: 'silent' }), new Metrics(), 60_000, 4);
-    queue.start();
+    const draining = new IngestQueue(store, pino({ level: 'silent' }), new Metrics(), 60_000, 4);
+    draining.start();
     let turn = 0;
     let n = 0;
     let arriving = true;
     let ticking = true;
     const arrive = (count: number): void => {
-      for (let i = 0; i < count; i++, n++) queue.addEvent(PROBES[n % 3]!, event(PROBES[n % 3]!, n), performance.now());
+      for (let i = 0; i < count; i++, n++) draining.addEvent(PROBES[n % 3]!, event(PROBES[n % 3]!, n), performance.now());
     };
     const tick = (): void => {
       turn++;
@@ -103,15 +103,15 @@ describe('the ingest queue held by a fan-out', () => {
       return ingest(batch);
     };
     // A fan-out's acknowledgements, held until it is out: the backlog.
-    const release = queue.hold();
+    const release = draining.hold();
     arrive(3000);
     setImmediate(tick);
     release();
     for (let i = 0; i < 200 && turns.length < 4; i++) await sleep(10);
     arriving = false;
     // The last few (fewer than a batch) wait for the linger; stop() writes them.
-    for (let i = 0; i < 200 && queue.depth >= 4; i++) await sleep(10);
-    await queue.stop();
+    for (let i = 0; i < 200 && draining.depth >= 4; i++) await sleep(10);
+    await draining.stop();
     ticking = false;
     expect(eventIds()).toHaveLength(n);
     expect(turns.length).toBeGreaterThanOrEqual(4);
