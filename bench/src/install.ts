@@ -74,6 +74,8 @@ async function main(): Promise<void> {
   const toSwitchedS: number[] = [];
   const healthS: number[] = [];
   const rss: number[] = [];
+  /** "user + sys" CPU seconds of each run's tar -x and install, to tell a slow file system from slow code. */
+  const cpu: string[] = [];
   const states: Record<string, number[]> = {};
   // Each run works in folders of its own, removed together after the last run (see settle()).
   const trees: string[] = [];
@@ -106,6 +108,7 @@ async function main(): Promise<void> {
     healthS.push((t.trial ?? 0) / 1000);
     for (const k of ['received', 'verified', 'staged', 'switching', 'trial', 'committed']) (states[k] ??= []).push((t[k] ?? 0) / 1000);
     rss.push(run.maxRssKiB);
+    cpu.push(`tar -x ${tr.userSeconds.toFixed(2)} + ${tr.sysSeconds.toFixed(2)}, install ${run.userSeconds.toFixed(2)} + ${run.sysSeconds.toFixed(2)}`);
     const engine = await Engine.open({ root });
     await engine.context.runner.stop();
     engine.close();
@@ -115,6 +118,7 @@ async function main(): Promise<void> {
   const sw = median(toSwitchedS);
   const ref = median(refS);
   console.log(`install: ${sizeMiB} MiB payload (${files} files, ${(bytes / MB).toFixed(1)} MB) in the sample app 1.0.0 product, .spk ${(spkBytes / MB).toFixed(1)} MB encrypted; ${runs} run(s), median`);
+  console.log('  (every timed step starts at least 36 s after the last delete, on freshly warmed memory: bench/src/measure.ts says why)');
   console.log(`  reference: openssl dgst + tar -x      ${ref.toFixed(3)} s  (${spread(refS)}; openssl ${median(dgstS).toFixed(3)} s, tar -x ${median(tarS).toFixed(3)} s)`);
   console.log(`  sonde verify --key --extract           ${v.toFixed(3)} s  (${spread(verifyS)})`);
   console.log(`  install, received -> switched          ${sw.toFixed(3)} s  (${spread(toSwitchedS)})  = ${(sw / v).toFixed(2)}x verify-only (target <= 1.30x), ${(sw / ref).toFixed(2)}x reference (target <= 1.40x)`);

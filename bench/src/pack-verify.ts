@@ -47,6 +47,7 @@ async function main(): Promise<void> {
   const fleet = new X509Certificate(await readFile(join(keys, 'fleet.crt'), 'utf8'));
 
   console.log(`pack-verify: ${runs} run(s) per measure, median shown; work dir ${work}, extracting under ${extractRoot}`);
+  console.log('  (every timed step starts at least 36 s after the last delete, on freshly warmed memory: bench/src/measure.ts says why)');
   for (const sizeMiB of sizes) {
     const data = join(work, `data-${sizeMiB}`);
     const { files, bytes } = await makeDataset(data, sizeMiB);
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
     const untar: number[] = [];
     const verify: number[] = [];
     const rss: number[] = [];
+    const cpu: string[] = [];
     // Each run extracts into folders of its own, removed together after the last run (see settle()).
     const trees: string[] = [];
     for (let r = 0; r < runs; r++) {
@@ -74,12 +76,14 @@ async function main(): Promise<void> {
       trees.push(tx, vx);
       await settle();
       await mkdir(tx);
-      untar.push((await timed('tar', ['-xf', plainTar, '-C', tx])).seconds);
+      const tr = await timed('tar', ['-xf', plainTar, '-C', tx]);
+      untar.push(tr.seconds);
       await settle();
       const v = await timed(process.execPath, [sonde, 'verify', spk, '--keyring', join(keys, 'root.crt'), '--key', join(keys, 'fleet.key'), '--extract', vx]);
       if (!v.stdout.startsWith('TRUSTED')) throw new Error(`verify did not say TRUSTED: ${v.stdout}`);
       verify.push(v.seconds);
       rss.push(v.maxRssKiB);
+      cpu.push(`tar -x ${tr.userSeconds.toFixed(2)} + ${tr.sysSeconds.toFixed(2)}, sonde ${v.userSeconds.toFixed(2)} + ${v.sysSeconds.toFixed(2)}`);
     }
     await remove(...trees);
     const mbps = (b: number, s: number): string => `${(b / MB / s).toFixed(0).padStart(5)} MB/s`;
@@ -89,6 +93,7 @@ async function main(): Promise<void> {
     console.log(`  openssl dgst -sha256 .spk       ${mbps(spkBytes, dg)}  (${dg.toFixed(3)} s; ${spread(dgst)})  hashing limit`);
     console.log(`  tar -x plain payload            ${mbps(tarBytes, median(untar))}  (${median(untar).toFixed(3)} s; ${spread(untar)})  extraction limit`);
     console.log(`  sonde verify --key --extract    ${mbps(spkBytes, vf)}  (${vf.toFixed(3)} s; ${spread(verify)})  = ${(dg / vf).toFixed(2)}x openssl   target >= 0.50x`);
+    console.log(`    each run, CPU seconds (user + sys): ${cpu.join('; ')}`);
     console.log(`  sonde verify peak RSS           ${(Math.max(...rss) / 1024).toFixed(1)} MiB   target <= 100 MiB`);
     if (!keep) {
       await remove(data, plainTar, spk);
