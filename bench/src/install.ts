@@ -124,6 +124,7 @@ async function main(): Promise<void> {
   console.log(`  install, received -> switched          ${sw.toFixed(3)} s  (${spread(toSwitchedS)})  = ${(sw / v).toFixed(2)}x verify-only (target <= 1.30x), ${(sw / ref).toFixed(2)}x reference (target <= 1.40x)`);
   // The reference moves with the file system more than the install does: each run's own pair.
   console.log(`    each run, install / reference: ${toSwitchedS.map((x, i) => `${x.toFixed(3)} / ${refS[i]!.toFixed(3)} s = ${(x / refS[i]!).toFixed(2)}x`).join('; ')}`);
+  console.log(`    each run, CPU seconds (user + sys): ${cpu.join('; ')}`);
   console.log(`    per state: ${Object.entries(states).map(([k, xs]) => `${k} ${median(xs).toFixed(3)} s`).join(', ')}`);
   console.log(`  health window (1 check, minimum)       ${median(healthS).toFixed(3)} s`);
   console.log(`  whole CLI run (incl. start, health)    ${median(installS).toFixed(3)} s`);
