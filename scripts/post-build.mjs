@@ -1,3 +1,3 @@
-// Makes the compiled CLI executable, so `npx sonde` and dist/agent/src/cli/sonde.js run directly.
+// Makes the compiled CLI executable, so `npx sonde` and dist/cli/src/sonde.js run directly.
 import { chmodSync } from 'node:fs';
-chmodSync(new URL('../dist/agent/src/cli/sonde.js', import.meta.url), 0o755);
+chmodSync(new URL('../dist/cli/src/sonde.js', import.meta.url), 0o755);

@@ -30,7 +30,7 @@ const arg = (name: string, def: string): string => {
 const idleSeconds = Number(arg('idle-seconds', '60'));
 const cycles = Number(arg('cycles', '500'));
 const work = resolve(arg('dir', '.bench/agent-idle'));
-const sonde = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.url));
+const sonde = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 
 function rssKiB(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -17,8 +17,8 @@ import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Backoff } from '../../agent/src/link/reconnect-backoff.js';
-import type { ProbeEvent, ProbeState } from '../../agent/src/protocol/messages.js';
-import { topics } from '../../agent/src/protocol/topics.js';
+import type { ProbeEvent, ProbeState } from '../../base/src/protocol/messages.js';
+import { topics } from '../../base/src/protocol/topics.js';
 import { childConfig, eldSummary, ELD_RESOLUTION_MS, isoMicro, notify, serve, wallMs } from './fleet-common.js';
 
 export interface FleetSimConfig {

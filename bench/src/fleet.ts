@@ -73,7 +73,7 @@ if (!['rollout', 'sendmany', 'both'].includes(fanoutMode)) throw new Error('--fa
 
 /** Every connect attempt gives up after this (the agent's own connectTimeout). */
 const CONNECT_TIMEOUT_MS = 10_000;
-const SONDE = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.url));
+const SONDE = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 const SERVER_JS = fileURLToPath(new URL('./fleet-server.js', import.meta.url));
 const SIM_JS = fileURLToPath(new URL('./fleet-sim.js', import.meta.url));
 const MOSQUITTO = '/usr/sbin/mosquitto';

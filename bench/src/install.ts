@@ -14,9 +14,9 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../images/src/keys/key-dir.js';
-import { loadPrivateKey } from '../../images/src/keys/key-files.js';
+import { loadPrivateKey } from '../../pack/src/key-files.js';
 import { makePlan } from '../../images/src/pack/recipe.js';
-import { writePack } from '../../images/src/pack/pack-writer.js';
+import { writePack } from '../../pack/src/writer.js';
 import { sampleRelease, writeReleaseRecipe } from '../../images/src/samples/index.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import { makeDataset } from './dataset.js';
@@ -30,7 +30,7 @@ const arg = (name: string, def: string): string => {
 const sizeMiB = Number(arg('size', '256'));
 const runs = Number(arg('runs', '3'));
 const work = resolve(arg('dir', '.bench/install'));
-const sonde = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.url));
+const sonde = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 
 async function freePort(): Promise<number> {
   return new Promise((done) => {

@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
  * The sample packs and the line's probe layer are built once before any timing (a fresh
  * SONDE_LAB_HOME unless --home is given), as they are cached for every later lab.
  */
-const SONDE = resolve('dist/agent/src/cli/sonde.js');
+const SONDE = resolve('dist/cli/src/sonde.js');
 
 function sonde(args: string[], home: string): Promise<{ ms: number; stdout: string; stderr: string }> {
   const t0 = process.hrtime.bigint();

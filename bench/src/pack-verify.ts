@@ -14,9 +14,9 @@ import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../images/src/keys/key-dir.js';
-import { loadPrivateKey } from '../../images/src/keys/key-files.js';
+import { loadPrivateKey } from '../../pack/src/key-files.js';
 import { makePlan } from '../../images/src/pack/recipe.js';
-import { writePack } from '../../images/src/pack/pack-writer.js';
+import { writePack } from '../../pack/src/writer.js';
 import { makeDataset } from './dataset.js';
 import { MB, median, remove, settle, spread, timed } from './measure.js';
 
@@ -32,7 +32,7 @@ const keep = argv.includes('--keep');
 const compression = arg('compression', 'auto') as 'auto' | 'gzip' | 'none';
 /** Where tar -x and sonde verify extract: the work dir (disk) by default, or e.g. /dev/shm. */
 const extractRoot = resolve(arg('extract-root', work));
-const sonde = fileURLToPath(new URL('../../agent/src/cli/sonde.js', import.meta.url));
+const sonde = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 
 async function main(): Promise<void> {
   await mkdir(work, { recursive: true });

@@ -1,4 +1,4 @@
-import { SondeError } from '../../agent/src/errors/sonde-error.js';
+import { SondeError } from '../../base/src/errors/sonde-error.js';
 
 /** Errors of the lab (`sonde lab …`): virtual probes, their bridge, the lab's own server. */
 export const LAB_CODES = [

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Client } from 'basic-ftp';
-import { CliError } from '../../agent/src/errors/cli-error.js';
+import { CliError } from '../../base/src/cli/cli-error.js';
 import { LabError } from './errors.js';
 
 /**

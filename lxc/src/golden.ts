@@ -51,7 +51,7 @@ export function installChain(line: LabLine): string[] {
   return chain.slice(0, chain.indexOf(LAB_LINES[line]) + 1);
 }
 
-export const SONDE_JS = `${AGENT_HOME}/dist/agent/src/cli/sonde.js`;
+export const SONDE_JS = `${AGENT_HOME}/dist/cli/src/sonde.js`;
 
 export interface GoldenOptions {
   readonly backend: ProbeBackend;

@@ -12,7 +12,7 @@ import type { LabPaths, LabServerRef } from './lab-state.js';
  * or SONDE_SERVER / SONDE_TOKEN), or the lab's own, started with the embedded defaults and
  * listening on loopback and the lab bridge. The lab's own server runs detached: `lab up` returns
  * and the fleet stays; `lab down --all` stops it. Without a bridge address (the demo's probes as
- * local processes, images/src/demo/local-fleet.ts) the server listens on loopback only.
+ * local processes, lxc/src/demo/local-fleet.ts) the server listens on loopback only.
  */
 export interface ServerProbe {
   readonly id: string;

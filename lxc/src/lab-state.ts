@@ -2,7 +2,7 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import { alive } from './host.js';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
+import { writeFileAtomic } from '../../base/src/fs/atomic.js';
 import { LabError } from './errors.js';
 import type { LabNet } from './network.js';
 

@@ -16,7 +16,7 @@ import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, localA
  * (`lab.json`) is written before anything is started, so `down` can always find what to remove.
  */
 export const REPO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const SONDE_JS_HOST = join(REPO_DIR, 'dist', 'agent', 'src', 'cli', 'sonde.js');
+const SONDE_JS_HOST = join(REPO_DIR, 'dist', 'cli', 'src', 'sonde.js');
 
 export interface UpOptions {
   readonly count: number;

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import type { ContainerRuntimeClient } from 'testcontainers';
-import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
+import { writeFileAtomic } from '../../base/src/fs/atomic.js';
 import { PROBE_ENV, type ExecResult, type ProbeBackend, type ProbeRunState, type ProbeSpec } from './backend.js';
 import { LabError } from './errors.js';
 import { tryRun, which } from './host.js';

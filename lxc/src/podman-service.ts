@@ -3,7 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { basename, join } from 'node:path';
-import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
+import { writeFileAtomic } from '../../base/src/fs/atomic.js';
 import { LabError } from './errors.js';
 import { alive, tryRun } from './host.js';
 import { withLock } from './lab-state.js';

@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../../agent/src/fs/atomic.js';
-import { processAlive } from '../../agent/src/os/process-alive.js';
+import { writeFileAtomic } from '../../base/src/fs/atomic.js';
+import { processAlive } from '../../base/src/os/process-alive.js';
 import { ServerError } from './errors.js';
 
 /**

@@ -1,4 +1,4 @@
-import { SondeError } from '../../agent/src/errors/sonde-error.js';
+import { SondeError } from '../../base/src/errors/sonde-error.js';
 
 /**
  * Codes of the fleet server and its staff CLI (docs/errors.md, "Fleet server"). Over HTTP each

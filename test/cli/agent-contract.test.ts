@@ -13,7 +13,7 @@ import { stopApp } from '../helpers/probe.js';
  */
 const run = promisify(execFile);
 const TOP = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = join(TOP, 'dist/agent/src/cli/sonde.js');
+const CLI = join(TOP, 'dist/cli/src/sonde.js');
 
 async function sonde(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

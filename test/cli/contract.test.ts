@@ -11,7 +11,7 @@ import { scratch, treeDigest } from '../helpers/packs.js';
  * (`npm test` builds first). If one of these needs changing, the contract was broken.
  */
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 
 async function sonde(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {

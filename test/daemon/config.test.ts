@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../agent/src/daemon/config.js';
 import { loadCredentials } from '../../agent/src/daemon/credentials.js';
-import { isSondeError } from '../../agent/src/errors/sonde-error.js';
+import { isSondeError } from '../../base/src/errors/sonde-error.js';
 import { runAgent } from '../helpers/crash-probe.js';
 import { newToken } from '../helpers/daemon-harness.js';
 import { scratch } from '../helpers/packs.js';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SamplePaths } from '../../images/src/samples/index.js';
-import { processAlive } from '../../agent/src/os/process-alive.js';
+import { processAlive } from '../../base/src/os/process-alive.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import type { AgentStatus } from '../../agent/src/update/status.js';

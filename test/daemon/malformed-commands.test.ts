@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_MESSAGE_BYTES } from '../../agent/src/protocol/messages.js';
+import { MAX_MESSAGE_BYTES } from '../../base/src/protocol/messages.js';
 import { connectServerClient, SERVER_USER, startAedesBroker, type AedesBroker, type ServerClient } from '../helpers/broker.js';
 import {
   killDaemon,

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SamplePaths } from '../../images/src/samples/index.js';
-import { eventSchema, stateSchema, type ProbeEvent } from '../../agent/src/protocol/messages.js';
-import { topics } from '../../agent/src/protocol/topics.js';
+import { eventSchema, stateSchema, type ProbeEvent } from '../../base/src/protocol/messages.js';
+import { topics } from '../../base/src/protocol/topics.js';
 import { connectServerClient, MOSQUITTO, MOSQUITTO_PASSWD, SERVER_USER, startMosquitto, type MosquittoBroker, type ServerClient } from '../helpers/broker.js';
 import {
   daemonSamples,

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SamplePaths } from '../../images/src/samples/index.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
-import { topics } from '../../agent/src/protocol/topics.js';
+import { topics } from '../../base/src/protocol/topics.js';
 import { connectServerClient, SERVER_USER, startAedesBroker, type AedesBroker, type ServerClient } from '../helpers/broker.js';
 import {
   daemonSamples,

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localFleetDir, stopLocalFleet } from '../../images/src/demo/local-fleet.js';
+import { localFleetDir, stopLocalFleet } from '../../lxc/src/demo/local-fleet.js';
 import { scratch } from '../helpers/packs.js';
 
 /**
@@ -11,7 +11,7 @@ import { scratch } from '../helpers/packs.js';
  * server on loopback and three probes as local processes, rolls 1.1.1 out canary first, and
  * `--stop` leaves nothing of its folder running.
  */
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 
 function sonde(args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {

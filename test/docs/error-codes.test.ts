@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES, allErrorCodes } from '../../agent/src/errors/registry.js';
+import { ERROR_CODES, allErrorCodes } from '../../cli/src/error-registry.js';
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 /** Codes are the first cell of a table row, in backticks: | `CODE` | ... */

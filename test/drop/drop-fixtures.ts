@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BUNDLE_MARKER } from '../../agent/src/bundle/format.js';
-import { encodeHeader, paddingFor } from '../../agent/src/bundle/tar-header.js';
+import { BUNDLE_MARKER } from '../../pack/src/format.js';
+import { encodeHeader, paddingFor } from '../../pack/src/tar-header.js';
 import type { DropEvent, DropInstall, DropInstallResult } from '../../agent/src/drop/index.js';
 import { dropReceiptSchema, type DropReceipt } from '../../agent/src/drop/receipt.js';
 

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { extractPack, loadKeyring, readPack, verifyPack } from '../../agent/src/bundle/index.js';
+import { extractPack, loadKeyring, readPack, verifyPack } from '../../pack/src/index.js';
 import { DropInbox, installWithEngine, measurePack } from '../../agent/src/drop/index.js';
 import type { Engine } from '../../agent/src/update/engine.js';
 import { layoutOf } from '../../agent/src/update/layout.js';

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { measurePack } from '../../agent/src/drop/pack-extent.js';
+import { measurePack } from '../../pack/src/extent.js';
 import { scratch } from '../helpers/packs.js';
 import { packShaped } from './drop-fixtures.js';
 

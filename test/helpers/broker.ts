@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
-import { parseTopic, TOPIC_PREFIX } from '../../agent/src/protocol/topics.js';
+import { parseTopic, TOPIC_PREFIX } from '../../base/src/protocol/topics.js';
 import { freePort } from '../probe-app/probe-root.js';
 
 /**

@@ -22,7 +22,7 @@ import { FAST_HEALTH, dbDigest, httpJson, openEngine, stopApp, waitFor } from '.
  */
 const run = promisify(execFile);
 
-export const SONDE_CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../dist/agent/src/cli/sonde.js');
+export const SONDE_CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/src/sonde.js');
 
 /** What one release looks like on a whole probe. */
 export interface ReleaseShape {

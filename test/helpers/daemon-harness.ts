@@ -12,8 +12,8 @@ import type { SamplePaths } from '../../images/src/samples/index.js';
 import { loadAgentConfig } from '../../agent/src/daemon/config.js';
 import { loadCredentials } from '../../agent/src/daemon/credentials.js';
 import { AgentDaemon } from '../../agent/src/daemon/daemon.js';
-import { eventSchema, stateSchema, type Command, type ProbeEvent, type ProbeState } from '../../agent/src/protocol/messages.js';
-import { parseTopic } from '../../agent/src/protocol/topics.js';
+import { eventSchema, stateSchema, type Command, type ProbeEvent, type ProbeState } from '../../base/src/protocol/messages.js';
+import { parseTopic } from '../../base/src/protocol/topics.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import type { Deployment } from '../../agent/src/update/journal.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
@@ -372,7 +372,7 @@ export interface DaemonProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `node dist/agent/src/cli/sonde.js agent run --config FILE`, with extra environment. */
+/** `node dist/cli/src/sonde.js agent run --config FILE`, with extra environment. */
 export function spawnDaemon(configPath: string, env: Record<string, string> = {}): DaemonProcess {
   const clean = { ...process.env };
   for (const k of ['SONDE_CRASH_AT', 'SONDE_FILL_DISK_AT', 'SONDE_FILL_DISK_PATH', 'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete clean[k];

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import type { BundleCode, BundleError } from '../../agent/src/bundle/errors.js';
-import type { PayloadEntry } from '../../agent/src/bundle/manifest.js';
+import type { PackCode, PackError } from '../../pack/src/errors.js';
+import type { PayloadEntry } from '../../pack/src/manifest.js';
 import { countEntries, rawTar, type RawEntry } from './hostile-tar.js';
 import { expectRefused } from './pack-run.js';
 import { writeRawPack } from './packs.js';
@@ -20,7 +20,7 @@ export interface HostileCase {
   readonly entries?: HostileEntries;
   /** The payload tar's bytes, for damage that rawTar's entries cannot describe. */
   readonly tar?: (box: Sandbox) => Buffer;
-  readonly code: BundleCode;
+  readonly code: PackCode;
   readonly fileCount?: number;
   readonly declare?: Partial<Pick<PayloadEntry, 'unpackedSize' | 'fileCount'>>;
   readonly compression?: 'gzip' | 'none';
@@ -30,7 +30,7 @@ export interface HostileCase {
 let counter = 0;
 
 /** Packs the case, extracts it into a fresh sandbox, and expects its exact code and a clean sandbox. */
-export async function expectHostileRefused(dir: string, world: PkiWorld, c: HostileCase): Promise<BundleError> {
+export async function expectHostileRefused(dir: string, world: PkiWorld, c: HostileCase): Promise<PackError> {
   const box = await makeSandbox(dir, `c${++counter}`);
   const entries = c.entries?.(box) ?? [];
   const tar = c.tar?.(box) ?? rawTar(entries);

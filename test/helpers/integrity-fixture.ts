@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BundleCode } from '../../agent/src/bundle/errors.js';
+import type { PackCode } from '../../pack/src/errors.js';
 import { packFolder } from './pack-assembly.js';
 import { layoutOf, type PackLayout } from './pack-layout.js';
 import { refusalOf, type RunOptions } from './pack-run.js';
@@ -53,15 +53,15 @@ export async function makeGenuinePacks(world: PkiWorld, dir: string): Promise<Ge
 
 /**
  * Runs every mutant through the agent into the sandbox's staging and tallies the codes it is
- * refused with. Fails on an acceptance, on an exception that is not a BundleError, and on
+ * refused with. Fails on an acceptance, on an exception that is not a PackError, and on
  * anything left in staging after a refusal.
  */
 export async function tallyRefusals(
   mutants: Iterable<readonly [label: string, bytes: Buffer]>,
   run: Omit<RunOptions, 'staging'>,
   box: Sandbox,
-): Promise<Partial<Record<BundleCode, number>>> {
-  const tally: Partial<Record<BundleCode, number>> = {};
+): Promise<Partial<Record<PackCode, number>>> {
+  const tally: Partial<Record<PackCode, number>> = {};
   for (const [label, bytes] of mutants) {
     const e = await refusalOf(bytes, { ...run, staging: box.staging }).catch((err: unknown) => {
       throw new Error(`${label}: ${String(err)}`, { cause: err });

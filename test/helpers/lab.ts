@@ -13,7 +13,7 @@ import { sampleKeyPaths, type SamplePaths } from '../../images/src/samples/index
  * per-line probe layers are built once per machine. In CI a missing LXC fails instead of skipping.
  */
 export const LAB_HOME = process.env['SONDE_LAB_TEST_HOME'] ?? join(tmpdir(), 'sonde-lab-tests');
-export const SONDE_JS = join(process.cwd(), 'dist', 'agent', 'src', 'cli', 'sonde.js');
+export const SONDE_JS = join(process.cwd(), 'dist', 'cli', 'src', 'sonde.js');
 
 const root = typeof process.getuid === 'function' && process.getuid() === 0;
 export const LAB_SKIP = !process.env['CI'] && (!root || !existsSync('/usr/bin/lxc-start') || !existsSync('/usr/bin/busybox'));
@@ -79,7 +79,7 @@ export async function waitUntil<T>(what: string, fn: () => Promise<T | null | un
 
 /** The probe's own view (`sonde agent status --json` inside the container). */
 export async function probeStatus(lab: Lab, name: string): Promise<{ version: string | null; slot: string | null; app: { running: boolean }; lastOutcome: { outcome: string; errorCode: string | null } | null }> {
-  const r = await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/agent/src/cli/sonde.js', 'agent', 'status', '--root', '/', '--state', '/var/lib/sonde', '--json']);
+  const r = await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/cli/src/sonde.js', 'agent', 'status', '--root', '/', '--state', '/var/lib/sonde', '--json']);
   if (r.code !== 0) throw new Error(`agent status on ${name} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }

@@ -1,11 +1,11 @@
 import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { BUNDLE_MARKER, payloadEntryName } from '../../agent/src/bundle/format.js';
-import type { Manifest, PayloadEntry } from '../../agent/src/bundle/manifest.js';
-import { newContentKey, wrapFor } from '../../agent/src/bundle/recipients.js';
-import { derivePayloadKey, StreamSealer } from '../../agent/src/bundle/stream-aead.js';
-import { encodeHeader, paddingFor } from '../../agent/src/bundle/tar-header.js';
-import { signManifest, writePack, type Signer } from '../../images/src/pack/pack-writer.js';
+import { BUNDLE_MARKER, payloadEntryName } from '../../pack/src/format.js';
+import type { Manifest, PayloadEntry } from '../../pack/src/manifest.js';
+import { newContentKey, wrapFor } from '../../pack/src/recipients.js';
+import { derivePayloadKey, StreamSealer } from '../../pack/src/stream-aead.js';
+import { encodeHeader, paddingFor } from '../../pack/src/tar-header.js';
+import { signManifest, writePack, type Signer } from '../../pack/src/writer.js';
 import { makePlan, type PlanOverrides } from '../../images/src/pack/recipe.js';
 
 /** Packs a folder with the real packer (as packTree does), signed by any signer. */

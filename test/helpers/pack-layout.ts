@@ -1,4 +1,4 @@
-import { BLOCK, decodeHeader, encodeHeader, isZeroBlock, paddingFor } from '../../agent/src/bundle/tar-header.js';
+import { BLOCK, decodeHeader, encodeHeader, isZeroBlock, paddingFor } from '../../pack/src/tar-header.js';
 
 /**
  * Where each part of a genuine pack lies, so tests can cut, flip and move exactly the bytes they

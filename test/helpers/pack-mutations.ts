@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
-import { AEAD_CHUNK_STORED } from '../../agent/src/bundle/format.js';
-import { parseSignature } from '../../agent/src/bundle/signature.js';
-import { BLOCK } from '../../agent/src/bundle/tar-header.js';
+import { AEAD_CHUNK_STORED } from '../../pack/src/format.js';
+import { parseSignature } from '../../pack/src/signature.js';
+import { BLOCK } from '../../pack/src/tar-header.js';
 import { isUncovered, regionAt, type PackLayout } from './pack-layout.js';
 import type { Rng } from './prng.js';
 

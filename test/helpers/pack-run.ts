@@ -1,10 +1,10 @@
 import type { KeyObject } from 'node:crypto';
 import { expect } from 'vitest';
-import { BundleError, type BundleCode } from '../../agent/src/bundle/errors.js';
-import { extractPack, type ExtractResult } from '../../agent/src/bundle/extract.js';
-import { readPack } from '../../agent/src/bundle/read.js';
-import type { Keyring } from '../../agent/src/bundle/trust.js';
-import { verifyPack } from '../../agent/src/bundle/verify.js';
+import { PackError, type PackCode } from '../../pack/src/errors.js';
+import { extractPack, type ExtractResult } from '../../pack/src/extract.js';
+import { readPack } from '../../pack/src/read.js';
+import type { Keyring } from '../../pack/src/trust.js';
+import { verifyPack } from '../../pack/src/verify.js';
 
 /**
  * The agent's whole path for a pack, as one call: read, verify against a keyring, then extract
@@ -40,13 +40,13 @@ export async function runPack(source: string | Buffer | AsyncIterable<Buffer>, o
 }
 
 /** Runs the pack and returns how it was refused; fails the test if it was accepted or crashed. */
-export async function refusalOf(source: string | Buffer | AsyncIterable<Buffer>, o: RunOptions): Promise<BundleError> {
+export async function refusalOf(source: string | Buffer | AsyncIterable<Buffer>, o: RunOptions): Promise<PackError> {
   let result: ExtractResult;
   try {
     result = await runPack(source, o);
   } catch (e) {
-    if (e instanceof BundleError) return e;
-    throw new Error(`the pack was refused with an exception that is not a BundleError: ${String(e)}`, { cause: e });
+    if (e instanceof PackError) return e;
+    throw new Error(`the pack was refused with an exception that is not a PackError: ${String(e)}`, { cause: e });
   }
   throw new Error(`the pack was accepted (${result.payloads.length} payload(s) extracted) but had to be refused`);
 }
@@ -55,8 +55,8 @@ export async function refusalOf(source: string | Buffer | AsyncIterable<Buffer>,
 export async function expectRefused(
   source: string | Buffer | AsyncIterable<Buffer>,
   o: RunOptions,
-  code: BundleCode,
-): Promise<BundleError> {
+  code: PackCode,
+): Promise<PackError> {
   const e = await refusalOf(source, o);
   expect(e.code, e.message).toBe(code);
   return e;

@@ -2,10 +2,10 @@ import { createHash, createPrivateKey, randomBytes, X509Certificate, type KeyObj
 import { cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { keyringFromCertificates, loadKeyring, type Keyring } from '../../agent/src/bundle/trust.js';
+import { keyringFromCertificates, loadKeyring, type Keyring } from '../../pack/src/trust.js';
 import { CODE_SIGNING_OID, createRootCa, issueCertificate, type IssueOptions } from '../../images/src/keys/issue.js';
 import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../images/src/keys/key-dir.js';
-import type { Signer } from '../../images/src/pack/pack-writer.js';
+import type { Signer } from '../../pack/src/writer.js';
 import { loadSigner } from './packs.js';
 
 /**
@@ -103,7 +103,7 @@ async function cachedWorldDir(): Promise<string> {
   const sources = [
     new URL('../../images/src/keys/issue.ts', import.meta.url),
     new URL('../../images/src/keys/key-dir.ts', import.meta.url),
-    new URL('../../images/src/keys/key-files.ts', import.meta.url),
+    new URL('../../pack/src/key-files.ts', import.meta.url),
     new URL(import.meta.url),
   ];
   const hash = createHash('sha256');

@@ -65,7 +65,7 @@ export async function appStatus(port: number): Promise<Record<string, unknown>> 
 // ---------------------------------------------------------------------------------------------
 // The built CLI (`npm run build` first).
 
-export const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 
 export interface CliRun {
   readonly args: readonly string[];

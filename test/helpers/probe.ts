@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { buildSamples, type SamplePaths } from '../../images/src/samples/index.js';
-import { loadPrivateKey } from '../../images/src/keys/key-files.js';
+import { loadPrivateKey } from '../../pack/src/key-files.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import type { EngineOptions } from '../../agent/src/update/context.js';
 import { layoutOf } from '../../agent/src/update/layout.js';

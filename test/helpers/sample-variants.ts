@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readPack } from '../../agent/src/bundle/index.js';
+import { readPack } from '../../pack/src/index.js';
 import { initCa, issueSigner } from '../../images/src/keys/key-dir.js';
-import { writePack, type Signer } from '../../images/src/pack/pack-writer.js';
+import { writePack, type Signer } from '../../pack/src/writer.js';
 import { makePlan, type Recipe } from '../../images/src/pack/recipe.js';
 import {
   loadSampleSigner,

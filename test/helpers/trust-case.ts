@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import type { BundleCode } from '../../agent/src/bundle/errors.js';
-import type { Keyring } from '../../agent/src/bundle/trust.js';
-import type { Signer } from '../../images/src/pack/pack-writer.js';
+import type { PackCode } from '../../pack/src/errors.js';
+import type { Keyring } from '../../pack/src/trust.js';
+import type { Signer } from '../../pack/src/writer.js';
 import { rawTar } from './hostile-tar.js';
 import { expectRefused, runPack } from './pack-run.js';
 import { treeDigest, writeRawPack } from './packs.js';
@@ -30,7 +30,7 @@ export async function expectSignerRefused(
   dir: string,
   signer: Signer,
   keyring: Keyring,
-  code: BundleCode,
+  code: PackCode,
   createdAt?: Date,
 ): Promise<string> {
   const box = await makeSandbox(dir, `box-${++counter}`);

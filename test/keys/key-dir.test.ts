@@ -11,10 +11,10 @@ import {
   revoke,
   type WrittenPair,
 } from '../../images/src/keys/key-dir.js';
-import { loadPrivateKey } from '../../images/src/keys/key-files.js';
+import { loadPrivateKey } from '../../pack/src/key-files.js';
 import { CODE_SIGNING_OID } from '../../images/src/keys/issue.js';
-import { SondeError } from '../../agent/src/errors/sonde-error.js';
-import { verifyRevocations } from '../../agent/src/bundle/revocations.js';
+import { SondeError } from '../../base/src/errors/sonde-error.js';
+import { verifyRevocations } from '../../pack/src/revocations.js';
 
 function certsIn(text: string): X509Certificate[] {
   return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));

@@ -9,7 +9,7 @@ import {
   readPassphraseFile,
   writeCertificate,
   writePrivateKey,
-} from '../../images/src/keys/key-files.js';
+} from '../../pack/src/key-files.js';
 import { createRootCa, type IssuedCertificate } from '../../images/src/keys/issue.js';
 import { KeysError } from '../../images/src/keys/errors.js';
 

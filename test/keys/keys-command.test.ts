@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerKeysCommand } from '../../images/src/cli/keys-command.js';
-import { useJsonOutput } from '../../agent/src/cli/run.js';
+import { useJsonOutput } from '../../base/src/cli/run-command.js';
 import { KeysError } from '../../images/src/keys/errors.js';
-import { verifyRevocations } from '../../agent/src/bundle/revocations.js';
+import { verifyRevocations } from '../../pack/src/revocations.js';
 
-/** Runs `sonde <args>` in-process, as agent/src/cli/sonde.ts wires it, and returns its stdout. */
+/** Runs `sonde <args>` in-process, as cli/src/sonde.ts wires it, and returns its stdout. */
 async function sonde(...args: string[]): Promise<string> {
   const program = new Command('sonde')
     .exitOverride()

@@ -65,7 +65,7 @@ describe.skipIf(LAB_SKIP)('release ranges and site variables on old-stable LXC p
   it("fills a site variable set on one probe into its config, and it is on no server file and in no log", async () => {
     const name = names[1]!;
     const secret = `site-secret-${randomBytes(9).toString('hex')}`;
-    const set = await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/agent/src/cli/sonde.js', 'agent', 'vars', 'set', 'CollectorPassword', '--root', '/'], `${secret}\n`);
+    const set = await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/cli/src/sonde.js', 'agent', 'vars', 'set', 'CollectorPassword', '--root', '/'], `${secret}\n`);
     expect(set.code, set.stderr).toBe(0);
     expect(set.stdout + set.stderr).not.toContain(secret);
     const { body: pack } = await client.api.upload<{ sha256: string }>('/api/v1/packs', labSamples().packs['1.1.0']);

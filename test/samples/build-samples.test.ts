@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { extractPack, loadKeyring, readPack, verifyPack, type Keyring, type Manifest } from '../../agent/src/bundle/index.js';
-import { normaliseSerial, verifyRevocations } from '../../agent/src/bundle/revocations.js';
-import { isSondeError } from '../../agent/src/errors/sonde-error.js';
-import { loadPrivateKey } from '../../images/src/keys/key-files.js';
-import { writePack } from '../../images/src/pack/pack-writer.js';
+import { extractPack, loadKeyring, readPack, verifyPack, type Keyring, type Manifest } from '../../pack/src/index.js';
+import { normaliseSerial, verifyRevocations } from '../../pack/src/revocations.js';
+import { isSondeError } from '../../base/src/errors/sonde-error.js';
+import { loadPrivateKey } from '../../pack/src/key-files.js';
+import { writePack } from '../../pack/src/writer.js';
 import { makePlan } from '../../images/src/pack/recipe.js';
 import {
   buildSamples,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { RATIO_CAP, RATIO_SLACK } from '../../agent/src/bundle/format.js';
+import { RATIO_CAP, RATIO_SLACK } from '../../pack/src/format.js';
 import { rawTar } from '../helpers/hostile-tar.js';
 import { expectHostileRefused } from '../helpers/hostile-payload.js';
 import { runPack } from '../helpers/pack-run.js';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WORKER_THRESHOLD } from '../../agent/src/bundle/payload-hash.js';
+import { WORKER_THRESHOLD } from '../../pack/src/payload-hash.js';
 import { countEntries, rawTar, type RawEntry } from '../helpers/hostile-tar.js';
 import { expectRefused, fromBytes, runPack } from '../helpers/pack-run.js';
 import { scratch, treeDigest, writeRawPack, type RawPayload } from '../helpers/packs.js';
@@ -12,12 +12,12 @@ import { expectRefusedCleanly, makeSandbox } from '../helpers/sandbox.js';
 
 /**
  * Payloads of WORKER_THRESHOLD bytes and more are hashed on a worker thread while the main thread
- * decrypts and extracts (agent/src/bundle/payload-hash.ts); the other security suites use small
+ * decrypts and extracts (pack/src/payload-hash.ts); the other security suites use small
  * packs, which are hashed inline. These cases take the worker's path: the signed hash still
  * decides, and when extraction stops early the rest of the payload is read through the same hash,
  * in order, so the refusal names the real cause. Each case runs on bytes fed as a socket would, and
  * on the pack file itself, which is read into a ring of slots that the worker hashes in place
- * (agent/src/bundle/slot-source.ts).
+ * (pack/src/slot-source.ts).
  */
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let world: PkiWorld;

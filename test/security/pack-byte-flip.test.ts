@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AEAD_CHUNK_STORED, AEAD_TAG_BYTES } from '../../agent/src/bundle/format.js';
-import type { BundleCode } from '../../agent/src/bundle/errors.js';
+import { AEAD_CHUNK_STORED, AEAD_TAG_BYTES } from '../../pack/src/format.js';
+import type { PackCode } from '../../pack/src/errors.js';
 import { makeGenuinePacks, tallyRefusals, type GenuinePack } from '../helpers/integrity-fixture.js';
 import { entryNamed, flipped } from '../helpers/pack-layout.js';
 import { expectRefused } from '../helpers/pack-run.js';
@@ -50,8 +50,8 @@ describe.each(['plain', 'encrypted'] as const)('a %s pack', (label) => {
     // SIGNER_KEY_UNSUPPORTED when the key no longer reads as RSA-3072), a signed part of the
     // signer certificate (CHAIN_INVALID: the intermediate's signature on it fails), or the
     // intermediate certificate (CHAIN_UNTRUSTED: no keyring root signed it any more).
-    const allowed: BundleCode[] = ['SIGNATURE_MALFORMED', 'SIGNATURE_INVALID', 'SIGNER_KEY_UNSUPPORTED', 'CHAIN_INVALID', 'CHAIN_UNTRUSTED'];
-    expect(Object.keys(tally).filter((c) => !allowed.includes(c as BundleCode))).toEqual([]);
+    const allowed: PackCode[] = ['SIGNATURE_MALFORMED', 'SIGNATURE_INVALID', 'SIGNER_KEY_UNSUPPORTED', 'CHAIN_INVALID', 'CHAIN_UNTRUSTED'];
+    expect(Object.keys(tally).filter((c) => !allowed.includes(c as PackCode))).toEqual([]);
     expect(Object.values(tally).reduce((a, b) => a + b, 0)).toBe(s.dataEnd - s.data);
     await expectRefusedCleanly(box);
   });

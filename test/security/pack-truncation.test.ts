@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AEAD_CHUNK_STORED } from '../../agent/src/bundle/format.js';
+import { AEAD_CHUNK_STORED } from '../../pack/src/format.js';
 import { rawTar } from '../helpers/hostile-tar.js';
 import { makeGenuinePacks, tallyRefusals, type GenuinePack } from '../helpers/integrity-fixture.js';
 import { writeSealedPack } from '../helpers/pack-assembly.js';

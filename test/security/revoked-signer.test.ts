@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BundleError } from '../../agent/src/bundle/errors.js';
-import { fingerprintHex } from '../../agent/src/bundle/revocations.js';
-import { keyringFromCertificates, loadKeyring } from '../../agent/src/bundle/trust.js';
+import { PackError } from '../../pack/src/errors.js';
+import { fingerprintHex } from '../../pack/src/revocations.js';
+import { keyringFromCertificates, loadKeyring } from '../../pack/src/trust.js';
 import { revoke } from '../../images/src/keys/key-dir.js';
 import { scratch } from '../helpers/packs.js';
 import { copyVendorKeys, pkiWorld, type PkiWorld } from '../helpers/pki-fixture.js';
@@ -81,8 +81,8 @@ describe('a tampered revocations.json', () => {
     await writeFile(join(keys, 'revocations.json'), text);
     for (const path of [join(keys, 'root.crt'), keys]) {
       const e = await loadKeyring(path).catch((err: unknown) => err);
-      expect(e, path).toBeInstanceOf(BundleError);
-      expect((e as BundleError).code).toBe('REVOCATIONS_INVALID');
+      expect(e, path).toBeInstanceOf(PackError);
+      expect((e as PackError).code).toBe('REVOCATIONS_INVALID');
     }
   });
 

@@ -17,7 +17,7 @@ import { serverSamples, SimProbe, startTestServer, tempDir, type TestServer } fr
  * and export/import of chosen packs for an air-gapped server.
  */
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 let samples: SamplePaths;
 let s: TestServer;
 let scratch: string;

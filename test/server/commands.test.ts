@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandSchema } from '../../agent/src/protocol/messages.js';
+import { commandSchema } from '../../base/src/protocol/messages.js';
 import type { CommandChange } from '../../server/src/store/types.js';
 import { api, serverSamples, SimProbe, startTestServer, waitFor, type TestServer } from './harness.js';
 

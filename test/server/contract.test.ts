@@ -19,7 +19,7 @@ import { freePort } from './mosquitto-harness.js';
  *   SONDE_SERVER=http://127.0.0.1:P SONDE_TOKEN=... sonde upload PACK
  */
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 
 let samples: SamplePaths;
 let root: string;

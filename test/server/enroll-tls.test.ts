@@ -16,7 +16,7 @@ import { serverSamples, SimProbe, startTestServer, tempDir, waitFor, type TestSe
  * server CA named in that file.
  */
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 let s: TestServer;
 let scratch: string;
 let packSha: string;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ProbeEvent, ProbeState } from '../../agent/src/protocol/messages.js';
+import type { ProbeEvent, ProbeState } from '../../base/src/protocol/messages.js';
 import { hashToken, newTokenId, newTokenSecret } from '../../server/src/auth/tokens.js';
 import { IngestQueue } from '../../server/src/inventory/ingest-queue.js';
 import { Metrics } from '../../server/src/metrics/registry.js';

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
-import { commandSchema, type Command } from '../../agent/src/protocol/messages.js';
+import { commandSchema, type Command } from '../../base/src/protocol/messages.js';
 import type { EnrollmentFile } from '../../server/src/inventory/probe-service.js';
 import { rolloutsModule } from '../../server/src/rollouts/module.js';
 import type { EngineOptions } from '../../server/src/rollouts/engine.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ProbeState } from '../../agent/src/protocol/messages.js';
+import type { ProbeState } from '../../base/src/protocol/messages.js';
 import { hashToken, newTokenId, newTokenSecret } from '../../server/src/auth/tokens.js';
 import type { RolloutRecord, TargetRecord } from '../../server/src/rollouts/rollout-repository.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';

@@ -7,7 +7,7 @@ import { ids, SimFleet, startRolloutServer, waitForState } from './rollout-fleet
 
 /** `sonde rollout create|status|start|pause|resume|abort|approve|retry` as a subprocess (the built CLI). */
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 let s: TestServer;
 let fleet: SimFleet;
 let pack: { sha256: string; version: string };

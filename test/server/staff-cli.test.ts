@@ -9,7 +9,7 @@ import { serverSamples, SimProbe, startTestServer, tempDir, type TestServer } fr
 
 /** The staff CLI as a subprocess: probes, probe (and its --set/--add flags), tokens, trust, gc, mosquitto-config. */
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../dist/agent/src/cli/sonde.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
 let samples: SamplePaths;
 let s: TestServer;
 let env: Record<string, string>;

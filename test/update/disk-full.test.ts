@@ -68,7 +68,7 @@ afterAll(async () => {
 
 describe.skipIf(!asRoot && !process.env.CI)('a disk that runs full while staging (tmpfs of 48 MiB)', () => {
   it('passes the free-disk check first: the tmpfs holds the probe, the packs and the margin', async () => {
-    const { readPack } = await import('../../agent/src/bundle/index.js');
+    const { readPack } = await import('../../pack/src/index.js');
     const pack = await readPack(s.packs['1.1.0']);
     const needed = requiredBytes(pack.claimedManifest(), (await stat(layoutOf(root).db)).size);
     await pack.close();

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../../agent/src/bundle/manifest.js';
+import type { Manifest } from '../../pack/src/manifest.js';
 import type { Engine } from '../../agent/src/update/engine.js';
 import type { EngineOptions } from '../../agent/src/update/context.js';
 import { UPDATE_CODES, UpdateError } from '../../agent/src/update/errors.js';
@@ -9,7 +9,7 @@ import { layoutOf } from '../../agent/src/update/layout.js';
 import { checkPolicy, requiredBytes, type PolicyFacts } from '../../agent/src/update/policy.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import { storeRecipientKey } from '../../agent/src/update/probe-keys.js';
-import { loadPrivateKey } from '../../images/src/keys/key-files.js';
+import { loadPrivateKey } from '../../pack/src/key-files.js';
 import type { SamplePaths } from '../../images/src/samples/index.js';
 import { scratch, treeDigest } from '../helpers/packs.js';
 import { appStatus, probeState, seedConfig, stagingLeftovers } from '../helpers/probe-state.js';

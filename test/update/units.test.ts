@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest, PayloadType } from '../../agent/src/bundle/manifest.js';
+import type { Manifest, PayloadType } from '../../pack/src/manifest.js';
 import {
   applyOp,
   applyTemplate,

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
-import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
-import { CliError } from '../errors/cli-error.js';
+import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import type { EngineOptions } from '../update/context.js';
 import { layoutOf } from '../update/layout.js';

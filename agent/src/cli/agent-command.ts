@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { CliError } from '../errors/cli-error.js';
-import { useJsonOutput } from './run.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 
 export interface AgentFlags {
   root: string;

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { readPack } from '../bundle/index.js';
+import { readPack } from '../../../pack/src/index.js';
 import { summariseCert } from './cert-summary.js';
 
 /** Shows what a pack claims. Nothing here is verified, and the output says so. */

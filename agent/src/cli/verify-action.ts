@@ -2,10 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { BundleError } from '../bundle/errors.js';
-import { extractPack, loadKeyring, readPack, verifyPack } from '../bundle/index.js';
-import { isSondeError } from '../errors/sonde-error.js';
-import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
+import { PackError } from '../../../pack/src/errors.js';
+import { extractPack, loadKeyring, readPack, verifyPack } from '../../../pack/src/index.js';
+import { isSondeError } from '../../../base/src/errors/sonde-error.js';
+import { loadPrivateKey } from '../../../pack/src/key-files.js';
 import { summariseCert } from './cert-summary.js';
 import type { VerifyFlags } from './verify-command.js';
 
@@ -63,7 +63,7 @@ export async function verifyCommand(packPath: string, flags: VerifyFlags): Promi
     if (!isSondeError(e)) throw e;
     if (flags.json) process.stdout.write(`${JSON.stringify({ ok: false, verdict: 'rejected', code: e.code, message: e.message })}\n`);
     else process.stdout.write(`REJECTED ${e.code}: ${e.message}\n`);
-    return e instanceof BundleError || isSondeError(e) ? 1 : 70;
+    return e instanceof PackError || isSondeError(e) ? 1 : 70;
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }

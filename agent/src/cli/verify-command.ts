@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { useJsonOutput } from './run.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 
 export interface VerifyFlags {
   keyring: string;

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { Command } from '../protocol/messages.js';
+import type { Command } from '../../../base/src/protocol/messages.js';
 
 /**
  * Server commands the agent has accepted, in agent.db: an install command survives a restart

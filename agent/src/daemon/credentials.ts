@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { LinkError } from '../link/errors.js';
-import { PROBE_ID } from '../protocol/topics.js';
+import { PROBE_ID } from '../../../base/src/protocol/topics.js';
 
 /**
  * The probe's enrollment credentials (written by `sonde server enroll PROBE_ID`): its id, its

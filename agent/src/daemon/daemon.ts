@@ -1,14 +1,14 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
-import { isSondeError } from '../errors/sonde-error.js';
-import { releaseMemory } from '../bundle/memory.js';
+import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { isSondeError } from '../../../base/src/errors/sonde-error.js';
+import { releaseMemory } from '../../../base/src/os/memory.js';
 import { LinkError } from '../link/errors.js';
 import type { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
-import { commandSchema, parseMessage, type Command } from '../protocol/messages.js';
+import { commandSchema, parseMessage, type Command } from '../../../base/src/protocol/messages.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';

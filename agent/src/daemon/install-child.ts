@@ -1,5 +1,5 @@
-import { loadPrivateKey } from '../../../images/src/keys/key-files.js';
-import { isSondeError } from '../errors/sonde-error.js';
+import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { Engine } from '../update/engine.js';
 import type { ChildReply, ChildRequest } from './install-protocol.js';
 

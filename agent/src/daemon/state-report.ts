@@ -1,7 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import type { ProbeState } from '../protocol/messages.js';
+import type { ProbeState } from '../../../base/src/protocol/messages.js';
 import type { Engine } from '../update/engine.js';
 import { AGENT_VERSION } from '../update/engine.js';
 import { readConfig } from '../update/facts.js';

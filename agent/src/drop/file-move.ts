@@ -1,7 +1,7 @@
 import { copyFile, lstat, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, extname, join } from 'node:path';
-import { commitFile, fsyncDir } from '../fs/atomic.js';
+import { commitFile, fsyncDir } from '../../../base/src/fs/atomic.js';
 import { receiptPathFor } from './receipt.js';
 
 /**

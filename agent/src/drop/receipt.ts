@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 
 /**
  * The receipt left beside every pack that leaves the inbox (`<name>.receipt.json` in

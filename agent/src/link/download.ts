@@ -4,7 +4,7 @@ import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/prom
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { fsyncDir } from '../fs/atomic.js';
+import { fsyncDir } from '../../../base/src/fs/atomic.js';
 import { backoffDelay, sleep, type BackoffWindow } from './backoff.js';
 import { LinkError } from './errors.js';
 

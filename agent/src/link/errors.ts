@@ -1,4 +1,4 @@
-import { SondeError } from '../errors/sonde-error.js';
+import { SondeError } from '../../../base/src/errors/sonde-error.js';
 
 /** Codes of the probe's links to the fleet server: downloads, MQTT messages, polling. docs/errors.md. */
 export const LINK_CODES = [

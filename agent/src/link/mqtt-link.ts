@@ -4,8 +4,8 @@ import { connect as netConnect, isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { topics } from '../protocol/topics.js';
-import type { ProbeEvent, ProbeState } from '../protocol/messages.js';
+import { topics } from '../../../base/src/protocol/topics.js';
+import type { ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
 import { Backoff } from './reconnect-backoff.js';
 import type { Outbox } from './outbox.js';
 

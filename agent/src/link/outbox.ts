@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { EventType, ProbeEvent } from '../protocol/messages.js';
+import type { EventType, ProbeEvent } from '../../../base/src/protocol/messages.js';
 
 /**
  * The durable outbox (issue 4): every event for the server is written to agent.db before it is

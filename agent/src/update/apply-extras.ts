@@ -1,10 +1,10 @@
 import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fs/atomic.js';
-import { parseCertificates } from '../bundle/pem.js';
-import { loadKeyring, REVOCATIONS_FILE } from '../bundle/trust.js';
-import { verifyRevocations } from '../bundle/revocations.js';
-import type { VerifiedPack } from '../bundle/verify.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { parseCertificates } from '../../../pack/src/pem.js';
+import { loadKeyring, REVOCATIONS_FILE } from '../../../pack/src/trust.js';
+import { verifyRevocations } from '../../../pack/src/revocations.js';
+import type { VerifiedPack } from '../../../pack/src/verify.js';
 import type { EngineContext } from './context.js';
 import { UpdateError } from './errors.js';
 import { exists } from './facts.js';

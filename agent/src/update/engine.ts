@@ -3,7 +3,7 @@ import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineContext, EngineOptions } from './context.js';
-import { processAlive } from '../os/process-alive.js';
+import { processAlive } from '../../../base/src/os/process-alive.js';
 import { crashPoint } from './crash.js';
 import type { RunMemory } from './engine-steps.js';
 import { UpdateError } from './errors.js';

@@ -1,4 +1,4 @@
-import { SondeError } from '../errors/sonde-error.js';
+import { SondeError } from '../../../base/src/errors/sonde-error.js';
 
 /**
  * Codes of the install engine. POLICY_* refusals happen before anything is staged and leave the

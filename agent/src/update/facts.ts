@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import type { EngineContext } from './context.js';
 import { configVersionOf, type ConfigDoc } from './config-ops.js';
 import { UpdateError } from './errors.js';

@@ -1,4 +1,4 @@
-import { assertNever } from '../errors/sonde-error.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /**
  * The install state machine (DESIGN.md, "The agent"; STYLE.md after Mender's client): states only

@@ -1,9 +1,9 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fs/atomic.js';
-import { keyIdOf } from '../bundle/recipients.js';
-import type { Manifest } from '../bundle/manifest.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { keyIdOf } from '../../../pack/src/recipients.js';
+import type { Manifest } from '../../../pack/src/manifest.js';
 import type { Layout } from './layout.js';
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import type { EngineContext } from './context.js';
 import type { Deployment } from './journal.js';
 

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import type { EngineContext } from './context.js';
 import { UpdateError } from './errors.js';
 import { exists, readConfig } from './facts.js';

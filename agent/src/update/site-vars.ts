@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { UpdateError } from './errors.js';
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fsyncDir } from '../fs/atomic.js';
+import { fsyncDir } from '../../../base/src/fs/atomic.js';
 import type { EngineContext } from './context.js';
 import { crashPoint } from './crash.js';
 import { exists } from './facts.js';

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 import type { IssuedPair, RevokeResult, WrittenPair } from '../keys/key-dir.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
-import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

@@ -1,7 +1,7 @@
 import forge from 'node-forge';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
-import { normaliseSerial } from '../../../agent/src/bundle/revocations.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
+import { normaliseSerial } from '../../../pack/src/revocations.js';
 import { KeysError } from './errors.js';
 
 /**

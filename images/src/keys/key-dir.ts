@@ -1,8 +1,8 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
-import { BundleError } from '../../../agent/src/bundle/errors.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { PackError } from '../../../pack/src/errors.js';
 import {
   fingerprintHex,
   normaliseSerial,
@@ -11,8 +11,8 @@ import {
   type RevocationBody,
   type RevocationEntry,
   type RevocationList,
-} from '../../../agent/src/bundle/revocations.js';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
+} from '../../../pack/src/revocations.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
 import { KeysError } from './errors.js';
 import { createRootCa, issueCertificate, resolveValidity, type IssuedProfile } from './issue.js';
 import {
@@ -24,7 +24,7 @@ import {
   refuseOverwrite,
   writeCertificate,
   writePrivateKey,
-} from './key-files.js';
+} from '../../../pack/src/key-files.js';
 
 /**
  * The operations of `sonde keys` on a keys directory K (docs/keys.md):
@@ -151,7 +151,7 @@ export async function revoke(dir: string, opts: RevokeOptions): Promise<RevokeRe
     try {
       previous = verifyRevocations(text, [root.cert]);
     } catch (e) {
-      throw new BundleError(
+      throw new PackError(
         'REVOCATIONS_INVALID',
         `${path} does not verify against ${root.certPath}; refusing to extend it (restore the last good copy)`,
         { cause: e },

@@ -48,7 +48,7 @@ echo "probe $(/bin/busybox hostname) booted at $(/bin/busybox date +%s)" >> /var
 
 const RUN_AGENT = `#!/bin/sh
 # Started (and restarted when it exits) by busybox init.
-exec /usr/bin/node ${AGENT_HOME}/dist/agent/src/cli/sonde.js agent run --config ${AGENT_CONFIG} >> ${AGENT_LOG} 2>&1
+exec /usr/bin/node ${AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${AGENT_CONFIG} >> ${AGENT_LOG} 2>&1
 `;
 
 /** docs/ftp-drop.md's vsftpd config, on every address of the probe's own network namespace. */

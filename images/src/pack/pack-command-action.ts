@@ -1,12 +1,12 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
-import { progressBar } from '../../../agent/src/cli/progress.js';
-import { loadPrivateKey } from '../keys/key-files.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
+import { progressBar } from '../../../base/src/cli/progress.js';
+import { loadPrivateKey } from '../../../pack/src/key-files.js';
 import type { PackFlags } from '../cli/pack-command.js';
-import { PackerError } from './errors.js';
+import { PackerError } from '../../../pack/src/packer-errors.js';
 import { makePlan, type PlanOverrides } from './recipe.js';
-import { writePack } from './pack-writer.js';
+import { writePack } from '../../../pack/src/writer.js';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { printJson, table } from '../../../server/src/cli/output.js';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
+import { printJson, table } from '../../../base/src/cli/output.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
 import { AGENT_LOG } from '../../../images/src/lab/probe-image.js';
 import { ftpPut } from '../ftp.js';
 import { runInteractive } from '../host.js';

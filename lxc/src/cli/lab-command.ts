@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 
 /**
  * `sonde lab …` (docs/lab.md): virtual probes as LXC containers on a lab bridge. Registration

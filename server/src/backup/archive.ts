@@ -1,7 +1,7 @@
 import { copyFile, link, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { create, extract } from 'tar';
-import { fsyncDir } from '../../../agent/src/fs/atomic.js';
+import { fsyncDir } from '../../../base/src/fs/atomic.js';
 import { ServerError } from '../errors.js';
 
 /**

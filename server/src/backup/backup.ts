@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { requireDataDir } from '../data-dir.js';
 import { SqliteDb } from '../store/sqlite-db.js';
 import { copyFolder, linkOrCopy, writeArchive } from './archive.js';

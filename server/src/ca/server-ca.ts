@@ -2,7 +2,7 @@ import forge from 'node-forge';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP as netIsIP } from 'node:net';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { createRootCa, randomSerialHex } from '../../../images/src/keys/issue.js';
 import type { DataPaths } from '../data-dir.js';
 

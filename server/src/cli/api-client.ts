@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
-import { SondeError } from '../../../agent/src/errors/sonde-error.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
+import { SondeError } from '../../../base/src/errors/sonde-error.js';
 import { ServerError } from '../errors.js';
 
 /**

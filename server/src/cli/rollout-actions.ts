@@ -1,6 +1,6 @@
-import { CliError } from '../../../agent/src/errors/cli-error.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { parseDuration, printJson, table } from './output.js';
+import { parseDuration, printJson, table } from '../../../base/src/cli/output.js';
 
 /**
  * `sonde rollout create|status|start|pause|resume|abort|approve|retry` (docs/rollouts.md): thin

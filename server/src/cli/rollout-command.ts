@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 
 /**
  * `sonde rollout …` (docs/rollouts.md), against a running server: server and token from

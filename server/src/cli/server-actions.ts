@@ -1,8 +1,8 @@
 import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { hashToken, newTokenId, newTokenSecret } from '../auth/tokens.js';
 import { backupDataDir } from '../backup/backup.js';
 import { restoreDataDir } from '../backup/restore.js';
@@ -18,7 +18,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { ROLES, type Role } from '../store/types.js';
 import { exportPacks, importPacks } from '../transfer/transfer.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { parseDuration, parseSize, printJson } from './output.js';
+import { parseDuration, parseSize, printJson } from '../../../base/src/cli/output.js';
 
 /**
  * `sonde server` and its local subcommands. The local ones open the data directory directly

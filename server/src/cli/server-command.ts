@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { useJsonOutput } from '../../../agent/src/cli/run.js';
-import { CliError } from '../../../agent/src/errors/cli-error.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
+import { CliError } from '../../../base/src/cli/cli-error.js';
 
 /**
  * `sonde server …` (docs/server.md). Registration only: each action imports its module when it

@@ -1,6 +1,6 @@
-import { progressBar } from '../../../agent/src/cli/progress.js';
+import { progressBar } from '../../../base/src/cli/progress.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { bytes, printJson, table } from './output.js';
+import { bytes, printJson, table } from '../../../base/src/cli/output.js';
 
 /**
  * The staff CLI (issue 5): `sonde upload`, `sonde packs`, `sonde probes`, `sonde probe`. Each is

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { useJsonOutput } from '../../../agent/src/cli/run.js';
+import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 import { registerRolloutCommands } from './rollout-command.js';
 
 /**

@@ -1,8 +1,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { commandSchema, type Command } from '../../../agent/src/protocol/messages.js';
-import { topics } from '../../../agent/src/protocol/topics.js';
+import { commandSchema, type Command } from '../../../base/src/protocol/messages.js';
+import { topics } from '../../../base/src/protocol/topics.js';
 import { ServerError } from '../errors.js';
 import type { IngestQueue } from '../inventory/ingest-queue.js';
 import type { Metrics } from '../metrics/registry.js';

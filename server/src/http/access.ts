@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 import { actorOf, authenticate, roleAtLeast, type Principal } from '../auth/principal.js';
 import { bearerOf } from '../auth/tokens.js';
 import type { Metrics } from '../metrics/registry.js';

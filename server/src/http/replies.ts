@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { BundleError } from '../../../agent/src/bundle/index.js';
+import { PackError } from '../../../pack/src/index.js';
 import { HTTP_STATUS, ServerError } from '../errors.js';
 
 /**
@@ -50,7 +50,7 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, statusCode: 
 export function errorHandler(log: Logger) {
   return (error: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): FastifyReply => {
     if (error instanceof ServerError) return sendError(req, reply, HTTP_STATUS[error.code], error.code, error.message);
-    if (error instanceof BundleError) {
+    if (error instanceof PackError) {
       const status = SERVER_SIDE_PACK_CODES.has(error.code) ? 500 : 422;
       return sendError(req, reply, status, error.code, error.message);
     }

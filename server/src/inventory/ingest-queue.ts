@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ProbeEvent, ProbeState } from '../../../agent/src/protocol/messages.js';
+import type { ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { IngestResult, Store, StoredEvent } from '../store/types.js';
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { PROBE_ID } from '../../../agent/src/protocol/topics.js';
+import { PROBE_ID } from '../../../base/src/protocol/topics.js';
 import { hashToken, newTokenId, newTokenSecret } from '../auth/tokens.js';
 import { readEndpoints, type DataPaths } from '../data-dir.js';
 import { ServerError } from '../errors.js';

@@ -1,5 +1,5 @@
-import type { ProbeEvent } from '../../../agent/src/protocol/messages.js';
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
+import type { ProbeEvent } from '../../../base/src/protocol/messages.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 import { TERMINAL_STATUSES, type CommandStatus } from '../store/types.js';
 
 /**

@@ -1,4 +1,4 @@
-import { parseTopic, PROBE_ID } from '../../../agent/src/protocol/topics.js';
+import { parseTopic, PROBE_ID } from '../../../base/src/protocol/topics.js';
 
 /**
  * What a probe may do on MQTT (issue 5, Security), whatever the broker: publish to its own state

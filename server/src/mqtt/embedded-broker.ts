@@ -2,7 +2,7 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
-import { TOPIC_PREFIX } from '../../../agent/src/protocol/topics.js';
+import { TOPIC_PREFIX } from '../../../base/src/protocol/topics.js';
 import { ServerError } from '../errors.js';
 import type { Metrics } from '../metrics/registry.js';
 import { isProbeId, probeMayPublish, probeMaySubscribe } from './acl.js';

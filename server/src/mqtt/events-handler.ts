@@ -1,4 +1,4 @@
-import { eventSchema, parseMessage } from '../../../agent/src/protocol/messages.js';
+import { eventSchema, parseMessage } from '../../../base/src/protocol/messages.js';
 import type { HandlerContext } from './router.js';
 
 /**

@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { topics } from '../../../agent/src/protocol/topics.js';
+import { topics } from '../../../base/src/protocol/topics.js';
 import { ServerError } from '../errors.js';
 import type { Bus, MessageHandler } from './bus.js';
 

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
-import { TOPIC_PREFIX } from '../../../agent/src/protocol/topics.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { TOPIC_PREFIX } from '../../../base/src/protocol/topics.js';
 import { ensureMqttSecret, type DataPaths } from '../data-dir.js';
 import type { Store } from '../store/types.js';
 import { SERVER_MQTT_USER } from './external-bus.js';

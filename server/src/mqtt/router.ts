@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
-import { parseTopic } from '../../../agent/src/protocol/topics.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
+import { parseTopic } from '../../../base/src/protocol/topics.js';
 import type { IngestQueue } from '../inventory/ingest-queue.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { MessageHandler } from './bus.js';

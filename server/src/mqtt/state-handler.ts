@@ -1,4 +1,4 @@
-import { parseMessage, stateSchema } from '../../../agent/src/protocol/messages.js';
+import { parseMessage, stateSchema } from '../../../base/src/protocol/messages.js';
 import type { HandlerContext } from './router.js';
 
 /**

@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
-import { keyringFromCertificates, loadKeyring, type Keyring } from '../../../agent/src/bundle/index.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { keyringFromCertificates, loadKeyring, type Keyring } from '../../../pack/src/index.js';
 import { ServerError } from '../errors.js';
 
 /**

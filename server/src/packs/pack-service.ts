@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { extractPack, readPack, verifyPack, type Manifest } from '../../../agent/src/bundle/index.js';
+import { extractPack, readPack, verifyPack, type Manifest } from '../../../pack/src/index.js';
 import { ServerError } from '../errors.js';
 import type { PackRecord, PackSummary, Store } from '../store/types.js';
 import { loadServerKeyring } from './keyring-dir.js';

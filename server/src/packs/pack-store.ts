@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { commitFile } from '../../../agent/src/fs/atomic.js';
+import { commitFile } from '../../../base/src/fs/atomic.js';
 import { ServerError } from '../errors.js';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PROBE_ID } from '../../../agent/src/protocol/topics.js';
+import { PROBE_ID } from '../../../base/src/protocol/topics.js';
 import { CHANNELS } from '../store/types.js';
 import { ENVIRONMENTS } from './environments.js';
 import { windowSchema } from './windows.js';

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import { TERMINAL_STATUSES, type CommandChange, type CommandRecord } from '../store/types.js';

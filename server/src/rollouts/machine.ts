@@ -1,4 +1,4 @@
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /**
  * The rollout state machines (issue 5, Rollouts; STYLE.md after Mender's client): two tables,

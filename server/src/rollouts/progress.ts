@@ -1,4 +1,4 @@
-import { assertNever } from '../../../agent/src/errors/sonde-error.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 import type { CommandStatus } from '../store/types.js';
 import type { Strategy } from './definition.js';
 import type { TargetEvent, TargetState } from './machine.js';

@@ -1,4 +1,4 @@
-import type { Command } from '../../../agent/src/protocol/messages.js';
+import type { Command } from '../../../base/src/protocol/messages.js';
 import { placeholders, type SqliteDb } from './sqlite-db.js';
 import type { CommandRecord, CommandRepository, CommandStatus } from './types.js';
 

@@ -1,4 +1,4 @@
-import type { ProbeEvent } from '../../../agent/src/protocol/messages.js';
+import type { ProbeEvent } from '../../../base/src/protocol/messages.js';
 import { commandUpdateFor, connectionOf, mayMove, offlineIsStale } from '../inventory/rules.js';
 import type { SqliteDb } from './sqlite-db.js';
 import { TERMINAL_STATUSES, type CommandChange, type CommandStatus, type IngestBatch, type IngestResult, type StoredEvent } from './types.js';

@@ -1,4 +1,4 @@
-import type { Manifest } from '../../../agent/src/bundle/index.js';
+import type { Manifest } from '../../../pack/src/index.js';
 import type { SqliteDb } from './sqlite-db.js';
 import type { PackRecord, PackRepository, PackSummary } from './types.js';
 

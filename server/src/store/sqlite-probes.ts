@@ -1,4 +1,4 @@
-import type { ProbeEvent, ProbeState } from '../../../agent/src/protocol/messages.js';
+import type { ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
 import { parseJson, placeholders, type SqliteDb } from './sqlite-db.js';
 import type { SqliteTokens } from './sqlite-tokens.js';
 import type {

@@ -1,5 +1,5 @@
-import type { Command, ProbeEvent, ProbeState } from '../../../agent/src/protocol/messages.js';
-import type { Manifest } from '../../../agent/src/bundle/index.js';
+import type { Command, ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
+import type { Manifest } from '../../../pack/src/index.js';
 import type { RolloutRepository } from '../rollouts/rollout-repository.js';
 
 /**

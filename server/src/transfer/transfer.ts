@@ -3,7 +3,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { z } from 'zod';
-import { writeFileAtomic } from '../../../agent/src/fs/atomic.js';
+import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { extractArchive, linkOrCopy, writeArchive } from '../backup/archive.js';
 import type { DataPaths } from '../data-dir.js';
 import { ServerError } from '../errors.js';

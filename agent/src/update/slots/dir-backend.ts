@@ -2,7 +2,7 @@ import { readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { fsyncDir, writeFileAtomic } from '../../fs/atomic.js';
+import { fsyncDir, writeFileAtomic } from '../../../../base/src/fs/atomic.js';
 import type { Layout, SlotName } from '../layout.js';
 import type { SlotBackend, SlotHealth, SlotInfo } from './backend.js';
 

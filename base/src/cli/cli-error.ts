@@ -1,0 +1,9 @@
+import { SondeError } from '../errors/sonde-error.js';
+
+/** Errors of the command line itself: bad flags, unreadable inputs named on the command line. */
+export const CLI_CODES = ['USAGE', 'INPUT_UNREADABLE'] as const;
+export type CliCode = (typeof CLI_CODES)[number];
+
+export class CliError extends SondeError<CliCode> {
+  override readonly domain = 'cli';
+}

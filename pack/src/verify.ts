@@ -1,0 +1,80 @@
+import type { X509Certificate } from 'node:crypto';
+import { PackError } from './errors.js';
+import { parseCertificates } from './pem.js';
+import { algorithmFor, verifyBytes } from './signing.js';
+import { parseManifest, type PackCursor, type UnverifiedPack } from './read.js';
+import { verifyChain, type Keyring, type TrustedChain } from './trust.js';
+import type { Manifest } from './manifest.js';
+
+const VERIFIED = Symbol('verified');
+
+/**
+ * A pack whose manifest signature and signer chain have been checked against a keyring. Only
+ * verifyPack() can make one (the constructor demands a module-private token, and the #brand field
+ * makes the type nominal), and extraction accepts nothing else (STYLE.md, rule 1). The payloads
+ * are still unread: their hashes are checked as they stream.
+ */
+export class VerifiedPack {
+  readonly #brand = VERIFIED;
+  #consumed = false;
+
+  constructor(
+    token: typeof VERIFIED,
+    readonly manifest: Manifest,
+    readonly manifestBytes: Buffer,
+    readonly trust: TrustedChain,
+    /** @internal */ readonly cursor: PackCursor,
+  ) {
+    if (token !== VERIFIED || this.#brand !== VERIFIED) throw new Error('a VerifiedPack is made only by verifyPack()');
+  }
+
+  /** The payload stream can be read once; a second extraction is a programming error. */
+  takeCursor(): PackCursor {
+    if (this.#consumed) throw new Error('this pack has already been extracted');
+    this.#consumed = true;
+    return this.cursor;
+  }
+
+  get signer(): X509Certificate {
+    return this.trust.signer;
+  }
+
+  async close(): Promise<void> {
+    await this.cursor.reader.close();
+  }
+}
+
+/**
+ * DESIGN.md "Trust", in order: the signature over the exact manifest bytes, made by the signer
+ * certificate's key; only then is the manifest parsed (the signer's createdAt is needed for the
+ * clock policy); then the chain is judged by the trust store at that createdAt.
+ */
+export async function verifyPack(pack: UnverifiedPack, keyring: Keyring): Promise<VerifiedPack> {
+  try {
+    const chain: X509Certificate[] = [];
+    for (const pem of pack.signature.chain) {
+      let certs: X509Certificate[];
+      try {
+        certs = parseCertificates(pem);
+      } catch (e) {
+        throw new PackError('SIGNATURE_MALFORMED', 'manifest.sig holds a certificate that does not parse', { cause: e });
+      }
+      if (certs.length !== 1) throw new PackError('SIGNATURE_MALFORMED', 'each chain element of manifest.sig must hold one certificate');
+      chain.push(certs[0]!);
+    }
+    const signer = chain[0]!;
+    const algorithm = algorithmFor(signer.publicKey);
+    if (algorithm !== pack.signature.algorithm) {
+      throw new PackError('SIGNATURE_INVALID', `manifest.sig claims ${pack.signature.algorithm} but the signer key needs ${algorithm}`);
+    }
+    if (!verifyBytes(signer.publicKey, algorithm, pack.manifestBytes, Buffer.from(pack.signature.signature, 'base64'))) {
+      throw new PackError('SIGNATURE_INVALID', 'the manifest signature does not verify: the manifest or its signature was altered');
+    }
+    const manifest = parseManifest(pack.manifestBytes);
+    const trust = verifyChain(chain, new Date(manifest.createdAt), keyring);
+    return new VerifiedPack(VERIFIED, manifest, pack.manifestBytes, trust, pack.cursor);
+  } catch (e) {
+    await pack.close().catch(() => undefined);
+    throw e;
+  }
+}
