@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import mqtt, { type MqttClient } from 'mqtt';
-import { Backoff } from '../../agent/src/link/reconnect-backoff.js';
+import { Backoff } from '../../agent/src/link/backoff.js';
 import type { ProbeEvent, ProbeState } from '../../base/src/protocol/messages.js';
 import { topics } from '../../base/src/protocol/topics.js';
 import { childConfig, eldSummary, ELD_RESOLUTION_MS, isoMicro, notify, serve, wallMs } from './fleet-common.js';

@@ -20,7 +20,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { cpus, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,7 @@ import { SqliteStore } from '../../server/src/store/sqlite-store.js';
 import { CLOCK_TICKS_PER_SECOND, cpuTicks, loadAverage, schedStat, tcpCounters, tcpDelta, ms, Peer, rssKiB, sec, summarise, wallMs, type Summary } from './fleet-common.js';
 import type { FleetServerConfig, FleetServerReady } from './fleet-server.js';
 import type { FleetSimConfig, SimStats } from './fleet-sim.js';
+import { canConnect } from '../../base/src/net/can-connect.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -97,18 +98,6 @@ async function freePort(): Promise<number> {
       const a = s.address();
       s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
     });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
   });
 }
 

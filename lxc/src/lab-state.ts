@@ -1,8 +1,8 @@
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { alive } from './host.js';
+import { unlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../base/src/fs/atomic.js';
+import { tryPidLock } from '../../base/src/os/pid-lock.js';
 import { LabError } from './errors.js';
 import type { LabNet } from './network.js';
 
@@ -121,31 +121,11 @@ export async function writeLabState(p: LabPaths, s: LabState): Promise<void> {
  */
 export async function withLock<T>(lockPath: string, what: string, fn: () => Promise<T>, waitMs = 120_000): Promise<T> {
   const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let owner = 0;
-      try {
-        owner = Number(readFileSync(lockPath, 'utf8').trim());
-      } catch {
-        continue; // released meanwhile
-      }
-      if (!Number.isSafeInteger(owner) || owner <= 0 || !alive(owner)) {
-        try {
-          unlinkSync(lockPath);
-        } catch {
-          // someone else took it over first
-        }
-        continue;
-      }
-      if (Date.now() > deadline) throw new LabError('LAB_BUSY', `${what} is busy: process ${owner} holds ${lockPath}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  let lock = tryPidLock(lockPath);
+  while (!lock.taken) {
+    if (Date.now() > deadline) throw new LabError('LAB_BUSY', `${what} is busy: process ${lock.holder} holds ${lockPath}`);
+    await new Promise((r) => setTimeout(r, 100));
+    lock = tryPidLock(lockPath);
   }
   try {
     return await fn();

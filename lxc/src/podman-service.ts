@@ -5,7 +5,8 @@ import { request } from 'node:http';
 import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../../base/src/fs/atomic.js';
 import { LabError } from './errors.js';
-import { alive, tryRun } from './host.js';
+import { tryRun } from './host.js';
+import { processAlive } from '../../base/src/os/process-alive.js';
 import { withLock } from './lab-state.js';
 
 /**
@@ -136,9 +137,9 @@ export class PodmanService {
     await writeFileAtomic(this.record, `${JSON.stringify({ pid: spawned, bootId: bootId(), startedAt: new Date().toISOString() } satisfies ServiceRecord)}\n`);
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!(await ping(this.socket))) {
-      if (!alive(spawned) || Date.now() > deadline) {
+      if (!processAlive(spawned) || Date.now() > deadline) {
         const tail = (await readFile(this.log, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' / ');
-        if (alive(spawned)) await this.terminate(spawned);
+        if (processAlive(spawned)) await this.terminate(spawned);
         throw new LabError('LAB_PROBE_FAILED', `podman system service did not answer on ${this.socket}${tail ? `: ${tail}` : ''}`);
       }
       await sleep(50);
@@ -191,15 +192,15 @@ export class PodmanService {
     }
     for (const pid of victims) signal(pid, 'SIGKILL');
     const deadline = Date.now() + 5_000;
-    while (victims.some((p) => alive(p) && !zombie(p)) && Date.now() < deadline) await sleep(20);
+    while (victims.some((p) => processAlive(p)) && Date.now() < deadline) await sleep(20);
   }
 
   private async terminate(pid: number): Promise<void> {
     signal(pid, 'SIGTERM');
     const deadline = Date.now() + 10_000;
-    while (alive(pid) && !zombie(pid) && Date.now() < deadline) await sleep(50);
-    if (alive(pid) && !zombie(pid)) signal(pid, 'SIGKILL');
-    while (alive(pid) && !zombie(pid) && Date.now() < deadline + 5_000) await sleep(20);
+    while (processAlive(pid) && Date.now() < deadline) await sleep(50);
+    if (processAlive(pid)) signal(pid, 'SIGKILL');
+    while (processAlive(pid) && Date.now() < deadline + 5_000) await sleep(20);
   }
 
   /** The pid is our `podman system service` (and not a recycled pid). */

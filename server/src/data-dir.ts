@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../base/src/fs/atomic.js';
-import { processAlive } from '../../base/src/os/process-alive.js';
+import { tryPidLock } from '../../base/src/os/pid-lock.js';
 import { ServerError } from './errors.js';
 
 /**
@@ -78,24 +78,9 @@ export async function clearUploads(p: DataPaths): Promise<void> {
  * the release function.
  */
 export async function lockDataDir(p: DataPaths): Promise<() => Promise<void>> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(p.pid, 'wx', 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return async () => {
-        await unlink(p.pid).catch(() => undefined);
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number((await readFile(p.pid, 'utf8').catch(() => '')).trim());
-      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-        throw new ServerError('DATA_DIR_IN_USE', `a server (pid ${pid}) already runs on ${p.root}`);
-      }
-      await unlink(p.pid).catch(() => undefined);
-    }
-  }
-  throw new ServerError('DATA_DIR_IN_USE', `cannot take ${p.pid}`);
+  const lock = tryPidLock(p.pid, { selfIsStale: true });
+  if (!lock.taken) throw new ServerError('DATA_DIR_IN_USE', `a server (pid ${lock.holder}) already runs on ${p.root}`);
+  return async () => lock.release();
 }
 
 /** The password of the server's own user on an external broker, made once. */

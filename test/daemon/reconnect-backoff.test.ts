@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../agent/src/link/reconnect-backoff.js';
+import { Backoff } from '../../agent/src/link/backoff.js';
 
 /**
- * Reconnects back off exponentially with full jitter (agent/src/link/reconnect-backoff.ts), so a
+ * Reconnects back off exponentially with full jitter (agent/src/link/backoff.ts), so a
  * fleet that lost its broker at the same moment does not come back in the same second. That the
  * daemon really reconnects after a broker restart is shown in mqtt-install.test.ts.
  */

@@ -1,7 +1,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, Socket, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +9,7 @@ import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } f
 import mqtt, { type MqttClient } from 'mqtt';
 import { parseTopic, TOPIC_PREFIX } from '../../base/src/protocol/topics.js';
 import { freePort } from '../probe-app/probe-root.js';
+import { canConnect } from '../../base/src/net/can-connect.js';
 
 /**
  * MQTT brokers for the daemon tests, confined the way the fleet server will confine them
@@ -350,14 +351,3 @@ export async function startMosquitto(users: Readonly<Record<string, string>>): P
   };
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
-  });
-}

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createDataDirs, dataPaths } from '../../server/src/data-dir.js';
 import { writeMosquittoConfig } from '../../server/src/mqtt/mosquitto-config.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
+import { canConnect } from '../../base/src/net/can-connect.js';
 
 /**
  * A real Mosquitto 2.0 child process running the files `sonde server mosquitto-config` writes for
@@ -76,14 +77,3 @@ export async function startMosquitto(dataDir: string, configDir = join(dataDir, 
   };
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
-  });
-}

@@ -1,25 +1,20 @@
 import { statfsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import type { ProbeState } from '../../../base/src/protocol/messages.js';
 import type { Engine } from '../update/engine.js';
 import { AGENT_VERSION } from '../update/engine.js';
-import { readConfig } from '../update/facts.js';
+import { activeRelease, readConfig } from '../update/facts.js';
+import { DEFAULT_HEALTH_PATH, httpHealthCheck } from '../update/health.js';
 import { readStatus } from '../update/status.js';
 
-/** Builds the state message (docs/mqtt.md) from the engine's status and the probe's disk. */
-function appHealthy(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/health', timeout: 1500 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
-}
+/** How long the state report waits for the app's health endpoint. */
+const HEALTH_TIMEOUT_MS = 1500;
 
+/**
+ * Builds the state message (docs/mqtt.md) from the engine's status and the probe's disk. The app
+ * counts as healthy when its health endpoint, on the path its release.json names (as the health
+ * gate asks it), answers 200.
+ */
 export async function buildState(engine: Engine, probeId: string, inbox: { waiting: number; incomplete: number }): Promise<ProbeState> {
   const ctx = engine.context;
   const s = await readStatus(ctx);
@@ -31,7 +26,8 @@ export async function buildState(engine: Engine, probeId: string, inbox: { waiti
     else {
       const config = await readConfig(ctx.layout.config).catch(() => null);
       const port = typeof config?.port === 'number' ? config.port : null;
-      health = port !== null && (await appHealthy(port)) ? 'ok' : 'degraded';
+      const path = (await activeRelease(ctx.layout, s.slot))?.health?.path ?? DEFAULT_HEALTH_PATH;
+      health = port !== null && (await httpHealthCheck(port, path, HEALTH_TIMEOUT_MS)) === null ? 'ok' : 'degraded';
     }
   }
   const last = s.lastOutcome;

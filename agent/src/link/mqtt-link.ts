@@ -6,7 +6,7 @@ import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { topics } from '../../../base/src/protocol/topics.js';
 import type { ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
-import { Backoff } from './reconnect-backoff.js';
+import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
 
 /**

@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
-import { Backoff } from './reconnect-backoff.js';
+import { Backoff } from './backoff.js';
 
 /**
  * The polling fallback (issue 4): while MQTT has been unreachable for a while, ask the server over

@@ -10,7 +10,7 @@ import type { EngineContext } from './context.js';
 import { crashPoint } from './crash.js';
 import { UpdateError } from './errors.js';
 import { probeFacts, probeModel, readConfig, recordModel } from './facts.js';
-import { checkHealth } from './health.js';
+import { checkHealth, DEFAULT_HEALTH_PATH } from './health.js';
 import type { Deployment, Release } from './journal.js';
 import { slotDir } from './layout.js';
 import { isOutcome, next, type Event, type State } from './machine.js';
@@ -202,7 +202,7 @@ export class Steps {
     crashPoint('trial:app-started');
     if (!Number.isInteger(port)) throw new UpdateError('HEALTH_CHECK_FAILED', 'config.json names no port for the health endpoint');
     const verdict = await checkHealth(
-      { port, path: release.health?.path ?? '/health', slotDir: target, alive: async () => (await runner.running()) !== null },
+      { port, path: release.health?.path ?? DEFAULT_HEALTH_PATH, slotDir: target, alive: async () => (await runner.running()) !== null },
       this.ctx.health,
     );
     this.ctx.journal.update(d.id, { timings: { healthChecks: verdict.checks } });

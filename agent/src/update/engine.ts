@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineContext, EngineOptions } from './context.js';
-import { processAlive } from '../../../base/src/os/process-alive.js';
+import { tryPidLock } from '../../../base/src/os/pid-lock.js';
 import { crashPoint } from './crash.js';
 import type { RunMemory } from './engine-steps.js';
 import { UpdateError } from './errors.js';
@@ -69,34 +68,20 @@ export class Engine {
 
   /** Runs `fn` holding the install lock; a lock left by a dead agent is taken over. */
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    const lock = this.ctx.layout.lock;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const fd = openSync(lock, 'wx', 0o600);
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
-          throw new UpdateError('INSTALL_LOCKED', 'another install is running on this probe', { cause: e });
-        }
-        const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
-        // A zombie counts as dead: an installer process whose daemon died first is one until PID 1
-        // reaps it (daemon/installer.ts).
-        const alive = Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder);
-        if (alive) throw new UpdateError('INSTALL_LOCKED', `another install (pid ${holder}) is running on this probe`);
-        await rm(lock, { force: true });
-      }
+    let lock;
+    try {
+      // A zombie counts as dead: an installer process whose daemon died first is one until PID 1
+      // reaps it (daemon/installer.ts).
+      lock = tryPidLock(this.ctx.layout.lock, { selfIsStale: true });
+    } catch (e) {
+      throw new UpdateError('INSTALL_LOCKED', 'another install is running on this probe', { cause: e });
     }
+    if (!lock.taken) throw new UpdateError('INSTALL_LOCKED', `another install (pid ${lock.holder}) is running on this probe`);
     try {
       await keepReserve(this.ctx.layout);
       return await fn();
     } finally {
-      try {
-        unlinkSync(lock);
-      } catch {
-        // already gone
-      }
+      lock.release();
     }
   }
 

@@ -8,7 +8,7 @@ import { UpdateError } from './errors.js';
 import type { ProbeFacts } from './journal.js';
 import type { Layout } from './layout.js';
 import { dbVersion } from './migrations.js';
-import { readReleaseInfo } from './release-info.js';
+import { readReleaseInfo, type ReleaseInfo } from './release-info.js';
 import { slotDir } from './layout.js';
 
 /** What the probe is right now, read from disk: the facts receipts and status report. */
@@ -53,14 +53,19 @@ export async function probeFacts(ctx: EngineContext): Promise<ProbeFacts> {
   return { version: release?.version ?? null, slot, dbVersion: db, configVersion: config ? configVersionOf(config) : null };
 }
 
-/** The app version actually in the active slot (release.json), which a data-only pack keeps. */
-export async function activeAppVersion(layout: Layout, slot: string | null): Promise<string | null> {
+/** The release in the active slot (its release.json), or null when there is none or it is unreadable. */
+export async function activeRelease(layout: Layout, slot: string | null): Promise<ReleaseInfo | null> {
   if (slot !== 'a' && slot !== 'b') return null;
   try {
-    return (await readReleaseInfo(join(slotDir(layout, slot), 'app'))).version;
+    return await readReleaseInfo(join(slotDir(layout, slot), 'app'));
   } catch {
     return null;
   }
+}
+
+/** The app version actually in the active slot (release.json), which a data-only pack keeps. */
+export async function activeAppVersion(layout: Layout, slot: string | null): Promise<string | null> {
+  return (await activeRelease(layout, slot))?.version ?? null;
 }
 
 const identitySchema = z.object({ model: z.string().min(1), serial: z.string().optional() }).strict();

@@ -35,7 +35,14 @@ export interface HealthVerdict {
   readonly exited?: boolean;
 }
 
-function httpOk(port: number, path: string, timeoutMs: number): Promise<string | null> {
+/** Where the health endpoint answers when the release's release.json names no `health.path`. */
+export const DEFAULT_HEALTH_PATH = '/health';
+
+/**
+ * One HTTP health check of the app on loopback: null when it answered 200, else why not. The
+ * health gate and the daemon's state report both ask this way, on the release's own path.
+ */
+export function httpHealthCheck(port: number, path: string, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
     const req = request({ host: '127.0.0.1', port, path, method: 'GET', timeout: timeoutMs }, (res) => {
       res.resume();
@@ -71,7 +78,7 @@ export async function checkHealth(target: HealthTarget, policy: HealthPolicy): P
       // A dead app cannot recover inside the window: say so at once.
       return { healthy: false, checks, reason: 'the app process exited', ms: Date.now() - started, exited: true };
     }
-    failure = (await httpOk(target.port, target.path, policy.requestTimeoutMs)) ?? (await hookOk(target.slotDir, policy.requestTimeoutMs));
+    failure = (await httpHealthCheck(target.port, target.path, policy.requestTimeoutMs)) ?? (await hookOk(target.slotDir, policy.requestTimeoutMs));
     if (checks === 1) crashPoint('trial:health-checked-once');
     if (failure === null) {
       good++;

@@ -1,7 +1,7 @@
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { crashPoint } from '../../../agent/src/update/crash.js';
+import { faultPoint, type WriteFaultPoint } from '../fault/fault-point.js';
 
 /**
  * The one way Sonde writes a file that matters (DESIGN.md, "Conventions"): write a temp file in
@@ -26,7 +26,7 @@ export async function writeFileAtomic(
     throw e;
   }
   await fh.close();
-  crashPoint('write:before-rename', basename(path));
+  writeFault('write:before-rename', basename(path));
   try {
     await rename(tmp, path);
   } catch (e) {
@@ -34,8 +34,10 @@ export async function writeFileAtomic(
     throw e;
   }
   await fsyncDir(dir);
-  crashPoint('write:after-rename', basename(path));
+  writeFault('write:after-rename', basename(path));
 }
+
+const writeFault: (point: WriteFaultPoint, file: string) => void = faultPoint;
 
 /** fsync a directory so that entries created or renamed in it are durable. */
 export async function fsyncDir(dir: string): Promise<void> {

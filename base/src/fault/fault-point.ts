@@ -1,0 +1,105 @@
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+
+/**
+ * Fault injection (DESIGN.md, "Fault injection"), the mechanism every layer shares: the install
+ * engine names its state boundaries (agent/src/update/crash.ts), atomic writes name their two
+ * steps (WRITE_FAULT_POINTS), and the server may name its own. `SONDE_CRASH_AT=<point>` makes the
+ * process die abruptly, as from a power cut, when it reaches that named point: SIGKILL, not
+ * exit(), so no finally block, no flush and no cleanup runs.
+ */
+
+/** The points of base/src/fs/atomic.ts, passed by every file that matters. */
+export const WRITE_FAULT_POINTS = ['write:before-rename', 'write:after-rename'] as const;
+export type WriteFaultPoint = (typeof WRITE_FAULT_POINTS)[number];
+
+/**
+ * `point:<file pattern>`: a file name, or a pattern whose `*` stands for any run of characters,
+ * so a file whose name is only known at run time (a receipt, `<deployment id>.json`) can be
+ * targeted too: `write:before-rename:*-*.json`. A `#n` suffix picks the n-th match in this
+ * process (`write:before-rename:status.json#2`: the second time status.json is written).
+ */
+function matchesOnce(spec: string, point: string, detail: string | undefined): boolean {
+  if (spec === point) return true;
+  if (detail === undefined || !spec.startsWith(`${point}:`)) return false;
+  const pattern = spec.slice(point.length + 1);
+  if (!pattern.includes('*')) return pattern === detail;
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(detail);
+}
+
+const hits = new Map<string, number>();
+
+function matches(variable: string, at: string, point: string, detail: string | undefined): boolean {
+  const m = /^(.*)#(\d+)$/.exec(at);
+  if (!m) return matchesOnce(at, point, detail);
+  if (!matchesOnce(m[1]!, point, detail)) return false;
+  const n = (hits.get(variable) ?? 0) + 1;
+  hits.set(variable, n);
+  return n === Number(m[2]);
+}
+
+let diskFilled = false;
+
+/**
+ * Fills the file system that holds `path` until it reports ENOSPC: a disk that runs full after
+ * the free-space check passed. The filler is left in place; removing it is the test's job.
+ */
+function fillDisk(path: string): void {
+  const fd = openSync(path, 'a', 0o600);
+  try {
+    for (const size of [1 << 20, 1 << 16, 1 << 12, 1 << 9, 1]) {
+      const block = Buffer.alloc(size);
+      for (;;) {
+        try {
+          writeSync(fd, block);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw e;
+        }
+      }
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Dies at `point`. A point that writes a named file also matches `point:<file name>`, so
+ * `write:before-rename:config.json` stops just before config.json is renamed into place.
+ *
+ * `SONDE_FILL_DISK_AT=<point>` (with `SONDE_FILL_DISK_PATH=<filler file>`) instead fills the
+ * disk there, once, and lets the process carry on into the full disk.
+ *
+ * Callers pass their own closed list of point names (a typed wrapper), so that a test can loop
+ * over every point a layer has.
+ */
+export function faultPoint(point: string, detail?: string): void {
+  const fillAt = process.env.SONDE_FILL_DISK_AT;
+  if (fillAt !== undefined && !diskFilled && matches('SONDE_FILL_DISK_AT', fillAt, point, detail)) {
+    const filler = process.env.SONDE_FILL_DISK_PATH;
+    if (!filler) throw new Error('SONDE_FILL_DISK_AT needs SONDE_FILL_DISK_PATH, the filler file to write');
+    diskFilled = true;
+    fillDisk(filler);
+  }
+  const at = process.env.SONDE_CRASH_AT;
+  if (at === undefined) return;
+  if (matches('SONDE_CRASH_AT', at, point, detail)) powerCut();
+}
+
+/**
+ * The whole agent dies. In the daemon's installer process (agent/src/daemon/installer.ts) that
+ * is the daemon first, then the installer: a power cut does not leave the daemon standing to
+ * clean up. `SONDE_INSTALLER_OF` names the parent that must die with it.
+ */
+function powerCut(): never {
+  if (process.env.SONDE_INSTALLER_OF !== undefined && Number(process.env.SONDE_INSTALLER_OF) === process.ppid) {
+    try {
+      process.kill(process.ppid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  process.kill(process.pid, 'SIGKILL');
+  throw new Error('unreachable: SIGKILL');
+}
