@@ -14,9 +14,7 @@ import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../images/src/keys/key-dir.js';
-import { loadPrivateKey } from '../../pack/src/key-files.js';
-import { makePlan } from '../../images/src/pack/recipe.js';
-import { writePack } from '../../pack/src/writer.js';
+import { loadPrivateKey, makePlan, writePack } from '../../pack/src/index.js';
 import { makeDataset } from './dataset.js';
 import { MB, median, remove, settle, spread, timed } from './measure.js';
 

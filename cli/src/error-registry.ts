@@ -1,10 +1,8 @@
-import { PACK_CODES } from '../../pack/src/errors.js';
+import { PACK_CODES, KEYS_CODES, PACKER_CODES } from '../../pack/src/index.js';
 import { CLI_CODES } from '../../base/src/cli/cli-error.js';
 import { UPDATE_CODES } from '../../agent/src/update/errors.js';
 import { DROP_CODES } from '../../agent/src/drop/errors.js';
 import { LINK_CODES } from '../../agent/src/link/errors.js';
-import { KEYS_CODES } from '../../images/src/keys/errors.js';
-import { PACKER_CODES } from '../../pack/src/packer-errors.js';
 import { SERVER_CODES } from '../../server/src/errors.js';
 import { LAB_CODES } from '../../lxc/src/errors.js';
 

@@ -1,7 +1,8 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { lstat, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { exists } from '../../base/src/fs/exists.js';
 import { writeFileAtomic } from '../../base/src/fs/atomic.js';
-import { KeysError } from '../../images/src/keys/errors.js';
+import { KeysError } from './keys-errors.js';
 
 /**
  * Key and certificate files on disk. Private keys are PKCS#8 PEM, created 0600 (writeFileAtomic
@@ -123,16 +124,6 @@ export async function readCertificateFile(path: string): Promise<CertificateFile
     return { pems, certs: pems.map((p) => new X509Certificate(p)) };
   } catch (e) {
     throw new KeysError('CERT_UNREADABLE', `${path} holds a malformed certificate`, { cause: e });
-  }
-}
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
   }
 }
 

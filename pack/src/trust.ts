@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
+import { exists } from '../../base/src/fs/exists.js';
 import { dirname, join } from 'node:path';
 import { PackError } from './errors.js';
 import { parseCertificates } from './pem.js';
@@ -167,4 +168,49 @@ export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, 
     }
   }
   return { signer, chain, root };
+}
+
+/** What a trust pack may change in a keyring, once admitted: roots to add and a new revocation list. */
+export interface TrustUpdate {
+  /** New root certificates, each one self-signed CA, by file name. */
+  readonly roots: readonly { readonly name: string; readonly pem: string }[];
+  /** The new revocation list's text, verified against the keyring's roots plus the new ones. */
+  readonly revocations: string | null;
+}
+
+/**
+ * Admits the payload of a trust pack (DESIGN.md, "Trust": root rotations and revocation lists
+ * reach probes in trust packs). The pack itself was verified against the current keyring; here
+ * its contents are judged before anything is written:
+ *  1. each file under `roots/` has a plain certificate name and holds exactly one self-signed CA;
+ *  2. its `revocations.json`, when present, is signed by a root: one of the keyring's, or a new one.
+ * Any failure is TRUST_PACK_UNAUTHORISED, and the caller writes nothing.
+ */
+export async function admitTrustPayload(current: Keyring, payloadDir: string): Promise<TrustUpdate> {
+  const rootsDir = join(payloadDir, 'roots');
+  const roots: { name: string; pem: string }[] = [];
+  const anchors = [...current.roots];
+  // 1.
+  for (const name of (await readdir(rootsDir).catch(() => [] as string[])).sort()) {
+    if (!/^[A-Za-z0-9._-]+\.(crt|pem)$/.test(name)) throw new PackError('TRUST_PACK_UNAUTHORISED', `trust pack root ${name} has an unexpected name`);
+    const pem = await readFile(join(rootsDir, name), 'utf8');
+    const certs = parseCertificates(pem);
+    if (certs.length !== 1 || !isSelfSignedCa(certs[0]!)) {
+      throw new PackError('TRUST_PACK_UNAUTHORISED', `trust pack root ${name} is not one self-signed CA certificate`);
+    }
+    roots.push({ name, pem });
+    anchors.push(certs[0]!);
+  }
+  // 2. Only roots may sign a revocation list.
+  const revPath = join(payloadDir, REVOCATIONS_FILE);
+  let revocations: string | null = null;
+  if (await exists(revPath)) {
+    revocations = await readFile(revPath, 'utf8');
+    try {
+      verifyRevocations(revocations, anchors);
+    } catch (e) {
+      throw new PackError('TRUST_PACK_UNAUTHORISED', 'the trust pack revocation list is not signed by a keyring root', { cause: e });
+    }
+  }
+  return { roots, revocations };
 }

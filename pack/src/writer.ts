@@ -12,7 +12,7 @@ import type { SignatureEnvelope } from './signature.js';
 import { BLOCK, encodeHeader, paddingFor } from './tar-header.js';
 import { PackerError } from './packer-errors.js';
 import { buildPayload, listTree } from './payload-builder.js';
-import type { PackPlan } from '../../images/src/pack/recipe.js';
+import type { PackPlan } from './recipe.js';
 
 /**
  * Writes a `.spk` (DESIGN.md, "The service pack"): payloads are built first into temp files (the

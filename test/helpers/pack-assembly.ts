@@ -6,7 +6,7 @@ import { newContentKey, wrapFor } from '../../pack/src/recipients.js';
 import { derivePayloadKey, StreamSealer } from '../../pack/src/stream-aead.js';
 import { encodeHeader, paddingFor } from '../../pack/src/tar-header.js';
 import { signManifest, writePack, type Signer } from '../../pack/src/writer.js';
-import { makePlan, type PlanOverrides } from '../../images/src/pack/recipe.js';
+import { makePlan, type PlanOverrides } from '../../pack/src/recipe.js';
 
 /** Packs a folder with the real packer (as packTree does), signed by any signer. */
 export async function packFolder(

@@ -12,7 +12,7 @@ import { loadKeyring, type Keyring } from '../../pack/src/trust.js';
 import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../images/src/keys/key-dir.js';
 import { loadPrivateKey } from '../../pack/src/key-files.js';
 import { signManifest, writePack, type Signer } from '../../pack/src/writer.js';
-import { makePlan, type PlanOverrides } from '../../images/src/pack/recipe.js';
+import { makePlan, type PlanOverrides } from '../../pack/src/recipe.js';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
 

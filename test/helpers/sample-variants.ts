@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { readPack } from '../../pack/src/index.js';
 import { initCa, issueSigner } from '../../images/src/keys/key-dir.js';
 import { writePack, type Signer } from '../../pack/src/writer.js';
-import { makePlan, type Recipe } from '../../images/src/pack/recipe.js';
+import { makePlan, type Recipe } from '../../pack/src/recipe.js';
 import {
   loadSampleSigner,
   sampleRelease,

@@ -8,7 +8,7 @@ import {
   randomSerialHex,
   type IssuedCertificate,
 } from '../../images/src/keys/issue.js';
-import { KeysError } from '../../images/src/keys/errors.js';
+import { KeysError } from '../../pack/src/keys-errors.js';
 
 const SERVER_AUTH_OID = '1.3.6.1.5.5.7.3.1';
 const YEAR_MS = 365 * 86_400_000;

@@ -11,7 +11,7 @@ import {
   writePrivateKey,
 } from '../../pack/src/key-files.js';
 import { createRootCa, type IssuedCertificate } from '../../images/src/keys/issue.js';
-import { KeysError } from '../../images/src/keys/errors.js';
+import { KeysError } from '../../pack/src/keys-errors.js';
 
 // A passphrase planted to check that no error message ever repeats it.
 const CANARY = 'canary-passphrase-Ünïcødé-7f3a';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerKeysCommand } from '../../images/src/cli/keys-command.js';
 import { useJsonOutput } from '../../base/src/cli/run-command.js';
-import { KeysError } from '../../images/src/keys/errors.js';
+import { KeysError } from '../../pack/src/keys-errors.js';
 import { verifyRevocations } from '../../pack/src/revocations.js';
 
 /** Runs `sonde <args>` in-process, as cli/src/sonde.ts wires it, and returns its stdout. */

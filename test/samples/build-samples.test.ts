@@ -8,7 +8,7 @@ import { normaliseSerial, verifyRevocations } from '../../pack/src/revocations.j
 import { isSondeError } from '../../base/src/errors/sonde-error.js';
 import { loadPrivateKey } from '../../pack/src/key-files.js';
 import { writePack } from '../../pack/src/writer.js';
-import { makePlan } from '../../images/src/pack/recipe.js';
+import { makePlan } from '../../pack/src/recipe.js';
 import {
   buildSamples,
   CONFIG_TEMPLATE_V1,

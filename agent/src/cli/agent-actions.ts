@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline';
-import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { loadPrivateKey } from '../../../pack/src/index.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import type { EngineOptions } from '../update/context.js';

@@ -2,10 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { PackError } from '../../../pack/src/errors.js';
-import { extractPack, loadKeyring, readPack, verifyPack } from '../../../pack/src/index.js';
+import { PackError, extractPack, loadKeyring, readPack, verifyPack, loadPrivateKey } from '../../../pack/src/index.js';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
-import { loadPrivateKey } from '../../../pack/src/key-files.js';
 import { summariseCert } from './cert-summary.js';
 import type { VerifyFlags } from './verify-command.js';
 

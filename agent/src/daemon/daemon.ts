@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { loadPrivateKey } from '../../../pack/src/index.js';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { releaseMemory } from '../../../base/src/os/memory.js';
 import { LinkError } from '../link/errors.js';

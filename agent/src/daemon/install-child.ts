@@ -1,4 +1,4 @@
-import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { loadPrivateKey } from '../../../pack/src/index.js';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { Engine } from '../update/engine.js';
 import type { ChildReply, ChildRequest } from './install-protocol.js';

@@ -1,4 +1,5 @@
-import { copyFile, lstat, rename, unlink } from 'node:fs/promises';
+import { copyFile, rename, unlink } from 'node:fs/promises';
+import { exists } from '../../../base/src/fs/exists.js';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, extname, join } from 'node:path';
 import { commitFile, fsyncDir } from '../../../base/src/fs/atomic.js';
@@ -10,13 +11,6 @@ import { receiptPathFor } from './receipt.js';
  * fsynced. When the inbox was put on another file system (an FTP volume), the pack is copied,
  * synced and renamed into place, and only then removed from the inbox.
  */
-
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** `20261122T010804123Z`: sorts by time and is safe in a file name. */
 export function fileStamp(at: Date): string {

@@ -9,7 +9,7 @@ import { DropError } from './errors.js';
 import type { DropEvent, DropInstall, DropStatus, IncompleteUpload, WaitingReason, WaitingUpload } from './drop-types.js';
 import { DropFiling, decisionOf, errnoOf, withoutInstall, type Decision, type Subject } from './filing.js';
 import { openForWriting } from './open-writers.js';
-import { measurePack, type PackExtent } from '../../../pack/src/extent.js';
+import { measurePack, type PackExtent } from '../../../pack/src/index.js';
 import type { FiledReceipt } from './receipt.js';
 import { DEFAULT_RETENTION, pruneFolder, type RetentionPolicy } from './retention.js';
 import { UploadTracker, signatureOf } from './upload-tracker.js';

@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import type { PackExtent } from '../../../pack/src/extent.js';
+import type { PackExtent } from '../../../pack/src/index.js';
 
 /**
  * What the inbox remembers about each file between scans: when it was first seen, and since

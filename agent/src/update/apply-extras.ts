@@ -1,10 +1,7 @@
 import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
-import { parseCertificates } from '../../../pack/src/pem.js';
-import { loadKeyring, REVOCATIONS_FILE } from '../../../pack/src/trust.js';
-import { verifyRevocations } from '../../../pack/src/revocations.js';
-import type { VerifiedPack } from '../../../pack/src/verify.js';
+import { admitTrustPayload, loadKeyring, REVOCATIONS_FILE } from '../../../pack/src/index.js';
 import type { EngineContext } from './context.js';
 import { UpdateError } from './errors.js';
 import { exists } from './facts.js';
@@ -27,37 +24,13 @@ export async function applyLicense(ctx: EngineContext, payloadsDir: string): Pro
 
 /**
  * A trust pack was verified against the current keyring, so it is signed under a current root.
- * Its new roots must be self-signed CAs, and its revocation list must verify against the
- * resulting set of roots, before anything is written.
+ * What it may change is decided by the trust store (pack/src/trust.ts, admitTrustPayload); this
+ * only writes the admitted roots and list into the probe's keyring, each atomically.
  */
-export async function applyTrust(ctx: EngineContext, pack: VerifiedPack, payloadsDir: string): Promise<void> {
-  const dir = join(payloadsDir, 'trust');
-  const rootsDir = join(dir, 'roots');
-  const newRoots: { name: string; pem: string }[] = [];
-  for (const name of (await readdir(rootsDir).catch(() => [] as string[])).sort()) {
-    if (!/^[A-Za-z0-9._-]+\.(crt|pem)$/.test(name)) throw new UpdateError('TRUST_PACK_UNAUTHORISED', `trust pack root ${name} has an unexpected name`);
-    const pem = await readFile(join(rootsDir, name), 'utf8');
-    const certs = parseCertificates(pem);
-    if (certs.length !== 1 || !certs[0]!.ca || !certs[0]!.checkIssued(certs[0]!) || !certs[0]!.verify(certs[0]!.publicKey)) {
-      throw new UpdateError('TRUST_PACK_UNAUTHORISED', `trust pack root ${name} is not one self-signed CA certificate`);
-    }
-    newRoots.push({ name, pem });
-  }
-  // Only roots may sign a revocation list: the keyring's self-signed CAs plus the new ones.
-  const roots = [...(await loadKeyring(ctx.layout.keyring)).roots];
-  for (const r of newRoots) roots.push(...parseCertificates(r.pem));
-  const revPath = join(dir, REVOCATIONS_FILE);
-  let revocations: string | null = null;
-  if (await exists(revPath)) {
-    revocations = await readFile(revPath, 'utf8');
-    try {
-      verifyRevocations(revocations, roots);
-    } catch (e) {
-      throw new UpdateError('TRUST_PACK_UNAUTHORISED', 'the trust pack revocation list is not signed by a keyring root', { cause: e });
-    }
-  }
-  for (const r of newRoots) await writeFileAtomic(join(ctx.layout.keyring, r.name), r.pem);
-  if (revocations !== null) await writeFileAtomic(join(ctx.layout.keyring, REVOCATIONS_FILE), revocations);
+export async function applyTrust(ctx: EngineContext, payloadsDir: string): Promise<void> {
+  const update = await admitTrustPayload(await loadKeyring(ctx.layout.keyring), join(payloadsDir, 'trust'));
+  for (const r of update.roots) await writeFileAtomic(join(ctx.layout.keyring, r.name), r.pem);
+  if (update.revocations !== null) await writeFileAtomic(join(ctx.layout.keyring, REVOCATIONS_FILE), update.revocations);
 }
 
 /** The probe's keyring, seeded from --keyring on first use (a root file or a folder). */

@@ -182,7 +182,7 @@ export class Steps {
         await applyLicense(this.ctx, payloadsDir);
         return 'applied';
       case 'trust':
-        await applyTrust(this.ctx, pack, payloadsDir);
+        await applyTrust(this.ctx, payloadsDir);
         return 'applied';
       case 'slot': {
         if (m.kind === 'product') await recordModel(layout, m.compatible[0]!);

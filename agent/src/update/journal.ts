@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Layout, SlotName } from './layout.js';
 import type { State } from './machine.js';
-import type { PackKind } from '../../../pack/src/manifest.js';
+import type { PackKind } from '../../../pack/src/index.js';
 
 /**
  * agent.db: the journal of deployments and their states, the committed releases, and (later) the

@@ -1,5 +1,5 @@
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
-import type { Manifest, PayloadType } from '../../../pack/src/manifest.js';
+import type { Manifest, PayloadType } from '../../../pack/src/index.js';
 import { otherSlot, type SlotName } from './layout.js';
 import { UpdateError } from './errors.js';
 

@@ -1,5 +1,5 @@
 import semver from 'semver';
-import type { Manifest } from '../../../pack/src/manifest.js';
+import type { Manifest } from '../../../pack/src/index.js';
 import { UpdateError } from './errors.js';
 
 /**

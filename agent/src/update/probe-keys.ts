@@ -2,8 +2,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
-import { keyIdOf } from '../../../pack/src/recipients.js';
-import type { Manifest } from '../../../pack/src/manifest.js';
+import { keyIdOf, type Manifest } from '../../../pack/src/index.js';
 import type { Layout } from './layout.js';
 
 /**

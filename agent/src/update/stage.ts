@@ -3,7 +3,7 @@ import { cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
-import type { Manifest } from '../../../pack/src/manifest.js';
+import type { Manifest } from '../../../pack/src/index.js';
 import type { EngineContext } from './context.js';
 import { crashPoint } from './crash.js';
 import { UpdateError } from './errors.js';

@@ -1,8 +1,7 @@
 import forge from 'node-forge';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
-import { normaliseSerial } from '../../../pack/src/revocations.js';
-import { KeysError } from './errors.js';
+import { normaliseSerial, KeysError } from '../../../pack/src/index.js';
 
 /**
  * Issuance of Sonde's own PKI (DESIGN.md, "Trust"): RSA-3072 keys and SHA-256 certificates made

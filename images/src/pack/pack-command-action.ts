@@ -2,11 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { progressBar } from '../../../base/src/cli/progress.js';
-import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { loadPrivateKey, PackerError, makePlan, type PlanOverrides, writePack } from '../../../pack/src/index.js';
 import type { PackFlags } from '../cli/pack-command.js';
-import { PackerError } from '../../../pack/src/packer-errors.js';
-import { makePlan, type PlanOverrides } from './recipe.js';
-import { writePack } from '../../../pack/src/writer.js';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
 

@@ -1,7 +1,7 @@
 import { access, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Recipe } from '../pack/recipe.js';
+import type { Recipe } from '../../../pack/src/index.js';
 import {
   APP_ENTRY,
   SAMPLE_MIN_AGENT_VERSION,

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../keys/key-dir.js';
-import { exists, loadPrivateKey } from '../../../pack/src/key-files.js';
-import type { Signer } from '../../../pack/src/writer.js';
+import { loadPrivateKey, type Signer } from '../../../pack/src/index.js';
+import { exists } from '../../../base/src/fs/exists.js';
 
 /**
  * The test PKI the sample packs are built with, laid out as `sonde keys` lays out a keys folder:

@@ -16,7 +16,7 @@ import { LabError } from '../errors.js';
 import { ensureSamples, type Samples } from '../golden.js';
 import { REPO_DIR } from '../lab.js';
 import { LabServerClient, startLabServer } from '../lab-server.js';
-import { loadPrivateKey } from '../../../pack/src/key-files.js';
+import { loadPrivateKey } from '../../../pack/src/index.js';
 import { labAgentConfig } from '../../../images/src/lab/probe-image.js';
 import { COLLECTOR_PASSWORD_VAR } from '../../../images/src/samples/index.js';
 import type { DemoFleet } from './fleet-demo.js';

@@ -3,7 +3,7 @@ import { copyFile, mkdir, readFile, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writePack } from '../../../pack/src/writer.js';
-import { makePlan } from '../../../images/src/pack/recipe.js';
+import { makePlan } from '../../../pack/src/recipe.js';
 import { loadSampleSigner, makeTrustRevocations, writeLicenseRecipe, type SamplePaths } from '../../../images/src/samples/index.js';
 import { serverSamples, stateDigest, startTestServer, tampered, tempDir, type TestServer } from '../harness.js';
 

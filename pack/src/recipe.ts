@@ -2,8 +2,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import semver from 'semver';
-import { PACK_KINDS, PAYLOAD_TYPES, type PackKind, type PayloadType } from '../../../pack/src/manifest.js';
-import { PackerError } from '../../../pack/src/packer-errors.js';
+import { PACK_KINDS, PAYLOAD_TYPES, type PackKind, type PayloadType } from './manifest.js';
+import { PackerError } from './packer-errors.js';
 
 /**
  * The pack recipe (`pack.json` in the source directory; docs/pack-format.md). It names payload

@@ -1,4 +1,4 @@
-import { SondeError } from '../../../base/src/errors/sonde-error.js';
+import { SondeError } from '../../base/src/errors/sonde-error.js';
 
 /**
  * Codes for everything that can go wrong while issuing keys and certificates or revoking them
