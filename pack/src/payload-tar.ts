@@ -1,5 +1,6 @@
 import { PackError } from './errors.js';
 import { BLOCK, isZeroBlock, paddingFor } from './tar-header.js';
+import { assertNever } from '../../base/src/errors/sonde-error.js';
 
 /**
  * A strict, streaming reader for the tar inside a payload. It is written for hostile input: it
@@ -153,6 +154,8 @@ export class PayloadTarReader {
           await this.header(block);
           break;
         }
+        default:
+          return assertNever(s, 'tar parser state');
       }
     }
   }

@@ -3,6 +3,7 @@ import { readlink, realpath } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { PackError } from './errors.js';
 import type { InnerHeader, InnerSink } from './payload-tar.js';
+import { assertNever } from '../../base/src/errors/sonde-error.js';
 
 /**
  * Writes the entries of a payload tar under `root`, refusing anything that could reach outside it
@@ -113,6 +114,8 @@ export class SafeExtractor implements InnerSink {
         this.kinds.set(rel, 'file');
         return;
       }
+      default:
+        return assertNever(h.type, 'tar entry');
     }
   }
 

@@ -17,6 +17,7 @@ import type { AgentConfig } from './config.js';
 import { isLoopbackUrl, type Credentials } from './credentials.js';
 import { SystemdNotifier } from './notify.js';
 import { buildState } from './state-report.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /**
  * `sonde agent run`: the unattended daemon on every probe (issue 4). It turns server commands
@@ -286,6 +287,8 @@ export class AgentDaemon {
         this.event({ type: 'command-accepted', commandId: c.commandId, ...(this.busy ? { message: 'queued behind the running install' } : {}) });
         this.enqueue(c, false);
         return;
+      default:
+        return assertNever(c, 'command');
     }
   }
 

@@ -1,6 +1,7 @@
 import { DropInbox, installWithEngine } from '../drop/index.js';
 import type { DropEvent } from '../drop/drop-types.js';
 import type { AgentDaemon, DropSource } from './daemon.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /**
  * The FTP drop as the daemon runs it: installs go through the daemon's one-at-a-time lock, and
@@ -30,6 +31,8 @@ function toEvent(daemon: AgentDaemon, e: DropEvent): void {
     case 'drop-installed':
       daemon.log.info({ event: e.type, name: e.name }, 'ftp drop');
       return;
+    default:
+      return assertNever(e, 'drop event');
   }
 }
 

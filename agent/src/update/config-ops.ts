@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UpdateError } from './errors.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /**
  * Config migrations (docs/probe-layout.md): numbered files of declarative ops on config.json,
@@ -92,6 +93,8 @@ export function applyOp(doc: ConfigDoc, op: ConfigOp): void {
       to.obj[to.key] = value;
       return;
     }
+    default:
+      return assertNever(op, 'config op');
   }
 }
 

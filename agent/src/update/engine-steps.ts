@@ -23,6 +23,7 @@ import { isDiskFull, releaseReserve } from './reserve.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
 import { stageSlot } from './stage.js';
 import { switchRelease, undo } from './switch.js';
+import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /** What the actions of one run keep in memory (never needed after a crash: see RESUME). */
 export interface RunMemory {
@@ -101,6 +102,8 @@ export class Steps {
         await undo(this.ctx, d);
         await this.finish(d);
         return 'done';
+      default:
+        return assertNever(state, 'state');
     }
   }
 
@@ -189,6 +192,8 @@ export class Steps {
         await stageSlot(this.ctx, journal.get(d.id)!, m, plan, payloadsDir);
         return 'ok';
       }
+      default:
+        return assertNever(plan, 'install plan');
     }
   }
 
