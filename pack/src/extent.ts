@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { BUNDLE_MARKER, ENTRY_MARKER } from './format.js';
+import { PACK_MARKER, ENTRY_MARKER } from './format.js';
 import { BLOCK, decodeHeader, encodeHeader, isZeroBlock, paddingFor } from './tar-header.js';
 
 /**
@@ -24,7 +24,7 @@ export type PackExtent =
 const MAX_ENTRIES = 4096;
 
 /** The first header of every pack is fixed: the marker entry, with the marker's size. */
-const FIRST_HEADER = encodeHeader(ENTRY_MARKER, Buffer.byteLength(BUNDLE_MARKER));
+const FIRST_HEADER = encodeHeader(ENTRY_MARKER, Buffer.byteLength(PACK_MARKER));
 
 export async function measurePack(path: string): Promise<PackExtent> {
   const fh = await open(path, 'r');

@@ -111,7 +111,7 @@ export async function extractPack(pack: VerifiedPack, options: ExtractOptions): 
 }
 
 /** File-system failures while writing staging (a full disk, a read-only mount) get their own code. */
-function asBundleError(e: unknown, file: string): unknown {
+function asPackError(e: unknown, file: string): unknown {
   if (e instanceof PackError) return e;
   const code = (e as NodeJS.ErrnoException).code;
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
@@ -233,7 +233,7 @@ async function streamPayload(
       await intoTar(stored());
     }
   } catch (caught) {
-    const e = asBundleError(caught, entry.file);
+    const e = asPackError(caught, entry.file);
     await extractor.abort();
     // A stored byte that does not match its signed hash is the root cause of whatever broke
     // downstream (bad gzip, bad tar): read the rest of the payload through the hash to say so.

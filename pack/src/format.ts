@@ -3,8 +3,12 @@
  * POSIX tar whose entries appear in this order: the marker, the manifest, its signature, then
  * the payloads in manifest order. Changing any value here changes the format version.
  */
-export const BUNDLE_FORMAT_VERSION = 1;
-export const BUNDLE_MARKER = `sonde-bundle ${BUNDLE_FORMAT_VERSION}\n`;
+export const PACK_FORMAT_VERSION = 1;
+/**
+ * The first entry's name and content. They say "bundle", the format's first name: they are bytes
+ * of every pack ever written, so they stay; everywhere else the word is "pack".
+ */
+export const PACK_MARKER = `sonde-bundle ${PACK_FORMAT_VERSION}\n`;
 
 export const ENTRY_MARKER = 'sonde-bundle';
 export const ENTRY_MANIFEST = 'manifest.json';
@@ -39,3 +43,10 @@ export function sealedSize(plainBytes: number): number {
   const chunks = Math.max(1, Math.ceil(plainBytes / AEAD_CHUNK_PLAIN));
   return plainBytes + chunks * AEAD_TAG_BYTES;
 }
+
+/** The kinds of pack (DESIGN.md, "Pack kinds") and the types of payload a manifest may list. */
+export const PACK_KINDS = ['product', 'servicepack', 'license', 'trust'] as const;
+export const PAYLOAD_TYPES = ['app', 'system', 'data', 'config', 'db', 'license', 'hooks', 'trust'] as const;
+
+export type PackKind = (typeof PACK_KINDS)[number];
+export type PayloadType = (typeof PAYLOAD_TYPES)[number];

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isCanonicalBase64 } from './base64.js';
+import { PACK_KINDS, PAYLOAD_TYPES } from './format.js';
 // Only the two checks the manifest needs: all of semver is some 50 modules to load on every verify.
 import validVersion from 'semver/functions/valid.js';
 import validRange from 'semver/ranges/valid.js';
@@ -8,11 +9,7 @@ import validRange from 'semver/ranges/valid.js';
  * manifest.json (DESIGN.md, "The service pack", step 2). Parsed strictly: an unknown key anywhere
  * is an error, so a field an older agent does not understand is never silently ignored.
  */
-export const PACK_KINDS = ['product', 'servicepack', 'license', 'trust'] as const;
-export const PAYLOAD_TYPES = ['app', 'system', 'data', 'config', 'db', 'license', 'hooks', 'trust'] as const;
-
-export type PackKind = (typeof PACK_KINDS)[number];
-export type PayloadType = (typeof PAYLOAD_TYPES)[number];
+export { PACK_KINDS, PAYLOAD_TYPES, type PackKind, type PayloadType } from './format.js';
 
 const semverString = z.string().max(64).refine((v) => validVersion(v) === v, 'must be a semantic version');
 const semverRange = z.string().max(256).refine((v) => validRange(v) !== null, 'must be a semver range');

@@ -3,7 +3,7 @@ import { ByteReader } from './byte-reader.js';
 import { SlotFileSource } from './slot-source.js';
 import { BLOCK, decodeHeader, isZeroBlock, paddingFor, type OuterHeader } from './tar-header.js';
 import {
-  BUNDLE_MARKER,
+  PACK_MARKER,
   ENTRY_MANIFEST,
   ENTRY_MARKER,
   ENTRY_SIGNATURE,
@@ -101,9 +101,9 @@ export async function readPack(source: PackSource): Promise<UnverifiedPack> {
   const cursor = new PackCursor(reader);
   try {
     const marker = await cursor.expectEntry(ENTRY_MARKER, MAX_MARKER_BYTES);
-    if (marker.toString('utf8') !== BUNDLE_MARKER) {
+    if (marker.toString('utf8') !== PACK_MARKER) {
       if (marker.toString('utf8').startsWith('sonde-bundle ')) {
-        throw new PackError('PACK_UNSUPPORTED_VERSION', `this agent reads ${BUNDLE_MARKER.trim()}, the pack is ${marker.toString('utf8').trim()}`);
+        throw new PackError('PACK_UNSUPPORTED_VERSION', `this agent reads ${PACK_MARKER.trim()}, the pack is ${marker.toString('utf8').trim()}`);
       }
       throw new PackError('PACK_FORMAT', 'not a Sonde pack (bad sonde-bundle marker)');
     }

@@ -9,38 +9,51 @@ import { signBytes, verifyBytes, type SignatureAlgorithm } from './signing.js';
  * `revocations.json` (DESIGN.md, "Trust"): a list of revoked certificate serial numbers (and,
  * for external PKIs whose serials may collide, SHA-256 fingerprints), signed by a root of the
  * keyring. The signature covers the canonical JSON of `body`, so the file stays readable.
+ *
+ * The schemas are built on first use: zod schemas cost resident memory (about 1.5 MiB here), and
+ * the agent's daemon loads this module with the pack module's entry but never reads a list itself.
  */
-const entrySchema = z
-  .object({
-    serial: z.string().regex(/^[0-9A-F]+$/).optional(),
-    fingerprint256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-    revokedAt: z.string().datetime(),
-    reason: z.string().max(200).optional(),
-  })
-  .strict()
-  .refine((e) => e.serial !== undefined || e.fingerprint256 !== undefined, 'serial or fingerprint256 required');
+function buildSchemas() {
+  const entry = z
+    .object({
+      serial: z.string().regex(/^[0-9A-F]+$/).optional(),
+      fingerprint256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+      revokedAt: z.string().datetime(),
+      reason: z.string().max(200).optional(),
+    })
+    .strict()
+    .refine((e) => e.serial !== undefined || e.fingerprint256 !== undefined, 'serial or fingerprint256 required');
 
-const bodySchema = z
-  .object({
-    issuer: z.string().regex(/^[0-9a-f]{64}$/),
-    sequence: z.number().int().nonnegative(),
-    issuedAt: z.string().datetime(),
-    revoked: z.array(entrySchema).max(100_000),
-  })
-  .strict();
+  const body = z
+    .object({
+      issuer: z.string().regex(/^[0-9a-f]{64}$/),
+      sequence: z.number().int().nonnegative(),
+      issuedAt: z.string().datetime(),
+      revoked: z.array(entry).max(100_000),
+    })
+    .strict();
 
-const fileSchema = z
-  .object({
-    format: z.literal('sonde-revocations-1'),
-    body: bodySchema,
-    algorithm: z.enum(['rsa-pss-sha256', 'ecdsa-p256-sha256']),
-    signature: z.string().base64().refine(isCanonicalBase64, 'signature base64 is not canonical'),
-  })
-  .strict();
+  const file = z
+    .object({
+      format: z.literal('sonde-revocations-1'),
+      body,
+      algorithm: z.enum(['rsa-pss-sha256', 'ecdsa-p256-sha256']),
+      signature: z.string().base64().refine(isCanonicalBase64, 'signature base64 is not canonical'),
+    })
+    .strict();
+  return { entry, body, file };
+}
 
-export type RevocationBody = z.infer<typeof bodySchema>;
-export type RevocationFile = z.infer<typeof fileSchema>;
-export type RevocationEntry = z.infer<typeof entrySchema>;
+type Schemas = ReturnType<typeof buildSchemas>;
+let built: Schemas | null = null;
+function schemas(): Schemas {
+  built ??= buildSchemas();
+  return built;
+}
+
+export type RevocationBody = z.infer<Schemas['body']>;
+export type RevocationFile = z.infer<Schemas['file']>;
+export type RevocationEntry = z.infer<Schemas['entry']>;
 
 /** Serial numbers compare as upper-case hex without leading zeros. */
 export function normaliseSerial(serial: string): string {
@@ -54,7 +67,7 @@ export function fingerprintHex(cert: X509Certificate): string {
 }
 
 export function signRevocations(body: RevocationBody, rootKey: KeyObject): RevocationFile {
-  const parsed = bodySchema.parse(body);
+  const parsed = schemas().body.parse(body);
   const { algorithm, signature } = signBytes(rootKey, Buffer.from(canonicalJson(parsed)));
   return { format: 'sonde-revocations-1', body: parsed, algorithm, signature: signature.toString('base64') };
 }
@@ -76,7 +89,7 @@ export interface RevocationList {
 export function verifyRevocations(text: string, roots: readonly X509Certificate[]): RevocationList {
   let file: RevocationFile;
   try {
-    file = fileSchema.parse(JSON.parse(text));
+    file = schemas().file.parse(JSON.parse(text));
   } catch (e) {
     throw new PackError('REVOCATIONS_INVALID', 'revocations.json is not a valid revocation list', { cause: e });
   }

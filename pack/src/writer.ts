@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { commitFile } from '../../base/src/fs/atomic.js';
-import { BUNDLE_MARKER, ENTRY_MANIFEST, ENTRY_MARKER, ENTRY_SIGNATURE, payloadEntryName } from './format.js';
+import { PACK_MARKER, ENTRY_MANIFEST, ENTRY_MARKER, ENTRY_SIGNATURE, payloadEntryName } from './format.js';
 import { manifestSchema, type Manifest, type PayloadEntry } from './manifest.js';
 import { newContentKey, wrapFor } from './recipients.js';
 import { signBytes } from './signing.js';
@@ -128,7 +128,7 @@ export async function writePack(plan: PackPlan, o: WritePackOptions): Promise<Wr
     async function* entries(): AsyncGenerator<Buffer> {
       const small = (name: string, body: Buffer): Buffer[] => [encodeHeader(name, body.length), body, Buffer.alloc(paddingFor(body.length))];
       for (const b of [
-        ...small(ENTRY_MARKER, Buffer.from(BUNDLE_MARKER)),
+        ...small(ENTRY_MARKER, Buffer.from(PACK_MARKER)),
         ...small(ENTRY_MANIFEST, manifestBytes),
         ...small(ENTRY_SIGNATURE, sigBytes),
       ]) yield b;

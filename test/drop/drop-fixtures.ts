@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BUNDLE_MARKER } from '../../pack/src/format.js';
+import { PACK_MARKER } from '../../pack/src/format.js';
 import { encodeHeader, paddingFor } from '../../pack/src/tar-header.js';
 import type { DropEvent, DropInstall, DropInstallResult } from '../../agent/src/drop/index.js';
 import { dropReceiptSchema, type DropReceipt } from '../../agent/src/drop/receipt.js';
@@ -17,7 +17,7 @@ export function packShaped(payloadBytes = 20_000): Buffer {
   const add = (name: string, body: Buffer): void => {
     parts.push(encodeHeader(name, body.length), body, Buffer.alloc(paddingFor(body.length)));
   };
-  add('sonde-bundle', Buffer.from(BUNDLE_MARKER));
+  add('sonde-bundle', Buffer.from(PACK_MARKER));
   add('manifest.json', Buffer.from(JSON.stringify({ nonce: randomBytes(8).toString('hex') })));
   add('manifest.sig', Buffer.from('{}'));
   add('payloads/01-app', randomBytes(payloadBytes));
@@ -55,7 +55,7 @@ export function recordingInstall(answer: (call: InstallCall, n: number) => Parti
       await new Promise((r) => setTimeout(r, 20));
       const a = answer(call, calls.length);
       if (a instanceof Error) throw a;
-      return { committed: true, state: 'committed', errorCode: null, errorMessage: null, deploymentId: `dep-${calls.length}`, version: '9.9.9', ...a };
+      return { committed: true, outcome: 'committed', errorCode: null, errorMessage: null, deploymentId: `dep-${calls.length}`, version: '9.9.9', ...a };
     } finally {
       inFlight--;
     }

@@ -172,7 +172,7 @@ describe('DropInbox: uploads cut off halfway', () => {
   });
 
   it('keeps a file the engine found cut short (PACK_TRUNCATED) as incomplete, without installing it again', async () => {
-    const rec = recordingInstall(() => ({ committed: false, state: 'failed', errorCode: 'PACK_TRUNCATED', errorMessage: 'the pack ends inside payloads/01-app' }));
+    const rec = recordingInstall(() => ({ committed: false, outcome: 'failed', errorCode: 'PACK_TRUNCATED', errorMessage: 'the pack ends inside payloads/01-app' }));
     const box = inbox(rec.install);
     await writeFile(join(inboxDir, 'odd.spk'), packShaped());
     await box.scan();
@@ -197,7 +197,7 @@ describe('DropInbox: outcomes, receipts and duplicates', () => {
   });
 
   it('moves a refused pack to rejected/ with the engine code and its deployment', async () => {
-    const rec = recordingInstall(() => ({ committed: false, state: 'failed', errorCode: 'POLICY_NO_BASE_RELEASE', errorMessage: 'servicepack 1.1.1 needs an installed release', deploymentId: 'dep-x' }));
+    const rec = recordingInstall(() => ({ committed: false, outcome: 'failed', errorCode: 'POLICY_NO_BASE_RELEASE', errorMessage: 'servicepack 1.1.1 needs an installed release', deploymentId: 'dep-x' }));
     const log = eventLog();
     await writeFile(join(inboxDir, 'sp.spk'), packShaped());
     await inbox(rec.install, { onEvent: log.onEvent }).scan();
@@ -226,7 +226,7 @@ describe('DropInbox: outcomes, receipts and duplicates', () => {
   });
 
   it('files an ALREADY_INSTALLED answer of the engine as a duplicate, not a rejection', async () => {
-    const rec = recordingInstall(() => ({ committed: false, state: 'failed', errorCode: 'ALREADY_INSTALLED', errorMessage: 'probe-app 1.0.0 is already installed', version: '1.0.0' }));
+    const rec = recordingInstall(() => ({ committed: false, outcome: 'failed', errorCode: 'ALREADY_INSTALLED', errorMessage: 'probe-app 1.0.0 is already installed', version: '1.0.0' }));
     const log = eventLog();
     await writeFile(join(inboxDir, 'again.spk'), packShaped());
     await inbox(rec.install, { onEvent: log.onEvent }).scan();
@@ -311,7 +311,7 @@ describe('DropInbox: order, loop and retention', () => {
   });
 
   it('drops packs and receipts older than maxAgeMs from processed/ and rejected/', async () => {
-    const rec = recordingInstall((c) => (c.path.endsWith('bad.spk') ? { committed: false, state: 'failed', errorCode: 'SIGNATURE_INVALID', errorMessage: 'x' } : {}));
+    const rec = recordingInstall((c) => (c.path.endsWith('bad.spk') ? { committed: false, outcome: 'failed', errorCode: 'SIGNATURE_INVALID', errorMessage: 'x' } : {}));
     const box = inbox(rec.install, { retention: { maxAgeMs: 60_000 } });
     await writeFile(join(inboxDir, 'old.spk'), packShaped());
     await writeFile(join(inboxDir, 'bad.spk'), packShaped());

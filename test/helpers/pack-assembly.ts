@@ -1,6 +1,6 @@
 import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { BUNDLE_MARKER, payloadEntryName } from '../../pack/src/format.js';
+import { PACK_MARKER, payloadEntryName } from '../../pack/src/format.js';
 import type { Manifest, PayloadEntry } from '../../pack/src/manifest.js';
 import { newContentKey, wrapFor } from '../../pack/src/recipients.js';
 import { derivePayloadKey, StreamSealer } from '../../pack/src/stream-aead.js';
@@ -74,7 +74,7 @@ export async function writeSealedPack(out: string, o: SealedPackOptions): Promis
   const sig = Buffer.from(JSON.stringify(signManifest(manifestBytes, o.signer)));
   const parts: Buffer[] = [];
   for (const [name, body] of [
-    ['sonde-bundle', Buffer.from(BUNDLE_MARKER)],
+    ['sonde-bundle', Buffer.from(PACK_MARKER)],
     ['manifest.json', manifestBytes],
     ['manifest.sig', sig],
     [file, stored],

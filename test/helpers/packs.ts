@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { BUNDLE_MARKER, payloadEntryName } from '../../pack/src/format.js';
+import { PACK_MARKER, payloadEntryName } from '../../pack/src/format.js';
 import type { Manifest, PackKind, PayloadEntry, PayloadType } from '../../pack/src/manifest.js';
 import { newContentKey, wrapFor } from '../../pack/src/recipients.js';
 import { derivePayloadKey, StreamSealer } from '../../pack/src/stream-aead.js';
@@ -157,7 +157,7 @@ export async function writeRawPack(
   const add = (name: string, body: Buffer): void => {
     parts.push(encodeHeader(name, body.length), body, Buffer.alloc(paddingFor(body.length)));
   };
-  add('sonde-bundle', Buffer.from(BUNDLE_MARKER));
+  add('sonde-bundle', Buffer.from(PACK_MARKER));
   add('manifest.json', manifestBytes);
   add('manifest.sig', sig);
   for (const e of entries) add(e.entry.file, e.stored);

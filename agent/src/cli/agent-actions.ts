@@ -4,7 +4,7 @@ import { CliError } from '../../../base/src/cli/cli-error.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import type { EngineOptions } from '../update/context.js';
 import { layoutOf } from '../update/layout.js';
-import { receiptOf } from '../update/receipts.js';
+import { receiptOf, shownOutcome } from '../update/receipts.js';
 import { isVarName, setSiteVar, siteVarNames } from '../update/site-vars.js';
 import { readStatus, outcomeOf } from '../update/status.js';
 import type { AgentFlags } from './agent-command.js';
@@ -33,7 +33,7 @@ function report(engine: Engine, outcome: InstallOutcome, json: boolean): number 
     const a = d.after;
     process.stdout.write(`COMMITTED ${d.product ?? ''} ${d.toVersion ?? ''} (${d.kind ?? 'rollback'})${a?.slot ? ` in slot ${a.slot}` : ''}${a ? `, db ${a.dbVersion ?? '-'}, config ${a.configVersion ?? '-'}` : ''}\n`);
   } else {
-    const word = d.state === 'rolled-back' ? 'ROLLED-BACK' : 'FAILED';
+    const word = d.outcome === 'rolled-back' ? 'ROLLED-BACK' : 'FAILED';
     process.stdout.write(`${word} ${d.errorCode ?? 'UNKNOWN'}: ${d.errorMessage ?? d.state}\n`);
   }
   return outcome.committed ? 0 : 1;
@@ -62,7 +62,7 @@ export async function recoverAction(flags: AgentFlags): Promise<void> {
   try {
     const d = await engine.recover();
     if (flags.json) process.stdout.write(`${JSON.stringify({ recovered: d ? outcomeOf(d) : null })}\n`);
-    else process.stdout.write(d ? `recovered deployment ${d.id}: ${d.state}${d.errorCode ? ` (${d.errorCode})` : ''}\n` : 'nothing to recover\n');
+    else process.stdout.write(d ? `recovered deployment ${d.id}: ${shownOutcome(d)}${d.errorCode ? ` (${d.errorCode})` : ''}\n` : 'nothing to recover\n');
   } finally {
     engine.close();
   }
@@ -101,7 +101,7 @@ export async function historyAction(flags: AgentFlags): Promise<void> {
       return;
     }
     for (const d of h) {
-      process.stdout.write(`${d.startedAt}  ${d.state.padEnd(11)} ${(d.product ?? '').padEnd(10)} ${d.fromVersion ?? '-'} -> ${d.toVersion ?? '-'}${d.errorCode ? `  ${d.errorCode}` : ''}\n`);
+      process.stdout.write(`${d.startedAt}  ${shownOutcome(d).padEnd(11)} ${(d.product ?? '').padEnd(10)} ${d.fromVersion ?? '-'} -> ${d.toVersion ?? '-'}${d.errorCode ? `  ${d.errorCode}` : ''}\n`);
     }
   } finally {
     engine.close();

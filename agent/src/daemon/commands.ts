@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Command } from '../../../base/src/protocol/messages.js';
 
 /**
@@ -24,33 +24,8 @@ function stored(r: Row): StoredCommand {
 }
 
 export class CommandStore {
-  private readonly db: Database.Database;
-  private readonly owned: boolean;
-
-  /** On agent.db's path, or on a connection to it that someone else owns (and closes). */
-  constructor(db: string | Database.Database) {
-    this.owned = typeof db === 'string';
-    this.db = typeof db === 'string' ? new Database(db) : db;
-    if (this.owned) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-    }
-    this.db.exec(`CREATE TABLE IF NOT EXISTS commands (
-      command_id TEXT PRIMARY KEY,
-      body TEXT NOT NULL,
-      status TEXT NOT NULL,
-      received_at TEXT NOT NULL,
-      deployment_id TEXT,
-      finished_at TEXT
-    )`);
-    // Added after the first release of the table: agent.db files made before it get the column.
-    const columns = this.db.prepare('PRAGMA table_info(commands)').all() as { name: string }[];
-    if (!columns.some((c) => c.name === 'interrupted')) this.db.exec('ALTER TABLE commands ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0');
-  }
-
-  close(): void {
-    if (this.owned) this.db.close();
-  }
+  /** On agent.db's connection (agent/src/store/agent-db.ts made the table); its owner closes it. */
+  constructor(private readonly db: Database.Database) {}
 
   get(commandId: string): StoredCommand | null {
     const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as Row | undefined;

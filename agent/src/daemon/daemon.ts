@@ -10,6 +10,7 @@ import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../../../base/src/protocol/messages.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
+import type { Outcome } from '../update/machine.js';
 import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';
 import { CommandStore } from './commands.js';
@@ -124,7 +125,7 @@ export class AgentDaemon {
       // that takes the agent down every time), the interruption is the command's outcome.
       const retry = commandId !== undefined && recovered.errorCode === 'INSTALL_INTERRUPTED' && this.commands.interrupted(commandId) < MAX_INTERRUPTED;
       if (commandId !== undefined && !retry) this.commands.set(commandId, 'done', recovered.id);
-      this.reportOutcome(recovered.id, recovered.state, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
+      this.reportOutcome(recovered.id, recovered.outcome, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
     }
     // The app does not outlive a reboot (or a container stop): start it, then report its state as
     // soon as it is healthy instead of at the next periodic report.
@@ -207,8 +208,9 @@ export class AgentDaemon {
     return this.commands.pending().find((c) => c.deploymentId === deploymentId)?.command.commandId;
   }
 
-  reportOutcome(deploymentId: string, state: string, code: string | null, message: string | null, version: string | null, commandId?: string): void {
-    const outcome = state === 'committed' ? 'committed' : state === 'rolled-back' ? 'rolled-back' : 'failed';
+  /** Reports a deployment's recorded outcome (null, for one that did not end, is reported failed). */
+  reportOutcome(deploymentId: string, recorded: Outcome | null, code: string | null, message: string | null, version: string | null, commandId?: string): void {
+    const outcome = recorded ?? 'failed';
     this.event({
       type: 'install-outcome',
       id: `outcome-${deploymentId}`,
@@ -344,7 +346,7 @@ export class AgentDaemon {
       const outcome: InstallOutcome = await this.installer.install(dest);
       const d = outcome.deployment;
       this.commands.set(c.commandId, 'done', d.id);
-      this.reportOutcome(d.id, d.state, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
+      this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
       await rm(dest, { force: true });
     } catch (e) {
       if (abort.signal.aborted && this.stopping) {
@@ -375,9 +377,7 @@ export class AgentDaemon {
     this.queue = [];
     await this.installing;
     await this.link?.stop();
-    this.outbox.close();
-    this.commands.close();
-    this.engine.close();
+    this.engine.close(); // agent.db's connection, which the outbox and the command store share
     this.log.info('agent stopped');
   }
 

@@ -48,7 +48,7 @@ export function dropSourceFor(daemon: AgentDaemon): DropSource {
     install: (path) =>
       daemon.withInstallLock(async () => {
         const r = await install(path);
-        daemon.reportOutcome(r.deploymentId, r.state, r.errorCode, r.errorMessage, r.version);
+        daemon.reportOutcome(r.deploymentId, r.outcome, r.errorCode, r.errorMessage, r.version);
         return r;
       }),
     onEvent: (e) => toEvent(daemon, e),

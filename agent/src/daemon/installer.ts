@@ -7,7 +7,7 @@ import { SondeError } from '../../../base/src/errors/sonde-error.js';
 import { processAlive } from '../../../base/src/os/process-alive.js';
 import type { InstallOutcome } from '../update/engine.js';
 import { UpdateError } from '../update/errors.js';
-import type { Deployment } from '../update/journal.js';
+import { succeeded, type Deployment } from '../update/journal.js';
 import type { ChildEngineOptions, ChildReply, ChildRequest } from './install-protocol.js';
 
 const HERE = fileURLToPath(import.meta.url);
@@ -50,7 +50,7 @@ export class Installer {
     // next daemon start.
     const d = await this.recover();
     if (!d) throw new UpdateError('INSTALL_INTERRUPTED', `the installer process ended (${r.why}) before it recorded the install`);
-    return { deployment: d, committed: d.state === 'committed' && d.errorCode === null };
+    return { deployment: d, committed: succeeded(d) };
   }
 
   /** Finishes or rolls back a deployment a crash left unfinished; null when there was none. */

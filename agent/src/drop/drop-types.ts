@@ -7,8 +7,8 @@ import type { DropOutcome } from './receipt.js';
  */
 export interface DropInstallResult {
   readonly committed: boolean;
-  /** The deployment's final state: committed, rolled-back or failed. */
-  readonly state: string;
+  /** The deployment's recorded outcome (agent/src/update/journal.ts). */
+  readonly outcome: 'committed' | 'rolled-back' | 'failed' | null;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;
   readonly deploymentId: string;

@@ -9,6 +9,6 @@ import type { DropInstall } from './drop-types.js';
 export function installWithEngine(engine: { install(path: string): Promise<InstallOutcome> }): DropInstall {
   return async (path) => {
     const { deployment: d, committed } = await engine.install(path);
-    return { committed, state: d.state, errorCode: d.errorCode, errorMessage: d.errorMessage, deploymentId: d.id, version: d.toVersion };
+    return { committed, outcome: d.outcome, errorCode: d.errorCode, errorMessage: d.errorMessage, deploymentId: d.id, version: d.toVersion };
   };
 }

@@ -29,7 +29,7 @@ export function withoutInstall(sha256: string | null, packSize: number | null, d
 
 /** The engine's answer as a filing decision. ALREADY_INSTALLED is a duplicate, not a refusal. */
 export function decisionOf(r: DropInstallResult, facts: Pick<Decision, 'sha256' | 'packSize' | 'installStartedAt' | 'installEndedAt'>): Decision {
-  const outcome: DropOutcome = r.committed ? 'committed' : r.errorCode === 'ALREADY_INSTALLED' ? 'duplicate' : r.state === 'rolled-back' ? 'rolled-back' : 'failed';
+  const outcome: DropOutcome = r.committed ? 'committed' : r.errorCode === 'ALREADY_INSTALLED' ? 'duplicate' : r.outcome === 'rolled-back' ? 'rolled-back' : 'failed';
   return {
     ...facts,
     outcome,

@@ -1,7 +1,5 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { EventType, ProbeEvent } from '../../../base/src/protocol/messages.js';
 
 /**
@@ -24,38 +22,15 @@ export interface OutboxRow {
 export type NewEvent = Omit<ProbeEvent, 'v' | 'id' | 'seq' | 'probeId' | 'at'> & { id?: string; at?: string };
 
 export class Outbox {
-  private readonly db: Database.Database;
   /** Events folded away because the outbox was full, since it was opened. */
   folded = 0;
 
-  private readonly owned: boolean;
-
-  /** On agent.db's path, or on a connection to it that someone else owns (and closes). */
+  /** On agent.db's connection (agent/src/store/agent-db.ts made the table); its owner closes it. */
   constructor(
-    path: string | Database.Database,
+    private readonly db: Database.Database,
     private readonly probeId: string,
     private readonly maxMessages = 10_000,
-  ) {
-    this.owned = typeof path === 'string';
-    if (typeof path === 'string') {
-      mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-    } else {
-      this.db = path; // the owner (the journal) set its pragmas
-    }
-    this.db.exec(`CREATE TABLE IF NOT EXISTS outbox (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT,
-      id TEXT NOT NULL UNIQUE,
-      progress INTEGER NOT NULL,
-      event TEXT NOT NULL
-    )`);
-  }
-
-  close(): void {
-    if (this.owned) this.db.close();
-  }
+  ) {}
 
   /** Persists an event; returns it with its id and seq. */
   add(e: NewEvent): ProbeEvent {

@@ -8,7 +8,7 @@ import type { RunMemory } from './engine-steps.js';
 import { UpdateError } from './errors.js';
 import { probeFacts } from './facts.js';
 import { DEFAULT_HEALTH } from './health.js';
-import { Journal, type Deployment } from './journal.js';
+import { Journal, succeeded, type Deployment } from './journal.js';
 import { layoutOf } from './layout.js';
 import { MAX_RESUMES, RESUME, next } from './machine.js';
 import { writeReceipt } from './receipts.js';
@@ -95,10 +95,13 @@ export class Engine {
     if (!d) return null;
     const resumed = this.ctx.journal.update(d.id, { resumeCount: d.resumeCount + 1 });
     if (resumed.resumeCount > MAX_RESUMES) {
-      // A crash loop: stop acting, record it, and leave the probe as it stands.
+      // A crash loop: stop acting, record it through the table, and leave the probe as it stands.
       // The receipt before the end time, as in finish().
+      const gaveUp = this.ctx.journal.transition(d.id, d.state, 'gave-up', next(d.state, 'gave-up'), {
+        errorCode: 'INSTALL_INTERRUPTED',
+        errorMessage: `gave up after ${MAX_RESUMES} restarts in state ${d.state}`,
+      });
       const endedAt = new Date().toISOString();
-      const gaveUp = this.ctx.journal.update(d.id, { errorCode: 'INSTALL_INTERRUPTED', errorMessage: `gave up after ${MAX_RESUMES} restarts in state ${d.state}` });
       await writeReceipt(this.ctx, { ...gaveUp, endedAt });
       return this.ctx.journal.update(d.id, { endedAt });
     }
@@ -120,7 +123,7 @@ export class Engine {
       const d0 = this.ctx.journal.create(newDeploymentId(), 'unknown', packPath, before);
       crashPoint('received:persisted');
       const d = await this.run(d0, {});
-      return { deployment: d, committed: d.state === 'committed' && d.errorCode === null };
+      return { deployment: d, committed: succeeded(d) };
     });
   }
 
@@ -147,7 +150,7 @@ export class Engine {
       // Journaled from the start, so a refused rollback leaves its receipt like any attempt.
       const d0 = this.ctx.journal.create(newDeploymentId(), 'rollback', 'rollback to the previous release', before);
       const d = await this.run(d0, { rollback: 'pending' });
-      return { deployment: d, committed: d.state === 'committed' && d.errorCode === null };
+      return { deployment: d, committed: succeeded(d) };
     });
   }
 

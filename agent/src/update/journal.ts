@@ -1,14 +1,13 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import type Database from 'better-sqlite3';
+import { openAgentDb } from '../store/agent-db.js';
 import type { Layout, SlotName } from './layout.js';
-import type { State } from './machine.js';
+import { isOutcome, type Outcome, type State } from './machine.js';
 import type { PackKind } from '../../../pack/src/index.js';
 
 /**
- * agent.db: the journal of deployments and their states, the committed releases, and (later) the
- * outbox of reports. WAL with synchronous=FULL: a state written here survives a power cut before
- * the action that follows it starts.
+ * The journal of deployments and their states, their outcomes and the committed releases, in
+ * agent.db (opened and migrated by agent/src/store/agent-db.ts, WAL with synchronous=FULL: a
+ * state written here survives a power cut before the action that follows it starts).
  */
 export interface ProbeFacts {
   version: string | null;
@@ -28,6 +27,12 @@ export interface Deployment {
   securityVersion: number | null;
   packCreatedAt: string | null;
   state: State;
+  /**
+   * How the deployment ended, recorded once, when the state machine entered an outcome state
+   * (the small second machine beside the main one, as Mender's deployment tracking): receipts,
+   * the daemon's reports, the CLI and the drop read this and derive nothing. Null while it runs.
+   */
+  outcome: Outcome | null;
   resumeCount: number;
   activeSlot: SlotName | null;
   targetSlot: SlotName | null;
@@ -69,35 +74,6 @@ export interface Release {
   committedAt: string;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deployments (
-  id TEXT PRIMARY KEY,
-  pack_sha256 TEXT NOT NULL,
-  pack_path TEXT NOT NULL,
-  kind TEXT, product TEXT, from_version TEXT, to_version TEXT,
-  security_version INTEGER, pack_created_at TEXT,
-  state TEXT NOT NULL,
-  resume_count INTEGER NOT NULL DEFAULT 0,
-  active_slot TEXT, target_slot TEXT,
-  stage_json TEXT NOT NULL DEFAULT '{}',
-  started_at TEXT NOT NULL, updated_at TEXT NOT NULL, ended_at TEXT,
-  error_code TEXT, error_message TEXT,
-  before_json TEXT, after_json TEXT, timings_json TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS transitions (
-  deployment_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL,
-  from_state TEXT, event TEXT, to_state TEXT NOT NULL,
-  PRIMARY KEY (deployment_id, seq)
-);
-CREATE TABLE IF NOT EXISTS releases (
-  deployment_id TEXT PRIMARY KEY,
-  product TEXT NOT NULL, version TEXT NOT NULL, security_version INTEGER NOT NULL,
-  pack_created_at TEXT NOT NULL, slot TEXT, db_version INTEGER, config_version INTEGER,
-  committed_at TEXT NOT NULL
-);
-`;
-
 interface Row {
   id: string;
   pack_sha256: string;
@@ -109,6 +85,7 @@ interface Row {
   security_version: number | null;
   pack_created_at: string | null;
   state: string;
+  outcome: string | null;
   resume_count: number;
   active_slot: string | null;
   target_slot: string | null;
@@ -123,6 +100,13 @@ interface Row {
   timings_json: string;
 }
 
+const SELECT = 'SELECT d.*, o.outcome AS outcome FROM deployments d LEFT JOIN outcomes o ON o.deployment_id = d.id';
+
+/** A deployment that ended committed and with no error: the one answer "did it install?" has. */
+export function succeeded(d: Deployment): boolean {
+  return d.outcome === 'committed' && d.errorCode === null;
+}
+
 function fromRow(r: Row): Deployment {
   return {
     id: r.id,
@@ -135,6 +119,7 @@ function fromRow(r: Row): Deployment {
     securityVersion: r.security_version,
     packCreatedAt: r.pack_created_at,
     state: r.state as State,
+    outcome: r.outcome as Outcome | null,
     resumeCount: r.resume_count,
     activeSlot: r.active_slot as SlotName | null,
     targetSlot: r.target_slot as SlotName | null,
@@ -173,14 +158,10 @@ export class Journal {
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.exec(SCHEMA);
+    this.db = openAgentDb(path);
   }
 
-  /** agent.db's connection. The daemon's outbox and command store keep their tables on it too. */
+  /** agent.db's connection, which the daemon's outbox and command store use too. */
   get connection(): Database.Database {
     return this.db;
   }
@@ -205,7 +186,7 @@ export class Journal {
   }
 
   get(id: string): Deployment | null {
-    const r = this.db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as Row | undefined;
+    const r = this.db.prepare(`${SELECT} WHERE d.id = ?`).get(id) as Row | undefined;
     return r ? fromRow(r) : null;
   }
 
@@ -250,6 +231,12 @@ export class Journal {
       this.db.prepare('UPDATE deployments SET state = ? WHERE id = ?').run(to, id);
       if (Object.keys(patch).length > 0) this.update(id, patch);
       else this.update(id, {});
+      // Entering an outcome state records the outcome, once: later edges (an outcome's own
+      // `done`, a resumed finalisation) find it there and leave it.
+      if (isOutcome(to)) {
+        const code = (this.db.prepare('SELECT error_code FROM deployments WHERE id = ?').get(id) as { error_code: string | null }).error_code;
+        this.db.prepare('INSERT OR IGNORE INTO outcomes (deployment_id, outcome, error_code, recorded_at) VALUES (?, ?, ?, ?)').run(id, to, code, new Date().toISOString());
+      }
       // IMMEDIATE: it reads before it writes, and agent.db has a writer in the daemon too.
     }).immediate();
     return this.get(id)!;
@@ -257,12 +244,12 @@ export class Journal {
 
   /** The deployment a crash left unfinished, if any. */
   unfinished(): Deployment | null {
-    const r = this.db.prepare('SELECT * FROM deployments WHERE ended_at IS NULL ORDER BY started_at DESC LIMIT 1').get() as Row | undefined;
+    const r = this.db.prepare(`${SELECT} WHERE d.ended_at IS NULL ORDER BY d.started_at DESC LIMIT 1`).get() as Row | undefined;
     return r ? fromRow(r) : null;
   }
 
   history(limit = 100): Deployment[] {
-    return (this.db.prepare('SELECT * FROM deployments ORDER BY started_at DESC, rowid DESC LIMIT ?').all(limit) as Row[]).map(fromRow);
+    return (this.db.prepare(`${SELECT} ORDER BY d.started_at DESC, d.rowid DESC LIMIT ?`).all(limit) as Row[]).map(fromRow);
   }
 
   transitions(id: string): { seq: number; at: string; from: string | null; event: string | null; to: string }[] {
@@ -319,6 +306,9 @@ export class Journal {
 
   /** Receipts-worth of history kept in the journal; older ended deployments are pruned. */
   prune(keep: number): void {
+    this.db
+      .prepare(`DELETE FROM outcomes WHERE deployment_id IN (SELECT id FROM deployments WHERE ended_at IS NOT NULL ORDER BY started_at DESC LIMIT -1 OFFSET ?)`)
+      .run(keep);
     this.db
       .prepare(`DELETE FROM transitions WHERE deployment_id IN (SELECT id FROM deployments WHERE ended_at IS NOT NULL ORDER BY started_at DESC LIMIT -1 OFFSET ?)`)
       .run(keep);

@@ -13,7 +13,11 @@ import { assertNever } from '../../../base/src/errors/sonde-error.js';
 export const STATES = ['received', 'verified', 'staged', 'switching', 'trial', 'committed', 'rolling-back', 'rolled-back', 'failed'] as const;
 export type State = (typeof STATES)[number];
 
-export const EVENTS = ['ok', 'refused', 'error', 'applied', 'healthy', 'unhealthy', 'done', 'interrupted'] as const;
+/**
+ * `interrupted`: the agent stopped in this state and restarted. `gave-up`: it did so more than
+ * MAX_RESUMES times in a row (a crash loop); the deployment ends where it stands, with no action.
+ */
+export const EVENTS = ['ok', 'refused', 'error', 'applied', 'healthy', 'unhealthy', 'done', 'interrupted', 'gave-up'] as const;
 export type Event = (typeof EVENTS)[number];
 
 /** Outcome states: the deployment is over once their action (finalise or clean up) has run. */
@@ -22,20 +26,22 @@ export type Outcome = (typeof OUTCOMES)[number];
 
 export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, State>>>> = {
   // verify the signature and chain, then the policy checks: nothing on the probe has changed yet
-  received: { ok: 'verified', refused: 'failed', error: 'failed', interrupted: 'failed' },
+  received: { ok: 'verified', refused: 'failed', error: 'failed', interrupted: 'failed', 'gave-up': 'failed' },
   // stage: payloads into the inactive slot (marked bad first), db and config migrated on copies;
   // licence and trust packs are applied here and need no switch
-  verified: { ok: 'staged', applied: 'committed', refused: 'failed', error: 'failed', interrupted: 'failed' },
+  verified: { ok: 'staged', applied: 'committed', refused: 'failed', error: 'failed', interrupted: 'failed', 'gave-up': 'failed' },
   // nothing to do but switch; kept as a state so that a crash here resumes as "not switched"
-  staged: { ok: 'switching', interrupted: 'failed' },
+  staged: { ok: 'switching', interrupted: 'failed', 'gave-up': 'failed' },
   // database and config swapped in, the slot pointer flipped
-  switching: { ok: 'trial', error: 'rolling-back', interrupted: 'rolling-back' },
+  switching: { ok: 'trial', error: 'rolling-back', interrupted: 'rolling-back', 'gave-up': 'failed' },
   // the new app started and health-checked; only a healthy release is committed
-  trial: { healthy: 'committed', unhealthy: 'rolling-back', error: 'rolling-back', interrupted: 'rolling-back' },
-  committed: { done: 'committed' },
-  'rolling-back': { done: 'rolled-back' },
-  'rolled-back': { done: 'rolled-back' },
-  failed: { done: 'failed' },
+  trial: { healthy: 'committed', unhealthy: 'rolling-back', error: 'rolling-back', interrupted: 'rolling-back', 'gave-up': 'failed' },
+  // an outcome state whose finalisation crashes in a loop keeps its outcome; an undo that does
+  // becomes a failure (the probe stands as the undo left it)
+  committed: { done: 'committed', 'gave-up': 'committed' },
+  'rolling-back': { done: 'rolled-back', 'gave-up': 'failed' },
+  'rolled-back': { done: 'rolled-back', 'gave-up': 'rolled-back' },
+  failed: { done: 'failed', 'gave-up': 'failed' },
 };
 
 /**

@@ -23,10 +23,18 @@ export interface Receipt {
   readonly transitions: unknown[];
 }
 
+/**
+ * What a deployment shows as its outcome: the one recorded in the journal once it ended; one
+ * still under way (an unfinished install in `history`) shows the state it is in.
+ */
+export function shownOutcome(d: Deployment): string {
+  return d.outcome ?? d.state;
+}
+
 export function receiptOf(ctx: EngineContext, d: Deployment): Receipt {
   return {
     id: d.id,
-    outcome: d.state,
+    outcome: shownOutcome(d),
     errorCode: d.errorCode,
     reason: d.errorMessage,
     pack: { id: d.packSha256, path: d.packPath, kind: d.kind, product: d.product, version: d.toVersion },

@@ -1,6 +1,7 @@
 import type { EngineContext } from './context.js';
 import { activeAppVersion, probeFacts } from './facts.js';
 import type { Deployment } from './journal.js';
+import { shownOutcome } from './receipts.js';
 import type { SlotInfo } from './slots/backend.js';
 
 /** `sonde agent status`: what the probe runs, read from the disk and the journal. No secrets. */
@@ -20,7 +21,7 @@ export interface AgentStatus {
 }
 
 export function outcomeOf(d: Deployment): AgentStatus['lastOutcome'] {
-  return { id: d.id, outcome: d.state, errorCode: d.errorCode, reason: d.errorMessage, version: d.toVersion, endedAt: d.endedAt };
+  return { id: d.id, outcome: shownOutcome(d), errorCode: d.errorCode, reason: d.errorMessage, version: d.toVersion, endedAt: d.endedAt };
 }
 
 export async function readStatus(ctx: EngineContext): Promise<AgentStatus> {

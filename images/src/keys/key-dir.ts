@@ -2,7 +2,24 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
-import { PackError, fingerprintHex, normaliseSerial, signRevocations, verifyRevocations, type RevocationBody, type RevocationEntry, type RevocationList, KeysError, CERTIFICATE_MODE, loadPrivateKey, readCertificateFile, readPassphraseFile, refuseOverwrite, writeCertificate, writePrivateKey } from '../../../pack/src/index.js';
+import {
+  PackError,
+  fingerprintHex,
+  normaliseSerial,
+  signRevocations,
+  verifyRevocations,
+  type RevocationBody,
+  type RevocationEntry,
+  type RevocationList,
+  KeysError,
+  CERTIFICATE_MODE,
+  loadPrivateKey,
+  readCertificateFile,
+  readPassphraseFile,
+  refuseOverwrite,
+  writeCertificate,
+  writePrivateKey,
+} from '../../../pack/src/index.js';
 import { exists } from '../../../base/src/fs/exists.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { createRootCa, issueCertificate, resolveValidity, type IssuedProfile } from './issue.js';

@@ -8,7 +8,7 @@ import { ServerError } from '../errors.js';
 /**
  * The vendor roots the server verifies uploads against (`--keyring`, `sonde server trust add`):
  * `<data>/keyring/<sha256 fingerprint>.crt`, plus the vendor's signed revocations.json when one
- * came with a root. The agent's trust store decides (bundle/trust.ts); this only keeps the files.
+ * came with a root. The trust store decides (pack/src/trust.ts); this only keeps the files.
  * It is read again for every upload, so a root added while the server runs applies at once.
  */
 export async function loadServerKeyring(dir: string): Promise<Keyring> {
