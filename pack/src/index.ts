@@ -3,6 +3,7 @@ import type * as Read from './read.js';
 import type * as Recipe from './recipe.js';
 import type * as Verify from './verify.js';
 import type * as Writer from './writer.js';
+import { prepareRevocationSchemas } from './revocations.js';
 
 /**
  * The pack format's one door (DESIGN.md, "The service pack"; docs/architecture.md). The agent,
@@ -30,6 +31,15 @@ export type { Manifest, PayloadEntry, Recipient } from './manifest.js';
 export type { UnverifiedPack, PackSource } from './read.js';
 export type { VerifiedPack } from './verify.js';
 export type { ExtractOptions, ExtractResult, ExtractedPayload } from './extract.js';
+
+/**
+ * Loads the read, verify and extract passes now: for a process about to run them (the
+ * installer), so that the first pack's `received` state does not pay for loading them.
+ */
+export async function preloadReadPasses(): Promise<void> {
+  await Promise.all([import('./read.js'), import('./verify.js'), import('./extract.js')]);
+  prepareRevocationSchemas();
+}
 
 /** Reads a pack's marker, manifest and signature (read.ts): the result is not trusted yet. */
 export async function readPack(...args: Parameters<typeof Read.readPack>): ReturnType<typeof Read.readPack> {

@@ -15,6 +15,7 @@ import { writeReceipt } from './receipts.js';
 import { keepReserve } from './reserve.js';
 import { ProcessRunner } from './runner/process-runner.js';
 import { DirSlotBackend } from './slots/dir-backend.js';
+import { preloadReadPasses } from '../../../pack/src/index.js';
 
 /**
  * The install engine: runs a deployment through the state machine of machine.ts, persisting each
@@ -158,7 +159,7 @@ export class Engine {
   private async run(start: Deployment, mem: RunMemory): Promise<Deployment> {
     // The steps (verify, stage, migrate, switch, health) are loaded on the first install: a
     // daemon that boots and idles never pays for them (issue 6: probes boot in about a second).
-    const { Steps } = await import('./engine-steps.js');
+    const [{ Steps }] = await Promise.all([import('./engine-steps.js'), preloadReadPasses()]);
     return new Steps(this.ctx).run(start, mem);
   }
 }
