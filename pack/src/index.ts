@@ -64,18 +64,9 @@ export { parseCertificates } from './pem.js';
 // Size a pack on disk (an upload still being written, a pack in the inbox).
 export { measurePack, type PackExtent } from './extent.js';
 
-// Recipients and key files.
+// Recipients, and reading key files (the vendor's tools write them: images/src/keys/key-write.ts).
 export { keyIdOf } from './recipients.js';
-export {
-  CERTIFICATE_MODE,
-  loadPrivateKey,
-  readCertificateFile,
-  readPassphraseFile,
-  refuseOverwrite,
-  writeCertificate,
-  writePrivateKey,
-  type CertificateFile,
-} from './key-files.js';
+export { loadPrivateKey, readCertificateFile, readPassphraseFile, type CertificateFile } from './key-files.js';
 
 // Write (the packer) from a recipe: loaded on first use.
 export type { PackPlan, PlanOverrides, Recipe } from './recipe.js';

@@ -3,13 +3,8 @@ import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:cry
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  loadPrivateKey,
-  readCertificateFile,
-  readPassphraseFile,
-  writeCertificate,
-  writePrivateKey,
-} from '../../pack/src/key-files.js';
+import { loadPrivateKey, readCertificateFile, readPassphraseFile } from '../../pack/src/key-files.js';
+import { writeCertificate, writePrivateKey } from '../../images/src/keys/key-write.js';
 import { createRootCa, type IssuedCertificate } from '../../images/src/keys/issue.js';
 import { KeysError } from '../../pack/src/keys-errors.js';
 

@@ -12,14 +12,11 @@ import {
   type RevocationEntry,
   type RevocationList,
   KeysError,
-  CERTIFICATE_MODE,
   loadPrivateKey,
   readCertificateFile,
   readPassphraseFile,
-  refuseOverwrite,
-  writeCertificate,
-  writePrivateKey,
 } from '../../../pack/src/index.js';
+import { CERTIFICATE_MODE, refuseOverwrite, writeCertificate, writePrivateKey } from './key-write.js';
 import { exists } from '../../../base/src/fs/exists.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { createRootCa, issueCertificate, resolveValidity, type IssuedProfile } from './issue.js';
