@@ -29,7 +29,7 @@ export type { Manifest, PayloadEntry, Recipient } from './manifest.js';
 
 // Read, verify, decrypt, extract (the probe's side): loaded on first use.
 export type { UnverifiedPack, PackSource } from './read.js';
-export type { VerifiedPack } from './verify.js';
+export type { VerifiedPack, VerifyOptions } from './verify.js';
 export type { ExtractOptions, ExtractResult, ExtractedPayload } from './extract.js';
 
 /**

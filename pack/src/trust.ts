@@ -115,9 +115,12 @@ function ekuAllowsCodeSigning(cert: X509Certificate): boolean | 'absent' {
  *  4. no certificate of the chain is revoked by the keyring's signed list;
  *  5. clock policy: every certificate, root included, was valid at the signed createdAt. The
  *     probe's own clock is not consulted, so an expired signer still verifies the packs it
- *     signed while it was valid, and no probe is bricked by a certificate that expired.
+ *     signed while it was valid, and no probe is bricked by a certificate that expired;
+ *  6. but a retired key cannot sign the past: no certificate of the chain, root included, expired
+ *     before the probe's trusted time floor (the newest signed createdAt it has accepted), whatever
+ *     createdAt the pack claims.
  */
-export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring): TrustedChain {
+export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, timeFloor: Date | null = null): TrustedChain {
   const signer = chain[0];
   if (!signer || chain.length > MAX_CHAIN_LENGTH) {
     throw new PackError('CHAIN_INVALID', `the signature carries ${chain.length} certificates (1 to ${MAX_CHAIN_LENGTH} allowed)`);
@@ -167,29 +170,93 @@ export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, 
       );
     }
   }
+  // 6.
+  refuseRetired([...chain, root], timeFloor);
   return { signer, chain, root };
 }
 
-/** What a trust pack may change in a keyring, once admitted: roots to add and a new revocation list. */
-export interface TrustUpdate {
-  /** New root certificates, each one self-signed CA, by file name. */
-  readonly roots: readonly { readonly name: string; readonly pem: string }[];
-  /** The new revocation list's text, verified against the keyring's roots plus the new ones. */
-  readonly revocations: string | null;
+/**
+ * The trusted time floor (DESIGN.md, "Trust"): a certificate that expired before the newest pack
+ * the probe accepted was created is retired, and a retired key must not sign the past.
+ */
+function refuseRetired(certs: readonly X509Certificate[], timeFloor: Date | null): void {
+  if (timeFloor === null) return;
+  for (const cert of certs) {
+    if (Date.parse(cert.validTo) < timeFloor.getTime()) {
+      throw new PackError(
+        'CERT_EXPIRED_BEFORE_FLOOR',
+        `certificate ${cert.subject.replace(/\n/g, ', ')} expired ${cert.validTo}, before the newest pack this probe accepted was created (${timeFloor.toISOString()}): a retired key cannot sign the past`,
+      );
+    }
+  }
 }
 
 /**
- * Admits the payload of a trust pack (DESIGN.md, "Trust": root rotations and revocation lists
- * reach probes in trust packs). The pack itself was verified against the current keyring; here
- * its contents are judged before anything is written:
- *  1. each file under `roots/` has a plain certificate name and holds exactly one self-signed CA;
- *  2. its `revocations.json`, when present, is signed by a root: one of the keyring's, or a new one.
- * Any failure is TRUST_PACK_UNAUTHORISED, and the caller writes nothing.
+ * Decides whether the signer of a trust pack may change the keyring (DESIGN.md, "Trust"; as TUF's
+ * root metadata is signed by root keys). The steps, in order:
+ *  1. the signature carries exactly one certificate, and it is a root of the keyring itself (the
+ *     same certificate, by fingerprint);
+ *  2. that root is not revoked by the keyring's signed list;
+ *  3. it was valid at the signed createdAt, and did not expire before the trusted time floor
+ *     (the clock policy of verifyChain).
+ * A chain that fails step 1 is judged as a code-signing chain first, so an untrusted or revoked
+ * signer keeps its own code; one that would be trusted to sign a release is still refused with
+ * TRUST_PACK_NOT_ROOT_SIGNED: a stolen code-signing key must never be able to add a root.
  */
-export async function admitTrustPayload(current: Keyring, payloadDir: string): Promise<TrustUpdate> {
+export function verifyTrustPackSigner(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, timeFloor: Date | null = null): TrustedChain {
+  const signer = chain[0];
+  // 1.
+  const root = signer !== undefined && chain.length === 1 ? keyring.roots.find((r) => fingerprintHex(r) === fingerprintHex(signer)) : undefined;
+  if (root === undefined) {
+    const judged = verifyChain(chain, createdAt, keyring, timeFloor);
+    throw new PackError(
+      'TRUST_PACK_NOT_ROOT_SIGNED',
+      `a trust pack changes the keyring and must be signed by a root of it; ${judged.signer.subject.replace(/\n/g, ', ')} is a code-signing certificate`,
+    );
+  }
+  // 2.
+  const revoked = keyring.revocations;
+  if (revoked && (revoked.fingerprints.has(fingerprintHex(root)) || revoked.serials.has(normaliseSerial(root.serialNumber)))) {
+    throw new PackError('CERT_REVOKED', `root ${root.subject.replace(/\n/g, ', ')} is revoked`);
+  }
+  // 3.
+  if (!validAt(root, createdAt)) {
+    throw new PackError(
+      'CERT_NOT_VALID_AT_CREATION',
+      `root ${root.subject.replace(/\n/g, ', ')} (valid ${root.validFrom} to ${root.validTo}) was not valid when the pack was created (${createdAt.toISOString()})`,
+    );
+  }
+  refuseRetired([root], timeFloor);
+  return { signer: root, chain: [root], root };
+}
+
+/** What a trust pack makes of a keyring, once admitted. */
+export interface TrustUpdate {
+  /** The complete set of roots after the pack applies, each one self-signed CA, by file name. */
+  readonly roots: readonly { readonly name: string; readonly pem: string }[];
+  /** The new revocation list's text; null keeps the list the keyring holds. */
+  readonly revocations: string | null;
+}
+
+const subjectOf = (c: X509Certificate): string => c.subject.replace(/\n/g, ', ');
+
+/**
+ * Admits the payload of a trust pack (DESIGN.md, "Trust"): `roots/*.crt` states the complete set
+ * of roots after the pack applies, so a vendor can retire a root, and `revocations.json` may
+ * replace the list. `signer` is the root that signed the pack (verifyTrustPackSigner). The
+ * contents are judged before anything is written:
+ *  1. each root file has a plain certificate name and holds exactly one self-signed CA;
+ *  2. the set is not empty, and it keeps the root that signed the pack: a root is retired by a
+ *     pack its successor signs, once a pack signed by the retiring root has added the successor;
+ *  3. a new revocation list is signed by a root of the new set, and its sequence is greater than
+ *     the one the keyring holds (an older list would un-revoke a signer);
+ *  4. without a new list, the list the keyring holds must stay verifiable: its issuer stays.
+ * Any failure is a PackError, and the caller writes nothing.
+ */
+export async function admitTrustPayload(current: Keyring, payloadDir: string, signer: X509Certificate): Promise<TrustUpdate> {
   const rootsDir = join(payloadDir, 'roots');
   const roots: { name: string; pem: string }[] = [];
-  const anchors = [...current.roots];
+  const anchors: X509Certificate[] = [];
   // 1.
   for (const name of (await readdir(rootsDir).catch(() => [] as string[])).sort()) {
     if (!/^[A-Za-z0-9._-]+\.(crt|pem)$/.test(name)) throw new PackError('TRUST_PACK_UNAUTHORISED', `trust pack root ${name} has an unexpected name`);
@@ -201,16 +268,34 @@ export async function admitTrustPayload(current: Keyring, payloadDir: string): P
     roots.push({ name, pem });
     anchors.push(certs[0]!);
   }
-  // 2. Only roots may sign a revocation list.
-  const revPath = join(payloadDir, REVOCATIONS_FILE);
-  let revocations: string | null = null;
-  if (await exists(revPath)) {
-    revocations = await readFile(revPath, 'utf8');
-    try {
-      verifyRevocations(revocations, anchors);
-    } catch (e) {
-      throw new PackError('TRUST_PACK_UNAUTHORISED', 'the trust pack revocation list is not signed by a keyring root', { cause: e });
-    }
+  // 2.
+  if (anchors.length === 0) throw new PackError('TRUST_PACK_ROOT_SET_INVALID', 'the trust pack states no root: it would leave the probe unable to trust anything');
+  if (!anchors.some((r) => fingerprintHex(r) === fingerprintHex(signer))) {
+    throw new PackError(
+      'TRUST_PACK_ROOT_SET_INVALID',
+      `the trust pack drops the root that signed it (${subjectOf(signer)}); retire a root with a pack signed by its successor`,
+    );
   }
-  return { roots, revocations };
+  // 3.
+  const revPath = join(payloadDir, REVOCATIONS_FILE);
+  if (await exists(revPath)) {
+    const revocations = await readFile(revPath, 'utf8');
+    let list: RevocationList;
+    try {
+      list = verifyRevocations(revocations, anchors);
+    } catch (e) {
+      throw new PackError('TRUST_PACK_UNAUTHORISED', 'the trust pack revocation list is not signed by a root of the keyring it leaves', { cause: e });
+    }
+    const held = current.revocations;
+    if (held !== null && list.sequence <= held.sequence) {
+      throw new PackError('REVOCATIONS_NOT_NEWER', `the trust pack revocation list has sequence ${list.sequence}; the probe holds ${held.sequence}, and a list never goes back`);
+    }
+    return { roots, revocations };
+  }
+  // 4.
+  const held = current.revocations;
+  if (held !== null && !anchors.some((r) => fingerprintHex(r) === held.issuer)) {
+    throw new PackError('TRUST_PACK_ROOT_SET_INVALID', 'the trust pack drops the root that signed the revocation list the probe holds, and brings no new list');
+  }
+  return { roots, revocations: null };
 }

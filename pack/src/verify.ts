@@ -3,7 +3,7 @@ import { PackError } from './errors.js';
 import { parseCertificates } from './pem.js';
 import { algorithmFor, verifyBytes } from './signing.js';
 import { parseManifest, type PackCursor, type UnverifiedPack } from './read.js';
-import { verifyChain, type Keyring, type TrustedChain } from './trust.js';
+import { verifyChain, verifyTrustPackSigner, type Keyring, type TrustedChain } from './trust.js';
 import type { Manifest } from './manifest.js';
 
 const VERIFIED = Symbol('verified');
@@ -49,7 +49,16 @@ export class VerifiedPack {
  * certificate's key; only then is the manifest parsed (the signer's createdAt is needed for the
  * clock policy); then the chain is judged by the trust store at that createdAt.
  */
-export async function verifyPack(pack: UnverifiedPack, keyring: Keyring): Promise<VerifiedPack> {
+export interface VerifyOptions {
+  /**
+   * The probe's trusted time floor: the newest signed createdAt it has accepted. A certificate
+   * that expired before it is refused (trust.ts, verifyChain step 6). Null where there is no
+   * probe (the server's door, `sonde verify` without one).
+   */
+  readonly timeFloor?: Date | null;
+}
+
+export async function verifyPack(pack: UnverifiedPack, keyring: Keyring, options: VerifyOptions = {}): Promise<VerifiedPack> {
   try {
     const chain: X509Certificate[] = [];
     for (const pem of pack.signature.chain) {
@@ -71,7 +80,11 @@ export async function verifyPack(pack: UnverifiedPack, keyring: Keyring): Promis
       throw new PackError('SIGNATURE_INVALID', 'the manifest signature does not verify: the manifest or its signature was altered');
     }
     const manifest = parseManifest(pack.manifestBytes);
-    const trust = verifyChain(chain, new Date(manifest.createdAt), keyring);
+    // A trust pack changes the keyring: only a root may sign it. Every other kind is signed by a
+    // code-signing certificate that chains to a root.
+    const createdAt = new Date(manifest.createdAt);
+    const floor = options.timeFloor ?? null;
+    const trust = manifest.kind === 'trust' ? verifyTrustPackSigner(chain, createdAt, keyring, floor) : verifyChain(chain, createdAt, keyring, floor);
     return new VerifiedPack(VERIFIED, manifest, pack.manifestBytes, trust, pack.cursor);
   } catch (e) {
     await pack.close().catch(() => undefined);

@@ -16,6 +16,8 @@ export interface RunOptions {
   readonly staging?: string;
   readonly key?: KeyObject;
   readonly mode?: 'extract' | 'hash-only';
+  /** The probe's trusted time floor (verifyPack's option). */
+  readonly timeFloor?: Date;
 }
 
 /** Slices of `bytes`, `size` bytes each (or as many as `size()` says, for uneven slicing). */
@@ -30,7 +32,7 @@ export async function* fromBytes(bytes: Buffer, size: number | (() => number) = 
 
 export async function runPack(source: string | Buffer | AsyncIterable<Buffer>, o: RunOptions): Promise<ExtractResult> {
   const unverified = await readPack(Buffer.isBuffer(source) ? fromBytes(source) : source);
-  const pack = await verifyPack(unverified, o.keyring);
+  const pack = await verifyPack(unverified, o.keyring, o.timeFloor ? { timeFloor: o.timeFloor } : {});
   const mode = o.mode ?? 'extract';
   return extractPack(pack, {
     mode,

@@ -21,6 +21,8 @@ export interface TestPki {
   dir: string;
   keyring: Keyring;
   signer: Signer;
+  /** The root itself as a signer: what signs trust packs. */
+  root: Signer;
   fleet: { cert: X509Certificate; key: KeyObject };
   group: { cert: X509Certificate; key: KeyObject };
   probe: { cert: X509Certificate; key: KeyObject };
@@ -42,6 +44,7 @@ export async function makePki(dir: string): Promise<TestPki> {
     dir,
     keyring: await loadKeyring(join(dir, 'root.crt')),
     signer: await loadSigner(dir, 'signer'),
+    root: await loadSigner(dir, 'root'),
     fleet: recipients.fleet!,
     group: recipients['group-emea']!,
     probe: recipients['probe-0001']!,

@@ -33,6 +33,8 @@ describe('pack round trip', () => {
     await packTree(pki, join(tmp.dir, 'src'), out, {
       kind,
       recipients: certs,
+      // Only a root may sign a trust pack (pack/src/trust.ts).
+      ...(kind === 'trust' ? { signer: pki.root } : {}),
       ...(kind === 'servicepack' ? { requires: '>=0.9.0 <1.0.0' } : {}),
     });
     const keys = recipients === 'none' ? [undefined] : recipients === 'one' ? [pki.probe.key] : [pki.fleet.key, pki.group.key, pki.probe.key];

@@ -6,7 +6,7 @@ import type { EngineOptions } from '../update/context.js';
 import { layoutOf } from '../update/layout.js';
 import { receiptOf, shownOutcome } from '../update/receipts.js';
 import { isVarName, setSiteVar, siteVarNames } from '../update/site-vars.js';
-import { readStatus, outcomeOf } from '../update/status.js';
+import { readStatus, readTrust, outcomeOf } from '../update/status.js';
 import type { AgentFlags } from './agent-command.js';
 
 async function engineFor(flags: AgentFlags): Promise<Engine> {
@@ -71,7 +71,7 @@ export async function recoverAction(flags: AgentFlags): Promise<void> {
 export async function statusAction(flags: AgentFlags): Promise<void> {
   const engine = await engineFor(flags);
   try {
-    const s = await readStatus(engine.context);
+    const s = { ...(await readStatus(engine.context)), trust: await readTrust(engine.context) };
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(s)}\n`);
       return;
@@ -83,6 +83,7 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
       `database  version ${s.dbVersion ?? '-'}`,
       `config    version ${s.configVersion ?? '-'}`,
       `security  floor ${s.securityFloor}`,
+      `trust     ${s.trust.keyringError ? `keyring unreadable (${s.trust.keyringError})` : `${s.trust.roots} root(s)`}, revocation list ${s.trust.revocationSequence ?? '-'}, time floor ${s.trust.timeFloor ?? '-'}`,
       `last      ${s.lastOutcome ? `${s.lastOutcome.outcome} ${s.lastOutcome.version ?? ''}${s.lastOutcome.errorCode ? ` ${s.lastOutcome.errorCode}` : ''} at ${s.lastOutcome.endedAt}` : '-'}`,
     ];
     if (s.unfinished) lines.push(`PENDING   deployment ${s.unfinished.id} stopped in ${s.unfinished.state}: run sonde agent recover`);

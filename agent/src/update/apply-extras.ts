@@ -1,15 +1,15 @@
-import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
-import { admitTrustPayload, loadKeyring, REVOCATIONS_FILE } from '../../../pack/src/index.js';
+import { fsyncDir, writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { admitTrustPayload, loadKeyring, REVOCATIONS_FILE, type VerifiedPack } from '../../../pack/src/index.js';
 import type { EngineContext } from './context.js';
 import { UpdateError } from './errors.js';
 import { exists } from './facts.js';
 
 /**
  * Packs that install without a slot switch (DESIGN.md, "Pack kinds"): a licence replaces
- * <root>/license/license.json; a trust pack adds roots to the probe's keyring and replaces its
- * revocation list. Both are written atomically.
+ * <root>/license/license.json; a trust pack replaces the probe's set of roots and may replace its
+ * revocation list.
  */
 export async function applyLicense(ctx: EngineContext, payloadsDir: string): Promise<void> {
   const src = join(payloadsDir, 'license', 'license.json');
@@ -23,14 +23,22 @@ export async function applyLicense(ctx: EngineContext, payloadsDir: string): Pro
 }
 
 /**
- * A trust pack was verified against the current keyring, so it is signed under a current root.
- * What it may change is decided by the trust store (pack/src/trust.ts, admitTrustPayload); this
- * only writes the admitted roots and list into the probe's keyring, each atomically.
+ * A trust pack was verified against the current keyring and signed by one of its roots; what it
+ * may change is decided by the trust store (pack/src/trust.ts, admitTrustPayload). This writes the
+ * admitted keyring: the new roots first, then the new revocation list, and only then removes the
+ * roots the pack retires. A power cut part-way leaves a keyring that holds every root of both the
+ * old and the new set, never one without the root that signed the pack; the install resumes as
+ * failed and the vendor's pack can be applied again.
  */
-export async function applyTrust(ctx: EngineContext, payloadsDir: string): Promise<void> {
-  const update = await admitTrustPayload(await loadKeyring(ctx.layout.keyring), join(payloadsDir, 'trust'));
-  for (const r of update.roots) await writeFileAtomic(join(ctx.layout.keyring, r.name), r.pem);
-  if (update.revocations !== null) await writeFileAtomic(join(ctx.layout.keyring, REVOCATIONS_FILE), update.revocations);
+export async function applyTrust(ctx: EngineContext, pack: VerifiedPack, payloadsDir: string): Promise<void> {
+  const dir = ctx.layout.keyring;
+  const update = await admitTrustPayload(await loadKeyring(dir), join(payloadsDir, 'trust'), pack.signer);
+  for (const r of update.roots) await writeFileAtomic(join(dir, r.name), r.pem);
+  if (update.revocations !== null) await writeFileAtomic(join(dir, REVOCATIONS_FILE), update.revocations);
+  const keep = new Set(update.roots.map((r) => r.name));
+  const retired = (await readdir(dir)).filter((n) => (n.endsWith('.crt') || n.endsWith('.pem')) && !keep.has(n));
+  for (const n of retired) await rm(join(dir, n), { force: true });
+  if (retired.length > 0) await fsyncDir(dir);
 }
 
 /** The probe's keyring, seeded from --keyring on first use (a root file or a folder). */

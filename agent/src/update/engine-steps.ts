@@ -119,7 +119,7 @@ export class Steps {
     await seedKeyring(this.ctx, options.keyring);
     if (options.recipientKey) await storeRecipientKey(layout, options.recipientKey);
     const keyring = await loadKeyring(layout.keyring);
-    const pack = await verifyPack(await readPack(d.packPath), keyring);
+    const pack = await verifyPack(await readPack(d.packPath), keyring, { timeFloor: journal.timeFloor() });
     const m = pack.manifest;
     journal.update(d.id, {
       kind: m.kind,
@@ -185,7 +185,7 @@ export class Steps {
         await applyLicense(this.ctx, payloadsDir);
         return 'applied';
       case 'trust':
-        await applyTrust(this.ctx, payloadsDir);
+        await applyTrust(this.ctx, pack, payloadsDir);
         return 'applied';
       case 'slot': {
         if (m.kind === 'product') await recordModel(layout, m.compatible[0]!);
@@ -221,6 +221,8 @@ export class Steps {
 
   private async commit(d: Deployment): Promise<void> {
     const { journal, slots } = this.ctx;
+    // The trusted time floor rises with every pack committed (a rollback brings no new pack).
+    if (d.kind !== null && d.packCreatedAt !== null) journal.raiseTimeFloor(d.packCreatedAt);
     if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust') {
       // markGood is a no-op for a rollback target, which is good already.
       await slots.markGood(d.targetSlot, d.toVersion ?? 'unknown');

@@ -304,6 +304,25 @@ export class Journal {
     return (this.db.prepare('SELECT MAX(pack_created_at) AS t FROM releases WHERE security_version = ?').get(securityVersion) as { t: string | null }).t;
   }
 
+  /**
+   * The trusted time floor (DESIGN.md, "Trust"): the newest signed createdAt of a pack this probe
+   * committed, of any kind. Kept in agent.db's meta table and never lowered.
+   */
+  timeFloor(): Date | null {
+    const r = this.db.prepare("SELECT value FROM meta WHERE key = 'timeFloor'").get() as { value: string } | undefined;
+    return r ? new Date(r.value) : null;
+  }
+
+  /** Raises the time floor to `createdAt` when it is newer; an older one leaves it as it is. */
+  raiseTimeFloor(createdAt: string): void {
+    const at = new Date(createdAt);
+    if (Number.isNaN(at.getTime())) return;
+    // ISO-8601 UTC strings of one form compare as their times do.
+    this.db
+      .prepare("INSERT INTO meta (key, value) VALUES ('timeFloor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value")
+      .run(at.toISOString());
+  }
+
   /** Receipts-worth of history kept in the journal; older ended deployments are pruned. */
   prune(keep: number): void {
     this.db

@@ -1,3 +1,6 @@
+import { isSondeError } from '../../../base/src/errors/sonde-error.js';
+import { exists } from '../../../base/src/fs/exists.js';
+import { loadKeyring } from '../../../pack/src/index.js';
 import type { EngineContext } from './context.js';
 import { activeAppVersion, probeFacts } from './facts.js';
 import type { Deployment } from './journal.js';
@@ -18,6 +21,29 @@ export interface AgentStatus {
   readonly slots: readonly SlotInfo[];
   readonly lastOutcome: { readonly id: string; readonly outcome: string; readonly errorCode: string | null; readonly reason: string | null; readonly version: string | null; readonly endedAt: string | null } | null;
   readonly unfinished: { readonly id: string; readonly state: string } | null;
+}
+
+/** What the probe trusts: `sonde agent status` shows it (the daemon's state report does not load the keyring). */
+export interface TrustStatus {
+  /** Roots in the probe's keyring; 0 before the keyring is seeded. */
+  readonly roots: number;
+  /** The sequence of the revocation list the probe holds (a list never goes back), or null. */
+  readonly revocationSequence: number | null;
+  /** The newest signed createdAt the probe has accepted: certificates that expired before it are refused. */
+  readonly timeFloor: string | null;
+  /** Why the keyring could not be read, when it could not (its code). */
+  readonly keyringError: string | null;
+}
+
+export async function readTrust(ctx: EngineContext): Promise<TrustStatus> {
+  const timeFloor = ctx.journal.timeFloor()?.toISOString() ?? null;
+  if (!(await exists(ctx.layout.keyring))) return { roots: 0, revocationSequence: null, timeFloor, keyringError: null };
+  try {
+    const k = await loadKeyring(ctx.layout.keyring);
+    return { roots: k.roots.length, revocationSequence: k.revocations?.sequence ?? null, timeFloor, keyringError: null };
+  } catch (e) {
+    return { roots: 0, revocationSequence: null, timeFloor, keyringError: isSondeError(e) ? e.code : 'KEYRING_INVALID' };
+  }
 }
 
 export function outcomeOf(d: Deployment): AgentStatus['lastOutcome'] {

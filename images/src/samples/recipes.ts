@@ -123,7 +123,7 @@ export async function writeLicenseRecipe(dir: string, licence: SampleLicence = s
 }
 
 export interface TrustContent {
-  /** Root certificates to add to the keyring: file name in roots/ to the PEM file to copy. */
+  /** The complete set of roots the keyring holds after the pack: file name in roots/ to the PEM file to copy. */
   readonly roots: Readonly<Record<string, string>>;
   /** A signed revocations.json to install beside them. */
   readonly revocations?: string;

@@ -77,8 +77,9 @@ export async function makeSampleKeys(dir: string): Promise<{ keys: SampleKeys; r
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
 
 /** The signer packs are signed with: a key and its chain as read from `<name>.key/.crt`. */
-export async function loadSampleSigner(keys: SampleKeys, which: 'signer' | 'revoked-signer' = 'signer'): Promise<Signer> {
-  const [certPath, keyPath] = which === 'signer' ? [keys.signerCert, keys.signerKey] : [keys.revokedSignerCert, keys.revokedSignerKey];
+export async function loadSampleSigner(keys: SampleKeys, which: 'signer' | 'revoked-signer' | 'root' = 'signer'): Promise<Signer> {
+  const [certPath, keyPath] =
+    which === 'signer' ? [keys.signerCert, keys.signerKey] : which === 'root' ? [keys.rootCert, keys.rootKey] : [keys.revokedSignerCert, keys.revokedSignerKey];
   const chainPem = (await readFile(certPath, 'utf8')).match(PEM_CERT) ?? [];
   if (chainPem.length === 0) throw new Error(`${certPath} holds no certificate`);
   return { key: await loadPrivateKey(keyPath), chainPem };

@@ -37,12 +37,15 @@ export function samplePackFile(id: SamplePackId): string {
   return id === 'license' || id === 'trust' ? `${id}.spk` : `${SAMPLE_PRODUCT}-${id}.spk`;
 }
 
-/** Packs a recipe folder with the sample signer, encrypted for the fleet key. */
+/**
+ * Packs a recipe folder with the sample signer, encrypted for the fleet key. A trust pack is
+ * signed by the sample root itself: only a root may change a keyring (pack/src/trust.ts).
+ */
 export async function packSampleRecipe(src: string, out: string, keys: SampleKeys, createdAt?: Date): Promise<WrittenPack> {
   const plan = await makePlan(src, {});
   return writePack(plan, {
     out,
-    signer: await loadSampleSigner(keys),
+    signer: await loadSampleSigner(keys, plan.kind === 'trust' ? 'root' : 'signer'),
     recipients: [{ cert: new X509Certificate(await readFile(keys.fleetCert, 'utf8')) }],
     ...(createdAt ? { createdAt } : {}),
   });
@@ -99,7 +102,7 @@ export async function buildSamples(outDir: string, options: BuildSamplesOptions 
     }
     await pack('license', await writeLicenseRecipe(join(scratch, 'license')));
     const revocations = await makeTrustRevocations(keys, scratch);
-    await pack('trust', await writeTrustRecipe(join(scratch, 'trust'), { roots: { 'second-root.crt': keys.secondRootCert }, revocations }));
+    await pack('trust', await writeTrustRecipe(join(scratch, 'trust'), { roots: { 'root.crt': keys.rootCert, 'second-root.crt': keys.secondRootCert }, revocations }));
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
