@@ -9,7 +9,9 @@ import {
   loadSampleSigner,
   sampleRelease,
   writeReleaseRecipe,
+  writeLicenseRecipe,
   writeTrustRecipe,
+  type SampleLicence,
   type SamplePaths,
   type SampleReleaseVersion,
   type TrustContent,
@@ -57,6 +59,12 @@ export async function variantPack(s: SamplePaths, dir: string, name: string, bas
 /** `<dir>/<name>.spk`: a trust pack carrying `content`. */
 export async function trustVariantPack(s: SamplePaths, dir: string, name: string, content: TrustContent, o: VariantOptions = {}): Promise<string> {
   const src = await writeTrustRecipe(join(dir, `${name}.recipe`), content);
+  return packRecipe(s, src, join(dir, `${name}.spk`), o);
+}
+
+/** A licence pack with its own licence.json, signed by the sample signer (or `o.signer`). */
+export async function licenceVariantPack(s: SamplePaths, dir: string, name: string, licence: SampleLicence, o: VariantOptions = {}): Promise<string> {
+  const src = await writeLicenseRecipe(join(dir, `${name}.recipe`), licence);
   return packRecipe(s, src, join(dir, `${name}.spk`), o);
 }
 

@@ -53,6 +53,7 @@ function facts(over: Partial<PolicyFacts> = {}): PolicyFacts {
     installed: { product: 'probe-app', version: '1.0.0', securityVersion: 1 },
     securityFloor: 1,
     newestCreatedAtSameSecurity: '2025-02-01T00:00:00.000Z',
+    newestAppliedSameKind: null,
     agentVersion: '0.1.0',
     freeBytes: 10_000 * MiB,
     requiredBytes: 100 * MiB,
@@ -133,6 +134,15 @@ describe('checkPolicy', () => {
   it('has a refusal case for every POLICY_* code and ALREADY_INSTALLED, each raised by exactly one case', () => {
     const policyCodes = UPDATE_CODES.filter((c) => c.startsWith('POLICY_') || c === 'ALREADY_INSTALLED');
     expect(REFUSALS.map((r) => r.code).sort()).toEqual([...policyCodes].sort());
+  });
+
+  it('refuses a replayed licence or trust pack, created before the one of its kind already applied, with POLICY_STALE_PACK', () => {
+    for (const kind of ['license', 'trust'] as const) {
+      const e = refusal(facts({ manifest: manifest({ kind }), newestAppliedSameKind: '2025-04-01T00:00:00.000Z' }));
+      expect(e?.code, kind).toBe('POLICY_STALE_PACK');
+      expect(e?.message, kind).toMatch(new RegExp(`${kind} pack was created 2025-03-01.*2025-04-01`));
+      expect(refusal(facts({ manifest: manifest({ kind }), newestAppliedSameKind: '2025-03-01T00:00:00.000Z' })), kind).toBeNull();
+    }
   });
 
   it('passes a compatible, newer, current servicepack on an idle probe with room, inside its window', () => {

@@ -144,6 +144,7 @@ export class Steps {
         installed: current ? { product: current.product, version: current.version, securityVersion: current.securityVersion } : null,
         securityFloor: journal.securityFloor(),
         newestCreatedAtSameSecurity: journal.newestCreatedAt(m.securityVersion),
+        newestAppliedSameKind: m.kind === 'license' || m.kind === 'trust' ? journal.newestApplied(m.kind) : null,
         agentVersion: AGENT_VERSION,
         freeBytes: fs.bavail * fs.bsize,
         requiredBytes: requiredBytes(m, dbBytes),
@@ -223,6 +224,7 @@ export class Steps {
     const { journal, slots } = this.ctx;
     // The trusted time floor rises with every pack committed (a rollback brings no new pack).
     if (d.kind !== null && d.packCreatedAt !== null) journal.raiseTimeFloor(d.packCreatedAt);
+    if ((d.kind === 'license' || d.kind === 'trust') && d.packCreatedAt !== null) journal.recordApplied(d.kind, d.packCreatedAt);
     if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust') {
       // markGood is a no-op for a rollback target, which is good already.
       await slots.markGood(d.targetSlot, d.toVersion ?? 'unknown');

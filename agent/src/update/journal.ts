@@ -315,12 +315,27 @@ export class Journal {
 
   /** Raises the time floor to `createdAt` when it is newer; an older one leaves it as it is. */
   raiseTimeFloor(createdAt: string): void {
-    const at = new Date(createdAt);
+    this.raiseMeta('timeFloor', createdAt);
+  }
+
+  /** The signed createdAt of the newest licence or trust pack applied (their anti-replay rule). */
+  newestApplied(kind: 'license' | 'trust'): string | null {
+    const r = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(`applied:${kind}`) as { value: string } | undefined;
+    return r?.value ?? null;
+  }
+
+  recordApplied(kind: 'license' | 'trust', createdAt: string): void {
+    this.raiseMeta(`applied:${kind}`, createdAt);
+  }
+
+  /** Sets a time in meta to `iso` when that is later than the one there; never lowers it. */
+  private raiseMeta(key: string, iso: string): void {
+    const at = new Date(iso);
     if (Number.isNaN(at.getTime())) return;
     // ISO-8601 UTC strings of one form compare as their times do.
     this.db
-      .prepare("INSERT INTO meta (key, value) VALUES ('timeFloor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value")
-      .run(at.toISOString());
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value')
+      .run(key, at.toISOString());
   }
 
   /** Receipts-worth of history kept in the journal; older ended deployments are pruned. */

@@ -24,6 +24,8 @@ export interface PolicyFacts {
   readonly installed: InstalledRelease | null;
   readonly securityFloor: number;
   readonly newestCreatedAtSameSecurity: string | null;
+  /** For a licence or trust pack: the signed createdAt of the newest one of its kind applied here. */
+  readonly newestAppliedSameKind: string | null;
   readonly agentVersion: string;
   readonly freeBytes: number;
   readonly requiredBytes: number;
@@ -80,6 +82,11 @@ export function checkPolicy(f: PolicyFacts): void {
     if (f.newestCreatedAtSameSecurity !== null && Date.parse(m.createdAt) < Date.parse(f.newestCreatedAtSameSecurity)) {
       throw new UpdateError('POLICY_STALE_PACK', `the pack was created ${m.createdAt}, before a pack of the same securityVersion already installed (${f.newestCreatedAtSameSecurity})`);
     }
+  }
+  // Licence and trust packs follow the same anti-replay rule as releases: an older pack of the
+  // kind already applied would take back what a newer one changed (a licence, a root set).
+  if ((m.kind === 'license' || m.kind === 'trust') && f.newestAppliedSameKind !== null && Date.parse(m.createdAt) < Date.parse(f.newestAppliedSameKind)) {
+    throw new UpdateError('POLICY_STALE_PACK', `the ${m.kind} pack was created ${m.createdAt}, before the ${m.kind} pack already applied (${f.newestAppliedSameKind})`);
   }
   if (f.freeBytes < f.requiredBytes) {
     throw new UpdateError('POLICY_DISK_SPACE', `the install needs ${Math.ceil(f.requiredBytes / MiB)} MiB free; ${Math.floor(f.freeBytes / MiB)} MiB are`);
