@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { processAlive } from '../../base/src/os/process-alive.js';
+import { processExists } from '../../base/src/os/process-alive.js';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -87,7 +87,7 @@ async function startOnce(p: ServerPaths, opts: { sondeJs: string; keyring: strin
       if (!token) throw new LabError('LAB_SERVER_FAILED', `the lab server in ${p.serverData} has no saved admin token (${p.tokenFile})`);
       break;
     }
-    if (!processAlive(pid)) {
+    if (!processExists(pid)) {
       const log = (await readFile(p.serverLog, 'utf8').catch(() => '')).slice(logStart);
       const error = new LabError('LAB_SERVER_FAILED', `the lab server exited at its start: ${log.trim().split('\n').slice(-2).join(' / ')}`);
       return { error, portTaken: /EADDRINUSE/.test(log) };
@@ -113,12 +113,12 @@ function stopPid(pid: number): void {
 
 /** Stops the lab's own server and waits for it to exit (SIGKILL after 10 s). */
 export async function stopLabServer(ref: LabServerRef | null): Promise<void> {
-  if (!ref?.own || !ref.pid || !processAlive(ref.pid)) return;
+  if (!ref?.own || !ref.pid || !processExists(ref.pid)) return;
   if (!(await isLabServer(ref.pid))) return; // the pid was recycled: not ours to kill
   stopPid(ref.pid);
   const deadline = Date.now() + 10_000;
-  while (processAlive(ref.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (processAlive(ref.pid)) process.kill(ref.pid, 'SIGKILL');
+  while (processExists(ref.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (processExists(ref.pid)) process.kill(ref.pid, 'SIGKILL');
 }
 
 async function isLabServer(pid: number): Promise<boolean> {
@@ -127,7 +127,7 @@ async function isLabServer(pid: number): Promise<boolean> {
 }
 
 export function serverRunning(ref: LabServerRef | null): boolean {
-  return !!ref?.own && !!ref.pid && processAlive(ref.pid);
+  return !!ref?.own && !!ref.pid && processExists(ref.pid);
 }
 
 export class LabServerClient {

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../../base/src/fs/atomic.js';
 import { LabError } from './errors.js';
 import { tryRun } from './host.js';
-import { processAlive } from '../../base/src/os/process-alive.js';
+import { processAlive, processExists } from '../../base/src/os/process-alive.js';
 import { withLock } from './lab-state.js';
 
 /**
@@ -137,9 +137,9 @@ export class PodmanService {
     await writeFileAtomic(this.record, `${JSON.stringify({ pid: spawned, bootId: bootId(), startedAt: new Date().toISOString() } satisfies ServiceRecord)}\n`);
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!(await ping(this.socket))) {
-      if (!processAlive(spawned) || Date.now() > deadline) {
+      if (!processExists(spawned) || Date.now() > deadline) {
         const tail = (await readFile(this.log, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' / ');
-        if (processAlive(spawned)) await this.terminate(spawned);
+        if (processExists(spawned)) await this.terminate(spawned);
         throw new LabError('LAB_PROBE_FAILED', `podman system service did not answer on ${this.socket}${tail ? `: ${tail}` : ''}`);
       }
       await sleep(50);

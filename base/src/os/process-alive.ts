@@ -19,3 +19,17 @@ export function processAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
+
+/**
+ * Whether process `pid` is still in the process table, a zombie included (`kill(pid, 0)`): what
+ * a caller waits on when "stopped" must mean "gone", with no entry left in /proc, rather than
+ * "no longer running". EPERM: it exists but belongs to someone else.
+ */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

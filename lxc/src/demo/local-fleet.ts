@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { processAlive } from '../../../base/src/os/process-alive.js';
+import { processExists } from '../../../base/src/os/process-alive.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
@@ -139,8 +139,8 @@ async function stopOwned(pid: number, arg: string, graceMs: number): Promise<boo
     return false;
   }
   const deadline = Date.now() + graceMs;
-  while (processAlive(pid) && (await ours()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (processAlive(pid) && (await ours())) {
+  while (processExists(pid) && (await ours()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (processExists(pid) && (await ours())) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
