@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { z } from 'zod';
+import { parseSecretJson } from '../../../base/src/fs/secret-json.js';
 import { LinkError } from '../link/errors.js';
 import { PROBE_ID } from '../../../base/src/protocol/topics.js';
 
@@ -39,15 +40,16 @@ export async function loadCredentials(path: string): Promise<Credentials> {
   if ((info.mode & 0o077) !== 0) {
     throw new LinkError('CREDENTIALS_INVALID', `credential file ${path} must be mode 0600 (it is ${(info.mode & 0o777).toString(8)})`);
   }
-  let parsed: z.infer<typeof schema>;
+  // Never echo the file: it holds the token. A syntax error names the line; a schema error the keys.
+  let json: unknown;
   try {
-    const r = schema.safeParse(JSON.parse(await readFile(path, 'utf8')));
-    if (!r.success) throw new Error(r.error.issues.map((i) => i.path.join('.') || '(root)').join(', '));
-    parsed = r.data;
+    json = parseSecretJson(await readFile(path, 'utf8'), path);
   } catch (e) {
-    // Never echo the file: it holds the token.
-    throw new LinkError('CREDENTIALS_INVALID', `credential file ${path} is malformed (${(e as Error).message.slice(0, 100)})`);
+    throw new LinkError('CREDENTIALS_INVALID', `credential file ${(e as Error).message}`);
   }
+  const r = schema.safeParse(json);
+  if (!r.success) throw new LinkError('CREDENTIALS_INVALID', `credential file ${path} is malformed (${r.error.issues.map((i) => i.path.join('.') || '(root)').join(', ')})`);
+  const parsed = r.data;
   for (const url of [parsed.server.http, parsed.server.mqtt]) {
     const u = new URL(url);
     if (!isLoopbackUrl(url) && u.protocol !== 'https:' && u.protocol !== 'mqtts:') {

@@ -312,6 +312,7 @@ export class AgentDaemon {
     const abort = new AbortController();
     this.current = { commandId: c.commandId, abort };
     this.commands.set(c.commandId, 'running');
+    let downloaded = false;
     try {
       // The bearer token (also the MQTT password) goes with the request: off loopback only over
       // TLS, as for the server's own URLs (credentials.ts).
@@ -343,6 +344,7 @@ export class AgentDaemon {
       });
       this.log.info({ commandId: c.commandId, requests: got.requests, resumedFrom: got.resumedFrom }, 'download complete');
       this.event({ type: 'download-complete', commandId: c.commandId, packSha256: c.pack.sha256 });
+      downloaded = true;
       const outcome: InstallOutcome = await this.installer.install(dest);
       const d = outcome.deployment;
       this.commands.set(c.commandId, 'done', d.id);
@@ -354,9 +356,14 @@ export class AgentDaemon {
         this.commands.set(c.commandId, 'queued');
         return;
       }
-      const code = isSondeError(e) ? e.code : 'DOWNLOAD_FAILED';
+      // A failure the agent knows keeps its own code and message (a SondeError's message names
+      // files and codes, never secret values). One it does not know is reported as a code and a
+      // fixed sentence: its message could quote anything, and the server is off the probe.
+      const known = isSondeError(e);
+      const code = known ? e.code : downloaded ? 'INSTALL_INTERNAL_ERROR' : 'DOWNLOAD_FAILED';
+      const message = known ? e.message.slice(0, 1000) : `the ${downloaded ? 'install' : 'download'} failed on an error the agent does not know; its log has the details`;
       this.commands.set(c.commandId, abort.signal.aborted ? 'cancelled' : 'done');
-      this.event({ type: 'download-failed', commandId: c.commandId, code, message: (e as Error).message.slice(0, 1000) });
+      this.event({ type: 'download-failed', commandId: c.commandId, code, message });
       if (!isSondeError(e)) this.log.error({ err: (e as Error).stack }, 'install command failed');
     } finally {
       this.current = null;

@@ -3,6 +3,7 @@ import { SondeError } from '../../../base/src/errors/sonde-error.js';
 /** Codes of the probe's links to the fleet server: downloads, MQTT messages, polling. docs/errors.md. */
 export const LINK_CODES = [
   'DOWNLOAD_FAILED',
+  'INSTALL_INTERNAL_ERROR',
   'DOWNLOAD_HASH_MISMATCH',
   'DOWNLOAD_SIZE_MISMATCH',
   'DOWNLOAD_CANCELLED',

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { parseSecretJson } from '../../../base/src/fs/secret-json.js';
 import type { EngineContext } from './context.js';
 import { configVersionOf, type ConfigDoc } from './config-ops.js';
 import { UpdateError } from './errors.js';
@@ -29,13 +30,15 @@ export async function readConfig(path: string): Promise<ConfigDoc | null> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
+  // config.json holds site variables filled in: a syntax error names the line, never the text.
+  let v: unknown;
   try {
-    const v = JSON.parse(text) as unknown;
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
-    return v as ConfigDoc;
+    v = parseSecretJson(text, path);
   } catch (e) {
-    throw new UpdateError('CONFIG_INVALID', `${path} is not a JSON object`, { cause: e });
+    throw new UpdateError('CONFIG_INVALID', (e as Error).message);
   }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new UpdateError('CONFIG_INVALID', `${path} is not a JSON object`);
+  return v as ConfigDoc;
 }
 
 export async function probeFacts(ctx: EngineContext): Promise<ProbeFacts> {

@@ -2,6 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
+import { parseSecretJson } from '../../../base/src/fs/secret-json.js';
 import { UpdateError } from './errors.js';
 
 /**
@@ -25,9 +26,15 @@ export async function readSiteVars(path: string): Promise<Record<string, string>
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw e;
   }
-  const r = fileSchema.safeParse(JSON.parse(text));
-  // The message must not echo the file: it holds secrets.
-  if (!r.success) throw new UpdateError('CONFIG_INVALID', 'site-vars.json is not an object of NAME: "value" strings');
+  // No message may echo the file: it holds secrets. A syntax error names the line, not the text.
+  let json: unknown;
+  try {
+    json = parseSecretJson(text, path);
+  } catch (e) {
+    throw new UpdateError('CONFIG_INVALID', (e as Error).message);
+  }
+  const r = fileSchema.safeParse(json);
+  if (!r.success) throw new UpdateError('CONFIG_INVALID', `${path} is not an object of NAME: "value" strings`);
   return r.data;
 }
 
