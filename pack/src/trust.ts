@@ -6,6 +6,7 @@ import { PackError } from './errors.js';
 import { parseCertificates } from './pem.js';
 import { fingerprintHex, normaliseSerial, verifyRevocations, type RevocationList } from './revocations.js';
 import { MAX_CHAIN_LENGTH } from './format.js';
+import type { CertExtensions } from './cert-extensions.js';
 
 /**
  * The trust store: the only place in Sonde that says yes to a signer (STYLE.md, after tuf-js).
@@ -99,20 +100,64 @@ function validAt(cert: X509Certificate, at: Date): boolean {
   return Number.isFinite(from) && Number.isFinite(to) && from <= at.getTime() && at.getTime() <= to;
 }
 
-function ekuAllowsCodeSigning(cert: X509Certificate): boolean | 'absent' {
+/** Whether a CA's extended key usages leave code signing open below it (absent: unrestricted). */
+function caAllowsCodeSigning(cert: X509Certificate): boolean {
   const eku = cert.keyUsage as string[] | undefined;
-  if (eku === undefined || eku.length === 0) return 'absent';
+  if (eku === undefined || eku.length === 0) return true;
   return eku.includes(OID_CODE_SIGNING) || eku.includes(OID_ANY_EKU);
+}
+
+/** Whether the signer itself names code signing. anyExtendedKeyUsage is not code signing. */
+function signerIsCodeSigning(cert: X509Certificate): boolean {
+  const eku = cert.keyUsage as string[] | undefined;
+  return eku !== undefined && eku.includes(OID_CODE_SIGNING);
+}
+
+/** What verifyChain needs besides the chain: the probe's time floor and a reader of extensions. */
+export interface ChainContext {
+  /** The probe's trusted time floor (step 7); null where there is no probe. */
+  readonly timeFloor: Date | null;
+  /** The extensions node:crypto does not expose (cert-extensions.ts, loaded with the verify pass). */
+  readonly extensionsOf: (cert: X509Certificate) => CertExtensions;
+}
+
+const nameOf = (cert: X509Certificate): string => cert.subject.replace(/\n/g, ', ');
+
+/** RFC 5280 4.2: a critical extension this verifier does not process makes the certificate unusable. */
+function refuseUnknownCritical(certs: readonly X509Certificate[], ctx: ChainContext): void {
+  for (const cert of certs) {
+    const unknown = ctx.extensionsOf(cert).unknownCritical;
+    if (unknown.length > 0) throw new PackError('CHAIN_INVALID', `certificate ${nameOf(cert)} has a critical extension this verifier does not process (${unknown.join(', ')})`);
+  }
+}
+
+/**
+ * A CA that signs the certificate below it (RFC 5280 4.2.1.3, 4.2.1.9): its key usage includes
+ * keyCertSign, and its pathLenConstraint allows the `below` intermediate CAs between it and the
+ * signer.
+ */
+function refuseUnfitIssuer(issuer: X509Certificate, below: number, ctx: ChainContext): void {
+  if (!issuer.ca) throw new PackError('CHAIN_INVALID', `${issuer.subject} signs another certificate but is not a CA`);
+  const ext = ctx.extensionsOf(issuer);
+  if (ext.keyUsage === null || !ext.keyUsage.has('keyCertSign')) {
+    throw new PackError('CHAIN_INVALID', `${nameOf(issuer)} signs another certificate but its key usage lacks keyCertSign`);
+  }
+  if (ext.pathLenConstraint !== null && below > ext.pathLenConstraint) {
+    throw new PackError('CHAIN_INVALID', `${nameOf(issuer)} allows ${ext.pathLenConstraint} intermediate CA(s) below it; the chain has ${below}`);
+  }
 }
 
 /**
  * Decides whether `chain` (signer first, then intermediates) is trusted to sign a pack created at
  * `createdAt`. The steps, in order:
- *  1. each certificate is issued and signed by the next; every issuer is a CA (basic constraints);
- *  2. the last one is a keyring root or is issued and signed by one;
- *  3. the signer carries the code-signing extended key usage and is not a CA, and no intermediate
- *     restricts its usages to exclude code signing;
- *  4. no certificate of the chain is revoked by the keyring's signed list;
+ *  1. each certificate is issued and signed by the next; every issuer is a CA (basic constraints)
+ *     whose key usage includes keyCertSign and whose pathLenConstraint allows the CAs below it;
+ *  2. the last one is a keyring root or is issued and signed by one (which must fit step 1 too);
+ *     no certificate, root included, carries a critical extension this verifier does not process;
+ *  3. the signer carries the code-signing extended key usage (anyExtendedKeyUsage is not code
+ *     signing) and the digitalSignature key usage, and is not a CA; no intermediate restricts its
+ *     usages to exclude code signing;
+ *  4. no certificate of the chain, nor the root it ends at, is revoked by the keyring's signed list;
  *  5. clock policy: every certificate, root included, was valid at the signed createdAt. The
  *     probe's own clock is not consulted, so an expired signer still verifies the packs it
  *     signed while it was valid, and no probe is bricked by a certificate that expired;
@@ -120,7 +165,7 @@ function ekuAllowsCodeSigning(cert: X509Certificate): boolean | 'absent' {
  *     before the probe's trusted time floor (the newest signed createdAt it has accepted), whatever
  *     createdAt the pack claims.
  */
-export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, timeFloor: Date | null = null): TrustedChain {
+export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, ctx: ChainContext): TrustedChain {
   const signer = chain[0];
   if (!signer || chain.length > MAX_CHAIN_LENGTH) {
     throw new PackError('CHAIN_INVALID', `the signature carries ${chain.length} certificates (1 to ${MAX_CHAIN_LENGTH} allowed)`);
@@ -132,47 +177,60 @@ export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, 
     if (!child.checkIssued(issuer) || !child.verify(issuer.publicKey)) {
       throw new PackError('CHAIN_INVALID', `certificate ${i} (${child.subject}) is not issued by the next one in the chain`);
     }
-    if (!issuer.ca) throw new PackError('CHAIN_INVALID', `${issuer.subject} signs another certificate but is not a CA`);
+    refuseUnfitIssuer(issuer, i, ctx);
   }
   // 2.
   const last = chain[chain.length - 1]!;
   const lastFp = fingerprintHex(last);
   let root = keyring.roots.find((r) => fingerprintHex(r) === lastFp);
-  if (!root) root = keyring.roots.find((r) => last.checkIssued(r) && last.verify(r.publicKey));
+  if (!root) {
+    root = keyring.roots.find((r) => last.checkIssued(r) && last.verify(r.publicKey));
+    if (root) refuseUnfitIssuer(root, chain.length - 1, ctx);
+  }
   if (!root) {
     throw new PackError('CHAIN_UNTRUSTED', `the signer chains to "${last.issuer.replace(/\n/g, ', ')}", which is not a root of keyring ${keyring.source}`);
   }
+  const all = fingerprintHex(root) === lastFp ? [...chain] : [...chain, root];
+  refuseUnknownCritical(all, ctx);
   // 3.
-  if (signer.ca) throw new PackError('SIGNER_NOT_CODE_SIGNING', `the signer ${signer.subject.replace(/\n/g, ', ')} is a CA, not a signing certificate`);
-  if (ekuAllowsCodeSigning(signer) !== true) {
-    throw new PackError('SIGNER_NOT_CODE_SIGNING', `the signer ${signer.subject.replace(/\n/g, ', ')} lacks the code-signing extended key usage`);
+  if (signer.ca) throw new PackError('SIGNER_NOT_CODE_SIGNING', `the signer ${nameOf(signer)} is a CA, not a signing certificate`);
+  if (!signerIsCodeSigning(signer)) {
+    throw new PackError('SIGNER_NOT_CODE_SIGNING', `the signer ${nameOf(signer)} lacks the code-signing extended key usage`);
+  }
+  const signerUsage = ctx.extensionsOf(signer).keyUsage;
+  if (signerUsage === null || !signerUsage.has('digitalSignature')) {
+    throw new PackError('SIGNER_NOT_CODE_SIGNING', `the signer ${nameOf(signer)} lacks the digitalSignature key usage`);
   }
   for (const ca of chain.slice(1)) {
-    if (ekuAllowsCodeSigning(ca) === false) {
-      throw new PackError('SIGNER_NOT_CODE_SIGNING', `intermediate ${ca.subject.replace(/\n/g, ', ')} restricts its usages to exclude code signing`);
+    if (!caAllowsCodeSigning(ca)) {
+      throw new PackError('SIGNER_NOT_CODE_SIGNING', `intermediate ${nameOf(ca)} restricts its usages to exclude code signing`);
     }
   }
   // 4.
-  const revoked = keyring.revocations;
-  if (revoked) {
-    for (const cert of chain) {
-      if (revoked.serials.has(normaliseSerial(cert.serialNumber)) || revoked.fingerprints.has(fingerprintHex(cert))) {
-        throw new PackError('CERT_REVOKED', `certificate ${cert.subject.replace(/\n/g, ', ')} (serial ${normaliseSerial(cert.serialNumber)}) is revoked`);
-      }
-    }
-  }
+  refuseRevoked(all, keyring);
   // 5.
-  for (const cert of [...chain, root]) {
+  for (const cert of all) {
     if (!validAt(cert, createdAt)) {
       throw new PackError(
         'CERT_NOT_VALID_AT_CREATION',
-        `certificate ${cert.subject.replace(/\n/g, ', ')} (valid ${cert.validFrom} to ${cert.validTo}) was not valid when the pack was created (${createdAt.toISOString()})`,
+        `certificate ${nameOf(cert)} (valid ${cert.validFrom} to ${cert.validTo}) was not valid when the pack was created (${createdAt.toISOString()})`,
       );
     }
   }
   // 6.
-  refuseRetired([...chain, root], timeFloor);
+  refuseRetired(all, ctx.timeFloor);
   return { signer, chain, root };
+}
+
+/** Step 4: revoked by serial or by fingerprint in the keyring's signed list. */
+function refuseRevoked(certs: readonly X509Certificate[], keyring: Keyring): void {
+  const revoked = keyring.revocations;
+  if (!revoked) return;
+  for (const cert of certs) {
+    if (revoked.serials.has(normaliseSerial(cert.serialNumber)) || revoked.fingerprints.has(fingerprintHex(cert))) {
+      throw new PackError('CERT_REVOKED', `certificate ${nameOf(cert)} (serial ${normaliseSerial(cert.serialNumber)}) is revoked`);
+    }
+  }
 }
 
 /**
@@ -203,22 +261,20 @@ function refuseRetired(certs: readonly X509Certificate[], timeFloor: Date | null
  * signer keeps its own code; one that would be trusted to sign a release is still refused with
  * TRUST_PACK_NOT_ROOT_SIGNED: a stolen code-signing key must never be able to add a root.
  */
-export function verifyTrustPackSigner(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, timeFloor: Date | null = null): TrustedChain {
+export function verifyTrustPackSigner(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, ctx: ChainContext): TrustedChain {
   const signer = chain[0];
   // 1.
   const root = signer !== undefined && chain.length === 1 ? keyring.roots.find((r) => fingerprintHex(r) === fingerprintHex(signer)) : undefined;
   if (root === undefined) {
-    const judged = verifyChain(chain, createdAt, keyring, timeFloor);
+    const judged = verifyChain(chain, createdAt, keyring, ctx);
     throw new PackError(
       'TRUST_PACK_NOT_ROOT_SIGNED',
       `a trust pack changes the keyring and must be signed by a root of it; ${judged.signer.subject.replace(/\n/g, ', ')} is a code-signing certificate`,
     );
   }
-  // 2.
-  const revoked = keyring.revocations;
-  if (revoked && (revoked.fingerprints.has(fingerprintHex(root)) || revoked.serials.has(normaliseSerial(root.serialNumber)))) {
-    throw new PackError('CERT_REVOKED', `root ${root.subject.replace(/\n/g, ', ')} is revoked`);
-  }
+  // 2. (and the root is usable: no critical extension this verifier does not process)
+  refuseUnknownCritical([root], ctx);
+  refuseRevoked([root], keyring);
   // 3.
   if (!validAt(root, createdAt)) {
     throw new PackError(
@@ -226,7 +282,7 @@ export function verifyTrustPackSigner(chain: readonly X509Certificate[], created
       `root ${root.subject.replace(/\n/g, ', ')} (valid ${root.validFrom} to ${root.validTo}) was not valid when the pack was created (${createdAt.toISOString()})`,
     );
   }
-  refuseRetired([root], timeFloor);
+  refuseRetired([root], ctx.timeFloor);
   return { signer: root, chain: [root], root };
 }
 

@@ -3,7 +3,8 @@ import { PackError } from './errors.js';
 import { parseCertificates } from './pem.js';
 import { algorithmFor, verifyBytes } from './signing.js';
 import { parseManifest, type PackCursor, type UnverifiedPack } from './read.js';
-import { verifyChain, verifyTrustPackSigner, type Keyring, type TrustedChain } from './trust.js';
+import { readExtensions } from './cert-extensions.js';
+import { verifyChain, verifyTrustPackSigner, type ChainContext, type Keyring, type TrustedChain } from './trust.js';
 import type { Manifest } from './manifest.js';
 
 const VERIFIED = Symbol('verified');
@@ -83,8 +84,8 @@ export async function verifyPack(pack: UnverifiedPack, keyring: Keyring, options
     // A trust pack changes the keyring: only a root may sign it. Every other kind is signed by a
     // code-signing certificate that chains to a root.
     const createdAt = new Date(manifest.createdAt);
-    const floor = options.timeFloor ?? null;
-    const trust = manifest.kind === 'trust' ? verifyTrustPackSigner(chain, createdAt, keyring, floor) : verifyChain(chain, createdAt, keyring, floor);
+    const ctx: ChainContext = { timeFloor: options.timeFloor ?? null, extensionsOf: readExtensions };
+    const trust = manifest.kind === 'trust' ? verifyTrustPackSigner(chain, createdAt, keyring, ctx) : verifyChain(chain, createdAt, keyring, ctx);
     return new VerifiedPack(VERIFIED, manifest, pack.manifestBytes, trust, pack.cursor);
   } catch (e) {
     await pack.close().catch(() => undefined);

@@ -1,4 +1,5 @@
-import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { createRequire } from 'node:module';
+import type * as JsoncParser from 'jsonc-parser';
 
 /**
  * JSON.parse for a file that may hold a secret (site-vars.json, the probe's credentials, a
@@ -38,8 +39,11 @@ export function parseSecretJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    // Only where: JSON.parse's own error (and its message) is dropped here, on purpose.
-    const errors: ParseError[] = [];
+    // Only where: JSON.parse's own error (and its message) is dropped here, on purpose. The
+    // locating parser is loaded on this error path only: the daemon reads these files at start
+    // and idles for months, and would otherwise keep it resident for nothing.
+    const { parse, printParseErrorCode } = createRequire(import.meta.url)('jsonc-parser') as typeof JsoncParser;
+    const errors: JsoncParser.ParseError[] = [];
     parse(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
     const first = errors[0];
     if (first === undefined) throw new SecretJsonError(file, null, null, 'not valid JSON');
