@@ -4,6 +4,7 @@ import { PROBE_ID } from '../../../base/src/protocol/topics.js';
 import { hashToken, newTokenId, newTokenSecret } from '../auth/tokens.js';
 import { readEndpoints, type DataPaths } from '../data-dir.js';
 import { ServerError } from '../errors.js';
+import { isReservedProbeId } from '../mqtt/identity.js';
 import { mosquittoPasswordHash } from '../mqtt/mosquitto-hash.js';
 import type { CommandRecord, DeploymentRecord, ProbePatch, ProbeRecord, ProbeTarget, Store, StoredEvent } from '../store/types.js';
 
@@ -54,6 +55,9 @@ export class ProbeService {
   async enroll(probeId: string, o: EnrollOptions = {}): Promise<{ credentials: EnrollmentFile; created: boolean }> {
     if (!PROBE_ID.test(probeId)) {
       throw new ServerError('PROBE_ID_INVALID', 'a probe id is 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit');
+    }
+    if (isReservedProbeId(probeId)) {
+      throw new ServerError('PROBE_ID_RESERVED', `${probeId} is reserved for the server and the broker (its MQTT user and ACL): choose another probe id`);
     }
     const server = await this.urlsFor(o);
     const ca = await readFile(this.paths.caCert, 'utf8');

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { topics } from '../../../base/src/protocol/topics.js';
 import { ServerError } from '../errors.js';
 import type { Bus, MessageHandler } from './bus.js';
+import { SERVER_MQTT_USER } from './identity.js';
 
 /**
  * `--mqtt-url`: an external broker (Mosquitto, EMQX) instead of the embedded one. The server logs
@@ -11,7 +12,7 @@ import type { Bus, MessageHandler } from './bus.js';
  * confine the probes. The session is persistent (clean: false, a fixed client id), so QoS 1
  * messages published while the server restarts wait for it at the broker.
  */
-export const SERVER_MQTT_USER = 'sonde-server';
+export { SERVER_MQTT_USER } from './identity.js';
 
 export interface ExternalBusOptions {
   readonly url: string;

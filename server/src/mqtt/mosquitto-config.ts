@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { TOPIC_PREFIX } from '../../../base/src/protocol/topics.js';
 import { ensureMqttSecret, type DataPaths } from '../data-dir.js';
 import type { Store } from '../store/types.js';
-import { SERVER_MQTT_USER } from './external-bus.js';
+import { isReservedProbeId, SERVER_MQTT_USER } from './identity.js';
 import { mosquittoPasswordHash } from './mosquitto-hash.js';
 
 /**
@@ -103,7 +103,13 @@ export async function writeMosquittoConfig(store: Store, paths: DataPaths, o: Mo
 
 async function writePasswords(store: Store, paths: DataPaths, file: string): Promise<number> {
   const secret = await ensureMqttSecret(paths);
-  const entries = [`${SERVER_MQTT_USER}:${mosquittoPasswordHash(secret)}`, ...(await store.probes.mqttPasswordHashes()).map((p) => `${p.probeId}:${p.hash}`)];
+  // One line per user, the server's first. A probe enrolled under a reserved id (before such ids
+  // were refused) is left out: it would share the server's user and its ACL.
+  const users = new Map<string, string>([[SERVER_MQTT_USER, mosquittoPasswordHash(secret)]]);
+  for (const p of await store.probes.mqttPasswordHashes()) {
+    if (!isReservedProbeId(p.probeId) && !users.has(p.probeId)) users.set(p.probeId, p.hash);
+  }
+  const entries = [...users].map(([user, hash]) => `${user}:${hash}`);
   await writeFileAtomic(file, `${entries.join('\n')}\n`, { mode: 0o600 });
   return entries.length;
 }

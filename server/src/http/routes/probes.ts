@@ -39,7 +39,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     summary: 'Enroll a probe (or re-key it: its earlier token stops working); answers its credential file, token included, once',
     access: 'admin',
     body: enrollBody,
-    responses: { '201': 'a new probe: the credential file', '200': 're-keyed: the credential file', '400': 'PROBE_ID_INVALID' },
+    responses: { '201': 'a new probe: the credential file', '200': 're-keyed: the credential file', '400': 'PROBE_ID_INVALID, PROBE_ID_RESERVED' },
   },
   {
     method: 'POST',
