@@ -9,21 +9,22 @@ import { packFolder } from '../helpers/pack-assembly.js';
 import { layoutOf, type PackLayout } from '../helpers/pack-layout.js';
 import { applyMutation, describeMutation, legitimateSpot, randomMutation, tellingOffsets } from '../helpers/pack-mutations.js';
 import { fromBytes, runPack, type RunOptions } from '../helpers/pack-run.js';
-import { scratch, treeDigest, writeTree } from '../helpers/packs.js';
+import { loadSigner, scratch, treeDigest, writeTree } from '../helpers/packs.js';
 import { pkiWorld } from '../helpers/pki-fixture.js';
 import { mulberry32 } from '../helpers/prng.js';
 import { expectNothingEscaped, makeSandbox, type Sandbox } from '../helpers/sandbox.js';
 
 /**
  * The pack reader, verifier and extractor under random damage (RAUC fuzzes its bundle parser the
- * same way). Two genuine packs of a few KiB (one plain and uncompressed, so that damage reaches
- * the payload tar parser and the extractor before the hash verdict; one encrypted and gzipped)
+ * same way). Four genuine packs of a few KiB (a release plain and uncompressed, so that damage
+ * reaches the payload tar parser and the extractor before the hash verdict; the same encrypted and
+ * gzipped; a licence pack; a trust pack signed by the root)
  * are flipped, overwritten, cut, grown, and have their 512-byte blocks repeated and swapped.
  * Every mutant must be either refused with a documented code, or accepted with exactly the
  * genuine tree, and then only if the mutation touched bytes nothing authenticates.
  *
  *   SONDE_FUZZ_SEED=<n>   replay a run (the seed is printed on every run)
- *   SONDE_FUZZ_RUNS=<n>   mutants in total, split between the two packs (default 4000)
+ *   SONDE_FUZZ_RUNS=<n>   mutants in total, split between the four packs (default 4000)
  *
  * The seed fixes every mutation and the packed files. The packs' signature, content key and salts
  * are random by design, so a failing mutant is also saved, with its genuine pack, for exact replay.
@@ -76,6 +77,32 @@ beforeAll(async () => {
     const genuine = await treeDigest(box.staging);
     await rm(box.staging, { recursive: true });
     targets.push({ label, bytes, layout: layoutOf(bytes), run, innerTars: !encrypted, genuine, file: encrypted ? 'encrypted' : 'plain' });
+  }
+  // The other kinds' paths: a licence pack, and a trust pack signed by the root itself (the
+  // trust store judges its signer differently), both plain so that damage reaches the tar parser.
+  const licenceSrc = join(tmp.dir, 'licence-src');
+  await writeTree(licenceSrc, {
+    'pack.json': JSON.stringify({ payloads: { license: 'license' } }),
+    'license/license.json': JSON.stringify({ licensee: 'Fuzz Networks', fleet: 'fuzz', serial: '*', features: ['alarms'] }),
+  });
+  const trustSrc = join(tmp.dir, 'trust-src');
+  await writeTree(trustSrc, {
+    'pack.json': JSON.stringify({ payloads: { trust: 'trust' } }),
+    'trust/roots/root.crt': await readFile(join(world.vendor.dir, 'root.crt'), 'utf8'),
+  });
+  const kinds = [
+    { file: 'licence', label: 'licence, plain', src: licenceSrc, kind: 'license', signer: world.vendor.signer },
+    { file: 'trust', label: 'trust, plain, root-signed', src: trustSrc, kind: 'trust', signer: await loadSigner(world.vendor.dir, 'root') },
+  ] as const;
+  for (const k of kinds) {
+    const path = join(tmp.dir, `${k.file}.spk`);
+    await packFolder(k.signer, k.src, path, { kind: k.kind, compression: 'none' });
+    const bytes = await readFile(path);
+    const run = { keyring: world.vendor.keyring };
+    await runPack(bytes, { ...run, staging: box.staging });
+    const genuine = await treeDigest(box.staging);
+    await rm(box.staging, { recursive: true });
+    targets.push({ label: k.label, bytes, layout: layoutOf(bytes), run, innerTars: true, genuine, file: k.file });
   }
 });
 afterAll(() => tmp.cleanup());
