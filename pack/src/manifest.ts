@@ -57,8 +57,13 @@ export const manifestSchema = z
     /** Signed creation time; the clock policy evaluates certificates at this instant. */
     createdAt: z.string().datetime({ offset: false }),
     releaseNotes: z.string().max(64 * 1024).optional(),
-    /** A signed allowance to install over a newer version or securityVersion. */
+    /**
+     * A signed allowance to install over a newer version. It names the one release it may
+     * replace (downgradeFrom), so it cannot be replayed against another, and it never crosses the
+     * probe's security floor (agent/src/update/policy.ts).
+     */
     allowDowngrade: z.boolean().optional(),
+    downgradeFrom: semverString.optional(),
     payloads: z.array(payloadSchema).max(64),
     encryption: z
       .object({
@@ -70,6 +75,9 @@ export const manifestSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
+    if (m.downgradeFrom !== undefined && m.allowDowngrade !== true) {
+      ctx.addIssue({ code: 'custom', message: 'downgradeFrom needs allowDowngrade', path: ['downgradeFrom'] });
+    }
     const names = new Set<string>();
     m.payloads.forEach((p, i) => {
       if (names.has(p.name)) ctx.addIssue({ code: 'custom', message: `duplicate payload name ${p.name}`, path: ['payloads', i] });

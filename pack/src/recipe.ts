@@ -22,6 +22,7 @@ const recipeSchema = z
     releaseNotes: z.string().optional(),
     releaseNotesFile: z.string().optional(),
     allowDowngrade: z.boolean().optional(),
+    downgradeFrom: z.string().optional(),
     compression: z.enum(['gzip', 'none', 'auto']).optional(),
     payloads: z.partialRecord(z.enum(PAYLOAD_TYPES), z.string()).optional(),
   })
@@ -40,6 +41,8 @@ export interface PackPlan {
   securityVersion: number;
   releaseNotes?: string;
   allowDowngrade?: boolean;
+  /** The one installed version the downgrade allowance lets this pack replace. */
+  downgradeFrom?: string;
   compression: 'gzip' | 'none' | 'auto';
   payloads: { type: PayloadType; dir: string }[];
 }
@@ -94,8 +97,14 @@ export async function makePlan(src: string, flags: PlanOverrides): Promise<PackP
   const minAgentVersion = flags.minAgentVersion ?? r.minAgentVersion;
   if (minAgentVersion !== undefined) plan.minAgentVersion = minAgentVersion;
   if (releaseNotes !== undefined) plan.releaseNotes = releaseNotes;
-  const allowDowngrade = flags.allowDowngrade ?? r.allowDowngrade;
+  const downgradeFrom = flags.downgradeFrom ?? r.downgradeFrom;
+  const allowDowngrade = flags.allowDowngrade ?? r.allowDowngrade ?? (downgradeFrom !== undefined ? true : undefined);
   if (allowDowngrade !== undefined) plan.allowDowngrade = allowDowngrade;
+  if (downgradeFrom !== undefined) {
+    if (!semver.valid(downgradeFrom)) throw new PackerError('RECIPE_INVALID', `downgrade-from ${JSON.stringify(downgradeFrom)} is not a semantic version`);
+    if (allowDowngrade !== true) throw new PackerError('RECIPE_INVALID', 'downgradeFrom needs the downgrade allowance');
+    plan.downgradeFrom = downgradeFrom;
+  }
   if (!plan.product) throw new PackerError('RECIPE_INVALID', 'no product name: give --product or "product" in pack.json');
   if (!semver.valid(plan.version)) throw new PackerError('RECIPE_INVALID', `version ${JSON.stringify(plan.version)} is not a semantic version`);
   if (plan.compatible.length === 0) throw new PackerError('RECIPE_INVALID', 'no compatible model: give --model or "compatible" in pack.json');

@@ -111,6 +111,7 @@ export async function writePack(plan: PackPlan, o: WritePackOptions): Promise<Wr
     if (plan.minAgentVersion !== undefined) manifestInput.minAgentVersion = plan.minAgentVersion;
     if (plan.releaseNotes !== undefined) manifestInput.releaseNotes = plan.releaseNotes;
     if (plan.allowDowngrade !== undefined) manifestInput.allowDowngrade = plan.allowDowngrade;
+    if (plan.downgradeFrom !== undefined) manifestInput.downgradeFrom = plan.downgradeFrom;
     if (contentKey) manifestInput.encryption = { algorithm: 'aes-256-gcm-stream-64k', recipients };
     // The packer holds itself to the schema the agent enforces.
     const checked = manifestSchema.safeParse(manifestInput);

@@ -153,9 +153,24 @@ describe('checkPolicy', () => {
     expect(refusal(facts({ manifest: product({ version: '1.0.0' }), model: null, installed: null, securityFloor: 0, newestCreatedAtSameSecurity: null }))).toBeNull();
   });
 
-  it('lets a pack with a signed downgrade allowance go below the installed version and the security floor', () => {
-    const m = product({ version: '1.0.0', securityVersion: 0, allowDowngrade: true });
+  it('lets a pack whose signed downgrade allowance names the installed release go below its version', () => {
+    const m = product({ version: '1.0.0', securityVersion: 1, allowDowngrade: true, downgradeFrom: '1.1.0' });
     expect(refusal(facts({ manifest: m, installed: { product: 'probe-app', version: '1.1.0', securityVersion: 1 } }))).toBeNull();
+  });
+
+  it('voids a downgrade allowance replayed against another release, or one that names none (POLICY_DOWNGRADE)', () => {
+    const installed = { product: 'probe-app', version: '1.2.0', securityVersion: 1 };
+    const forOther = refusal(facts({ manifest: product({ version: '1.0.0', securityVersion: 1, allowDowngrade: true, downgradeFrom: '1.1.0' }), installed }));
+    expect(forOther?.code).toBe('POLICY_DOWNGRADE');
+    expect(forOther?.message).toMatch(/for 1\.1\.0 only/);
+    const unnamed = refusal(facts({ manifest: product({ version: '1.0.0', securityVersion: 1, allowDowngrade: true }), installed }));
+    expect(unnamed?.code).toBe('POLICY_DOWNGRADE');
+    expect(unnamed?.message).toMatch(/names no release/);
+  });
+
+  it('never lets a downgrade allowance cross the security floor (POLICY_SECURITY_DOWNGRADE)', () => {
+    const m = product({ version: '1.0.0', securityVersion: 0, allowDowngrade: true, downgradeFrom: '1.1.0' });
+    expect(refusal(facts({ manifest: m, installed: { product: 'probe-app', version: '1.1.0', securityVersion: 1 } }))?.code).toBe('POLICY_SECURITY_DOWNGRADE');
   });
 
   it('treats a duplicate drop of a servicepack as ALREADY_INSTALLED, not as an unmet requires range', () => {

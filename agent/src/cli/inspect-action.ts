@@ -19,7 +19,7 @@ export async function inspectCommand(packPath: string, flags: { json?: boolean }
     const lines = [
       `${m.product} ${m.version} (${m.kind})  created ${m.createdAt}  NOT VERIFIED (use sonde verify)`,
       `  compatible: ${m.compatible.join(', ')}`,
-      `  securityVersion: ${m.securityVersion}${m.requires ? `  requires: ${m.requires}` : ''}${m.minAgentVersion ? `  minAgentVersion: ${m.minAgentVersion}` : ''}${m.allowDowngrade ? '  downgrade allowed' : ''}`,
+      `  securityVersion: ${m.securityVersion}${m.requires ? `  requires: ${m.requires}` : ''}${m.minAgentVersion ? `  minAgentVersion: ${m.minAgentVersion}` : ''}${m.allowDowngrade ? `  downgrade allowed${m.downgradeFrom ? ` from ${m.downgradeFrom}` : ''}` : ''}`,
       `  signature: ${pack.signature.algorithm}`,
       ...chain.map((c, i) => `    ${i === 0 ? 'signer' : 'issuer'}: ${c.subject}  serial ${c.serial}  valid ${c.validFrom} .. ${c.validTo}  sha256 ${c.fingerprint256}`),
       `  payloads:`,

@@ -73,10 +73,18 @@ export function checkPolicy(f: PolicyFacts): void {
     if (inst && m.requires && !semver.satisfies(inst.version, m.requires, { includePrerelease: true })) {
       throw new UpdateError('POLICY_REQUIRES_UNMET', `${m.product} ${m.version} applies to ${m.requires}; the probe runs ${inst.version}`);
     }
-    if (inst && semver.lt(m.version, inst.version) && !m.allowDowngrade) {
-      throw new UpdateError('POLICY_DOWNGRADE', `${m.version} is older than the installed ${inst.version}, and the pack carries no signed downgrade allowance`);
+    if (inst && semver.lt(m.version, inst.version)) {
+      // The allowance names the one release it may replace: replayed against another, it is void.
+      if (!m.allowDowngrade) throw new UpdateError('POLICY_DOWNGRADE', `${m.version} is older than the installed ${inst.version}, and the pack carries no signed downgrade allowance`);
+      if (m.downgradeFrom !== inst.version) {
+        throw new UpdateError(
+          'POLICY_DOWNGRADE',
+          `${m.version} is older than the installed ${inst.version}, and its signed downgrade allowance ${m.downgradeFrom === undefined ? 'names no release' : `is for ${m.downgradeFrom} only`}`,
+        );
+      }
     }
-    if (m.securityVersion < f.securityFloor && !m.allowDowngrade) {
+    // No allowance crosses the security floor: a fixed vulnerability never comes back.
+    if (m.securityVersion < f.securityFloor) {
       throw new UpdateError('POLICY_SECURITY_DOWNGRADE', `securityVersion ${m.securityVersion} is below the probe's floor ${f.securityFloor}`);
     }
     if (f.newestCreatedAtSameSecurity !== null && Date.parse(m.createdAt) < Date.parse(f.newestCreatedAtSameSecurity)) {

@@ -22,6 +22,7 @@ interface PackFlags {
   minAgentVersion?: string;
   releaseNotes?: string;
   allowDowngrade?: boolean;
+  downgradeFrom?: string;
   compression?: 'gzip' | 'none' | 'auto';
   sign: string;
   cert: string;
@@ -44,7 +45,8 @@ export function registerPackCommand(program: Command): void {
     .option('--security-version <n>', 'anti-rollback counter', integer)
     .option('--min-agent-version <semver>', 'oldest agent that may install it')
     .option('--release-notes <file>', 'release notes (text file)')
-    .option('--allow-downgrade', 'sign an explicit allowance to install over a newer release')
+    .option('--allow-downgrade', 'sign an explicit allowance to install over a newer release (name it with --downgrade-from)')
+    .option('--downgrade-from <semver>', 'the one installed release the downgrade allowance may replace (implies --allow-downgrade)')
     .option('--compression <c>', 'auto | gzip | none (default auto: gzip when it saves at least 10%)')
     .requiredOption('--sign <key>', 'signer private key (PEM)')
     .requiredOption('--cert <chain>', 'signer certificate chain (PEM: signer, then intermediates)')

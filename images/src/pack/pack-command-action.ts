@@ -29,6 +29,7 @@ export async function packCommand(src: string, flags: PackFlags): Promise<void> 
   if (flags.minAgentVersion !== undefined) overrides.minAgentVersion = flags.minAgentVersion;
   if (flags.releaseNotes !== undefined) overrides.releaseNotes = await readText(flags.releaseNotes, 'release notes');
   if (flags.allowDowngrade) overrides.allowDowngrade = true;
+  if (flags.downgradeFrom !== undefined) overrides.downgradeFrom = flags.downgradeFrom;
   if (flags.compression !== undefined) {
     if (!['gzip', 'none', 'auto'].includes(flags.compression)) throw new CliError('USAGE', '--compression: expected auto, gzip or none');
     overrides.compression = flags.compression;
