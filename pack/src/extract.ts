@@ -43,6 +43,12 @@ export interface ExtractedPayload {
   /** Where it was extracted, or null in hash-only mode. */
   readonly dir: string | null;
   readonly entries: number;
+  /**
+   * What the payload left under `dir`: every path it created, directories its tar only implied
+   * included, the tar's own "./" excluded. What a read-back of the folder must find (it can
+   * differ from `entries`: a tar may omit parent directory entries, which is legal).
+   */
+  readonly onDisk: number;
 }
 
 export interface ExtractResult {
@@ -96,9 +102,9 @@ export async function extractPack(pack: VerifiedPack, options: ExtractOptions): 
         created.push(dir);
       }
       const key = contentKey && entry.encryption ? derivePayloadKey(contentKey, Buffer.from(entry.encryption.salt, 'base64'), entry.file) : null;
-      const entries = await streamPayload(cursor, entry, dir, key, options.onProgress, options.flushLargeFiles === true);
+      const { entries, onDisk } = await streamPayload(cursor, entry, dir, key, options.onProgress, options.flushLargeFiles === true);
       await cursor.reader.skip(paddingFor(entry.size), `the padding of ${entry.file}`);
-      results.push({ entry, dir, entries });
+      results.push({ entry, dir, entries, onDisk });
     }
     await cursor.expectEnd();
     return { payloads: results, decrypted: contentKey !== null, bytesRead: cursor.reader.offset };
@@ -120,7 +126,7 @@ function asPackError(e: unknown, file: string): unknown {
   return e;
 }
 
-/** One payload: returns the number of tar entries extracted (0 in hash-only mode). */
+/** One payload: the tar entries extracted and the paths they left on disk (0 in hash-only mode). */
 async function streamPayload(
   cursor: PackCursor,
   entry: PayloadEntry,
@@ -128,7 +134,7 @@ async function streamPayload(
   key: Buffer | null,
   onProgress?: (bytesRead: number) => void,
   flushLargeFiles = false,
-): Promise<number> {
+): Promise<{ entries: number; onDisk: number }> {
   const reader = cursor.reader;
   const hash = payloadHasher(entry.size, reader.lender);
   const releaser = new GarbageReleaser();
@@ -151,7 +157,7 @@ async function streamPayload(
       throw e;
     }
     await verifyHash();
-    return 0;
+    return { entries: 0, onDisk: 0 };
   }
 
   const extractor = new SafeExtractor(dir, { fileCount: entry.fileCount, flushLargeFiles });
@@ -251,5 +257,5 @@ async function streamPayload(
     throw e;
   }
   await verifyHash();
-  return extractor.entries;
+  return { entries: extractor.entries, onDisk: extractor.created };
 }

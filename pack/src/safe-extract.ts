@@ -62,6 +62,11 @@ export class SafeExtractor implements InnerSink {
     private readonly limits: ExtractLimits,
   ) {}
 
+  /** Paths created under the root: every entry's, and every parent directory the tar only implied. */
+  get created(): number {
+    return this.kinds.size;
+  }
+
   async entry(h: InnerHeader): Promise<void> {
     this.entries += 1;
     if (this.entries > this.limits.fileCount) {

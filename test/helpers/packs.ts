@@ -112,7 +112,7 @@ export async function writeRawPack(
   out: string,
   signer: Signer,
   payloads: RawPayload[],
-  opts: { kind?: PackKind; recipients?: X509Certificate[]; createdAt?: Date } = {},
+  opts: { kind?: PackKind; recipients?: X509Certificate[]; createdAt?: Date; manifest?: Partial<Manifest> } = {},
 ): Promise<Buffer> {
   const contentKey = opts.recipients?.length ? newContentKey() : null;
   const entries: { entry: PayloadEntry; stored: Buffer }[] = payloads.map((p, i) => {
@@ -147,6 +147,7 @@ export async function writeRawPack(
     securityVersion: 0,
     createdAt: (opts.createdAt ?? new Date()).toISOString(),
     payloads: entries.map((e) => e.entry),
+    ...opts.manifest,
   };
   if (contentKey) {
     manifest.encryption = {

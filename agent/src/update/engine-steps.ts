@@ -178,7 +178,7 @@ export class Steps {
     await mkdir(join(layout.staging, d.id), { recursive: true, mode: 0o700 });
     const candidates = [...(this.ctx.options.recipientKey ? [this.ctx.options.recipientKey] : []), ...(await storedRecipientKeys(layout))];
     const key = m.encryption ? pickRecipientKey(m, candidates) : undefined;
-    await extractPack(pack, { mode: 'extract', staging: payloadsDir, flushLargeFiles: true, ...(key ? { key } : {}) });
+    const extracted = await extractPack(pack, { mode: 'extract', staging: payloadsDir, flushLargeFiles: true, ...(key ? { key } : {}) });
     crashPoint('stage:payloads-extracted');
     mem.payloadsDir = payloadsDir;
     switch (plan.kind) {
@@ -190,7 +190,8 @@ export class Steps {
         return 'applied';
       case 'slot': {
         if (m.kind === 'product') await recordModel(layout, m.compatible[0]!);
-        await stageSlot(this.ctx, journal.get(d.id)!, m, plan, payloadsDir);
+        const onDisk = new Map(extracted.payloads.map((p) => [p.entry.name, p.onDisk] as const));
+        await stageSlot(this.ctx, journal.get(d.id)!, m, plan, payloadsDir, onDisk);
         return 'ok';
       }
       default:

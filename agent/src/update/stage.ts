@@ -46,6 +46,8 @@ export async function stageSlot(
   m: Manifest,
   plan: Extract<InstallPlan, { kind: 'slot' }>,
   payloadsDir: string,
+  /** Paths each payload left on disk when extracted, by payload name (pack/src/extract.ts). */
+  onDisk: ReadonlyMap<string, number>,
 ): Promise<Staged> {
   const { layout, journal, slots, runner } = ctx;
   const staging = join(layout.staging, d.id);
@@ -66,11 +68,20 @@ export async function stageSlot(
   for (const t of plan.slotPayloads) await rename(join(payloadsDir, t), join(target, t));
   await writeFile(join(target, 'release-meta.json'), `${JSON.stringify({ product: m.product, version: m.version, deployment: d.id }, null, 2)}\n`);
   crashPoint('stage:slot-written');
-  // Read back: every payload landed whole (entry counts as the signed manifest says).
+  // Read back: every payload landed whole. The extractor checked the tar's entries against the
+  // signed fileCount; the slot must hold what those entries made, parent directories that the tar
+  // only implied included (a tar may omit them), counted the same way.
   for (const p of m.payloads) {
     if (!plan.slotPayloads.includes(p.type)) continue;
+    const expected = onDisk.get(p.name) ?? p.fileCount;
     const n = await countEntries(join(target, p.type));
-    if (n !== p.fileCount) throw new UpdateError('SLOT_VERIFY_FAILED', `slot ${plan.targetSlot}/${p.type} holds ${n} entries; the pack declares ${p.fileCount}`);
+    if (n !== expected) {
+      // The slot is marked bad already; emptied too, so that nothing half-written stays on disk
+      // to be mistaken for a release or to hold the space the next install needs.
+      await rm(target, { recursive: true, force: true });
+      await mkdir(target, { recursive: true });
+      throw new UpdateError('SLOT_VERIFY_FAILED', `slot ${plan.targetSlot}/${p.type} holds ${n} entries; its payload made ${expected}: the slot was emptied`);
+    }
   }
   const release = await readReleaseInfo(join(target, 'app'));
   // One syncfs for the whole slot: its bytes are on disk before anything can point at it. It runs
