@@ -2,11 +2,13 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
+import { MAX_MESSAGE_BYTES } from '../../../base/src/protocol/messages.js';
 import { TOPIC_PREFIX } from '../../../base/src/protocol/topics.js';
 import { ServerError } from '../errors.js';
 import type { Metrics } from '../metrics/registry.js';
 import { isProbeId, probeMayPublish, probeMaySubscribe } from './acl.js';
 import type { Bus, MessageHandler } from './bus.js';
+import { ConnectLimiter, firstHeaderFits, guardFrames, type ConnectLimit, type FrameLimits } from './frame-guard.js';
 
 /**
  * The embedded MQTT broker (DESIGN.md: "one process, nothing to install"): aedes on 127.0.0.1,
@@ -29,6 +31,39 @@ export interface EmbeddedBrokerOptions {
   readonly metrics: Metrics;
   /** aedes' in-flight window for deliveries (default 100); fan-outs are chunked anyway. */
   readonly concurrency?: number;
+  /** Bounds on packet sizes, before and after authentication (frame-guard.ts). */
+  readonly frameLimits?: FrameLimits;
+  /** Connection attempts per source address (frame-guard.ts). */
+  readonly connectLimit?: ConnectLimit;
+}
+
+/** A CONNECT holds a client id, a username, a token and a last will: a few hundred bytes. */
+export const DEFAULT_FRAME_LIMITS: FrameLimits = Object.freeze({ firstPacket: 16 * 1024, packet: MAX_MESSAGE_BYTES + 4096 });
+
+/**
+ * Logs the first event of each window and counts the rest, which the next logged line reports
+ * (`suppressed`): under a flood the log stays a few lines a minute.
+ */
+class WindowedLog {
+  private windowStart = 0;
+  private suppressed = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly msg: string,
+    private readonly windowMs: number,
+  ) {}
+
+  note(address: string | null, why: string): void {
+    const now = Date.now();
+    if (now - this.windowStart < this.windowMs) {
+      this.suppressed += 1;
+      return;
+    }
+    this.log.warn({ address, why, suppressed: this.suppressed }, this.msg);
+    this.windowStart = now;
+    this.suppressed = 0;
+  }
 }
 
 const BAD_CREDENTIALS = 4;
@@ -44,11 +79,17 @@ export class EmbeddedBroker implements Bus {
   private readonly sockets = new Set<Socket>();
   /** The authenticated probe id of each client. */
   private readonly users = new WeakMap<Client, string>();
+  private readonly limiter: ConnectLimiter;
+  /** A flood must not become a flood of log lines: one line per window, with a count. */
+  private readonly floodLog: WindowedLog;
 
   private constructor(
     private readonly aedes: Aedes,
     private readonly o: EmbeddedBrokerOptions,
-  ) {}
+  ) {
+    this.limiter = new ConnectLimiter(o.connectLimit);
+    this.floodLog = new WindowedLog(o.log, 'mqtt connection closed: packet too large', 10_000);
+  }
 
   static async start(o: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     let self: EmbeddedBroker | null = null;
@@ -127,9 +168,24 @@ export class EmbeddedBroker implements Bus {
 
   private async listen(): Promise<void> {
     const handle = (socket: Socket): void => {
+      if (!this.limiter.admit(socket.remoteAddress)) {
+        this.o.metrics.mqttDenied.inc({ action: 'connect-rate' });
+        socket.destroy();
+        return;
+      }
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      this.aedes.handle(socket);
+      socket.on('error', () => undefined); // a peer that resets before the broker takes the socket
+      const limits = this.o.frameLimits ?? DEFAULT_FRAME_LIMITS;
+      const breach = (why: string): void => {
+        this.o.metrics.mqttDenied.inc({ action: 'oversize' });
+        this.floodLog.note(socket.remoteAddress ?? null, why);
+      };
+      void firstHeaderFits(socket, limits, breach).then((ok) => {
+        if (!ok) return;
+        guardFrames(socket, limits, breach);
+        this.aedes.handle(socket);
+      });
     };
     const plain = createServer(handle);
     await bind(plain, this.o.port, this.o.host);
