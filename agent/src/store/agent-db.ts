@@ -118,6 +118,9 @@ export const AGENT_DB_VERSION = AGENT_DB_MIGRATIONS[AGENT_DB_MIGRATIONS.length -
 
 /** Applies, each in its own immediate transaction with the version it reaches, every migration the database lacks. */
 export function migrateAgentDb(db: Database.Database): number {
+  // Up to date (every open but the first after an upgrade): no write lock taken at all.
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current >= AGENT_DB_VERSION) return current;
   for (const m of AGENT_DB_MIGRATIONS) {
     db.transaction(() => {
       // Read inside the write lock: a second process opening agent.db at the same moment (the
