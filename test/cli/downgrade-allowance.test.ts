@@ -1,32 +1,20 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratch, writeTree } from '../helpers/packs.js';
+import { sonde } from '../helpers/probe-state.js';
 
 /**
  * `sonde pack --downgrade-from VERSION`: a signed downgrade allowance names the one installed
  * release it may replace (docs/pack-format.md), so a probe refuses it against any other
  * (test/update/policy.test.ts has the probe's side).
  */
-const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
-
-function sonde(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const run = (args: string[], cwd: string): ReturnType<typeof sonde> => sonde(args, '', cwd);
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 beforeAll(async () => {
   tmp = await scratch('sonde-downgrade-cli-');
-  expect((await sonde(['keys', 'init-ca', '--dir', 'K'], tmp.dir)).code).toBe(0);
-  expect((await sonde(['keys', 'issue-signer', '--dir', 'K'], tmp.dir)).code).toBe(0);
+  expect((await run(['keys', 'init-ca', '--dir', 'K'], tmp.dir)).code).toBe(0);
+  expect((await run(['keys', 'issue-signer', '--dir', 'K'], tmp.dir)).code).toBe(0);
   await writeTree(join(tmp.dir, 'SRC'), { 'app/run.sh': '#!/bin/sh\n' });
 }, 60_000);
 afterAll(() => tmp.cleanup());
@@ -35,14 +23,14 @@ const base = ['--kind', 'product', '--product', 'demo', '--version', '1.0.0', '-
 
 describe('sonde pack --downgrade-from', () => {
   it('signs an allowance that names the release it may replace', async () => {
-    const packed = await sonde(['pack', 'SRC', ...base, '--downgrade-from', '1.1.0', '-o', 'down.spk'], tmp.dir);
+    const packed = await run(['pack', 'SRC', ...base, '--downgrade-from', '1.1.0', '-o', 'down.spk'], tmp.dir);
     expect(packed.code, packed.stderr).toBe(0);
-    const seen = await sonde(['inspect', 'down.spk', '--json'], tmp.dir);
+    const seen = await run(['inspect', 'down.spk', '--json'], tmp.dir);
     expect(JSON.parse(seen.stdout)).toMatchObject({ manifest: { allowDowngrade: true, downgradeFrom: '1.1.0' } });
   });
 
   it('refuses a release name that is not a semantic version (RECIPE_INVALID)', async () => {
-    const r = await sonde(['pack', 'SRC', ...base, '--downgrade-from', 'latest', '-o', 'bad.spk'], tmp.dir);
+    const r = await run(['pack', 'SRC', ...base, '--downgrade-from', 'latest', '-o', 'bad.spk'], tmp.dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('RECIPE_INVALID');
   });

@@ -1,10 +1,10 @@
-import { createServer } from 'node:net';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildState } from '../../agent/src/daemon/state-report.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import { scratch } from '../helpers/packs.js';
+import { freePort } from '../probe-app/probe-root.js';
 
 /**
  * The state message's `health` asks the running app the way the health gate does: on the path
@@ -15,17 +15,6 @@ const http = require('node:http');
 const { port, healthPath } = JSON.parse(require('node:fs').readFileSync(process.env.PROBE_ROOT + '/etc/config.json', 'utf8'));
 http.createServer((req, res) => { res.statusCode = req.url === healthPath ? 200 : 503; res.end(); }).listen(port, '127.0.0.1');
 `;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
-}
 
 /** A probe whose slot a runs an app that answers 200 on `answersOn` only; release.json names `releasePath`. */
 async function probeAnswering(dir: string, answersOn: string, releasePath: string | undefined): Promise<Engine> {

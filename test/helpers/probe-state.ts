@@ -74,10 +74,10 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs `sonde ...args` with `input` on stdin (stdin is closed at once without it). */
-export function sonde(args: readonly string[], input = ''): Promise<CliRun> {
+/** Runs `sonde ...args` with `input` on stdin (stdin is closed at once without it), in `cwd` when given. */
+export function sonde(args: readonly string[], input = '', cwd?: string): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = execFile(process.execPath, [CLI, ...args], { maxBuffer: 16 * 1024 * 1024, timeout: 60_000 }, (e, stdout, stderr) => {
+    const child = execFile(process.execPath, [CLI, ...args], { maxBuffer: 16 * 1024 * 1024, timeout: 60_000, ...(cwd ? { cwd } : {}) }, (e, stdout, stderr) => {
       const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? ((e as { code: number }).code) : -1) : 0;
       if (e && code === -1) reject(e);
       else resolve({ args, code, stdout, stderr });

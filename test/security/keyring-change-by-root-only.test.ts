@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratch, treeDigest } from '../helpers/packs.js';
+import { sonde } from '../helpers/probe-state.js';
 
 /**
  * The keyring changes only by root authority (issue 18; docs/threat-model.md). Through the CLI,
@@ -15,21 +14,11 @@ import { scratch, treeDigest } from '../helpers/packs.js';
  * - a trust pack that leaves no root, or drops the root that signed it: TRUST_PACK_ROOT_SET_INVALID;
  * - a root is retired in two packs, and afterwards its signers are not trusted.
  */
-const CLI = fileURLToPath(new URL('../../dist/cli/src/sonde.js', import.meta.url));
-
-function sonde(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+/** `sonde ...args` run in `cwd`. */
+const run = (args: string[], cwd: string): ReturnType<typeof sonde> => sonde(args, '', cwd);
 
 async function ok(args: string[], cwd: string): Promise<string> {
-  const r = await sonde(args, cwd);
+  const r = await run(args, cwd);
   expect(r.code, `sonde ${args.join(' ')}: ${r.stderr}`).toBe(0);
   return r.stdout;
 }
@@ -57,7 +46,7 @@ async function trustPack(name: string, src: string, keys: string, who: 'root' | 
 }
 
 async function install(pack: string, root: string): Promise<{ code: number; out: string }> {
-  const r = await sonde(['agent', 'install', pack, '--root', root, '--keyring', join(W, 'K', 'root.crt')], W);
+  const r = await run(['agent', 'install', pack, '--root', root, '--keyring', join(W, 'K', 'root.crt')], W);
   return { code: r.code, out: r.stdout + r.stderr };
 }
 
@@ -83,7 +72,7 @@ describe('a trust pack', () => {
     expect(r.code).not.toBe(0);
     expect(r.out).toContain('TRUST_PACK_NOT_ROOT_SIGNED');
     expect(Object.keys(await treeDigest(join(R, 'keyring')))).toEqual(['root.crt']);
-    const verdict = await sonde(['verify', evil, '--keyring', join(W, 'K', 'root.crt')], W);
+    const verdict = await run(['verify', evil, '--keyring', join(W, 'K', 'root.crt')], W);
     expect(verdict.code).not.toBe(0);
     expect(verdict.stdout + verdict.stderr).toContain('TRUST_PACK_NOT_ROOT_SIGNED');
   });
