@@ -1,4 +1,3 @@
-import { unlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../base/src/fs/atomic.js';
@@ -130,10 +129,6 @@ export async function withLock<T>(lockPath: string, what: string, fn: () => Prom
   try {
     return await fn();
   } finally {
-    try {
-      unlinkSync(lockPath);
-    } catch {
-      // gone already
-    }
+    lock.release();
   }
 }
