@@ -4,6 +4,8 @@ import type * as Recipe from './recipe.js';
 import type * as Verify from './verify.js';
 import type * as Writer from './writer.js';
 import { prepareRevocationSchemas } from './revocations.js';
+import type { Keyring } from './trust.js';
+import type { RootRotation, RotationWalk } from './root-rotation.js';
 
 /**
  * The pack format's one door (DESIGN.md, "The service pack"; docs/architecture.md). The agent,
@@ -58,6 +60,16 @@ export async function extractPack(...args: Parameters<typeof Extract.extractPack
 
 // Trust: the only place that says yes to a signer or to a change of the keyring.
 export { admitTrustPayload, loadKeyring, keyringFromCertificates, verifyChain, REVOCATIONS_FILE, type Keyring, type TrustUpdate, type TrustedChain } from './trust.js';
+export { heldRotationSequence, readRootRotations, rotationFileName, signRootRotation, ROTATIONS_DIR, type RootRotation, type RotationSigner, type RotationWalk } from './root-rotation.js';
+
+/**
+ * Follows root rotation statements from a keyring as a probe would (root-rotation.ts), with no
+ * time floor: for the vendor's tools, which check a history before they ship it.
+ */
+export async function followRootRotations(keyring: Keyring, statements: readonly RootRotation[], at: Date): Promise<RotationWalk> {
+  const [{ walkRootRotations }, { readExtensions }] = await Promise.all([import('./root-rotation.js'), import('./cert-extensions.js')]);
+  return walkRootRotations(keyring, statements, at, { timeFloor: null, extensionsOf: readExtensions });
+}
 export { fingerprintHex, normaliseSerial, signRevocations, verifyRevocations, type RevocationBody, type RevocationEntry, type RevocationList } from './revocations.js';
 export { parseCertificates } from './pem.js';
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isCanonicalBase64 } from './base64.js';
 import { PACK_KINDS, PAYLOAD_TYPES } from './format.js';
+import { pemCert } from './signature.js';
 // Only the two checks the manifest needs: all of semver is some 50 modules to load on every verify.
 import validVersion from 'semver/functions/valid.js';
 import validRange from 'semver/ranges/valid.js';
@@ -45,6 +46,38 @@ export const recipientSchema = z
   })
   .strict();
 
+/**
+ * A root rotation statement (root-rotation.ts, docs/pack-format.md "Root rotation"): the complete
+ * set of roots after rotation `sequence`, signed by a root of the set before it and by every root
+ * it adds. The signatures cover the canonical JSON of `body`.
+ */
+export const rootRotationSchema = z
+  .object({
+    format: z.literal('sonde-root-rotation-1'),
+    body: z
+      .object({
+        sequence: z.number().int().min(1).max(2 ** 31),
+        issuedAt: z.string().datetime({ offset: false }),
+        roots: z.array(pemCert).min(1).max(16),
+      })
+      .strict(),
+    signatures: z
+      .array(
+        z
+          .object({
+            signer: sha256Hex,
+            algorithm: z.enum(['rsa-pss-sha256', 'ecdsa-p256-sha256']),
+            signature: base64.min(1).max(2048),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(32),
+  })
+  .strict();
+
+export const MAX_ROOT_ROTATIONS = 64;
+
 export const manifestSchema = z
   .object({
     kind: z.enum(PACK_KINDS),
@@ -65,6 +98,8 @@ export const manifestSchema = z
     allowDowngrade: z.boolean().optional(),
     downgradeFrom: semverString.optional(),
     payloads: z.array(payloadSchema).max(64),
+    /** A trust pack's history of root rotations, oldest first, so a probe that missed some catches up. */
+    rootRotations: z.array(rootRotationSchema).min(1).max(MAX_ROOT_ROTATIONS).optional(),
     encryption: z
       .object({
         algorithm: z.literal('aes-256-gcm-stream-64k'),
@@ -88,6 +123,9 @@ export const manifestSchema = z
         ctx.addIssue({ code: 'custom', message: 'every payload is encrypted exactly when the pack is', path: ['payloads', i] });
       }
     });
+    if (m.rootRotations !== undefined && m.kind !== 'trust') {
+      ctx.addIssue({ code: 'custom', message: 'only a trust pack carries root rotations', path: ['rootRotations'] });
+    }
     if (m.kind === 'servicepack' && m.requires === undefined) {
       ctx.addIssue({ code: 'custom', message: 'a servicepack must state the versions it applies to (requires)', path: ['requires'] });
     }
@@ -96,3 +134,4 @@ export const manifestSchema = z
 export type Manifest = z.infer<typeof manifestSchema>;
 export type PayloadEntry = z.infer<typeof payloadSchema>;
 export type Recipient = z.infer<typeof recipientSchema>;
+export type RootRotation = z.infer<typeof rootRotationSchema>;

@@ -9,7 +9,7 @@ import { MAX_CHAIN_LENGTH } from './format.js';
  * one of the keyring's roots).
  */
 const canonical = isCanonicalBase64;
-const pemCert = z
+export const pemCert = z
   .string()
   .max(16 * 1024)
   .regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/)

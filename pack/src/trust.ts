@@ -7,6 +7,8 @@ import { parseCertificates } from './pem.js';
 import { fingerprintHex, normaliseSerial, verifyRevocations, type RevocationList } from './revocations.js';
 import { MAX_CHAIN_LENGTH } from './format.js';
 import type { CertExtensions } from './cert-extensions.js';
+import { heldRotationSequence, ROTATIONS_DIR, type RootRotation } from './root-rotation.js';
+import { expiredBefore, isRevoked, isSelfSignedCa, nameOf, validAt } from './cert-checks.js';
 
 /**
  * The trust store: the only place in Sonde that says yes to a signer (STYLE.md, after tuf-js).
@@ -15,6 +17,11 @@ import type { CertExtensions } from './cert-extensions.js';
 export interface Keyring {
   readonly roots: readonly X509Certificate[];
   readonly revocations: RevocationList | null;
+  /**
+   * The sequence of the last root rotation the keyring has followed (root-rotation.ts); 0 when it
+   * has followed none. Statements up to it are history: a pack's older rotations are skipped.
+   */
+  readonly rotationSequence: number;
   /** Where it was loaded from, for messages. */
   readonly source: string;
 }
@@ -22,10 +29,6 @@ export interface Keyring {
 export const OID_CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
 const OID_ANY_EKU = '2.5.29.37.0';
 export const REVOCATIONS_FILE = 'revocations.json';
-
-function isSelfSignedCa(cert: X509Certificate): boolean {
-  return cert.ca && cert.checkIssued(cert) && cert.verify(cert.publicKey);
-}
 
 /**
  * Loads a keyring from a root certificate file (its directory's revocations.json applies when
@@ -77,13 +80,14 @@ export async function loadKeyring(path: string): Promise<Keyring> {
     }
   }
   if (text !== null) revocations = verifyRevocations(text, roots);
-  return { roots, revocations, source: path };
+  return { roots, revocations, rotationSequence: await heldRotationSequence(join(dir, ROTATIONS_DIR)), source: path };
 }
 
 export function keyringFromCertificates(roots: readonly X509Certificate[], revocationsText?: string): Keyring {
   return {
     roots,
     revocations: revocationsText === undefined ? null : verifyRevocations(revocationsText, roots),
+    rotationSequence: 0,
     source: 'memory',
   };
 }
@@ -92,12 +96,10 @@ export interface TrustedChain {
   readonly signer: X509Certificate;
   readonly chain: readonly X509Certificate[];
   readonly root: X509Certificate;
-}
-
-function validAt(cert: X509Certificate, at: Date): boolean {
-  const from = Date.parse(cert.validFrom);
-  const to = Date.parse(cert.validTo);
-  return Number.isFinite(from) && Number.isFinite(to) && from <= at.getTime() && at.getTime() <= to;
+  /** The keyring the chain was judged against: the probe's, after the pack's root rotations. */
+  readonly keyring: Keyring;
+  /** The root rotations of a trust pack the probe had not followed yet, in order (root-rotation.ts). */
+  readonly rotations: readonly RootRotation[];
 }
 
 /** Whether a CA's extended key usages leave code signing open below it (absent: unrestricted). */
@@ -120,8 +122,6 @@ export interface ChainContext {
   /** The extensions node:crypto does not expose (cert-extensions.ts, loaded with the verify pass). */
   readonly extensionsOf: (cert: X509Certificate) => CertExtensions;
 }
-
-const nameOf = (cert: X509Certificate): string => cert.subject.replace(/\n/g, ', ');
 
 /** RFC 5280 4.2: a critical extension this verifier does not process makes the certificate unusable. */
 function refuseUnknownCritical(certs: readonly X509Certificate[], ctx: ChainContext): void {
@@ -219,15 +219,13 @@ export function verifyChain(chain: readonly X509Certificate[], createdAt: Date, 
   }
   // 6.
   refuseRetired(all, ctx.timeFloor);
-  return { signer, chain, root };
+  return { signer, chain, root, keyring, rotations: [] };
 }
 
 /** Step 4: revoked by serial or by fingerprint in the keyring's signed list. */
 function refuseRevoked(certs: readonly X509Certificate[], keyring: Keyring): void {
-  const revoked = keyring.revocations;
-  if (!revoked) return;
   for (const cert of certs) {
-    if (revoked.serials.has(normaliseSerial(cert.serialNumber)) || revoked.fingerprints.has(fingerprintHex(cert))) {
+    if (isRevoked(cert, keyring.revocations)) {
       throw new PackError('CERT_REVOKED', `certificate ${nameOf(cert)} (serial ${normaliseSerial(cert.serialNumber)}) is revoked`);
     }
   }
@@ -238,12 +236,11 @@ function refuseRevoked(certs: readonly X509Certificate[], keyring: Keyring): voi
  * the probe accepted was created is retired, and a retired key must not sign the past.
  */
 function refuseRetired(certs: readonly X509Certificate[], timeFloor: Date | null): void {
-  if (timeFloor === null) return;
   for (const cert of certs) {
-    if (Date.parse(cert.validTo) < timeFloor.getTime()) {
+    if (expiredBefore(cert, timeFloor)) {
       throw new PackError(
         'CERT_EXPIRED_BEFORE_FLOOR',
-        `certificate ${cert.subject.replace(/\n/g, ', ')} expired ${cert.validTo}, before the newest pack this probe accepted was created (${timeFloor.toISOString()}): a retired key cannot sign the past`,
+        `certificate ${nameOf(cert)} expired ${cert.validTo}, before the newest pack this probe accepted was created (${timeFloor!.toISOString()}): a retired key cannot sign the past`,
       );
     }
   }
@@ -269,7 +266,7 @@ export function verifyTrustPackSigner(chain: readonly X509Certificate[], created
     const judged = verifyChain(chain, createdAt, keyring, ctx);
     throw new PackError(
       'TRUST_PACK_NOT_ROOT_SIGNED',
-      `a trust pack changes the keyring and must be signed by a root of it; ${judged.signer.subject.replace(/\n/g, ', ')} is a code-signing certificate`,
+      `a trust pack changes the keyring and must be signed by a root of it; ${nameOf(judged.signer)} is a code-signing certificate`,
     );
   }
   // 2. (and the root is usable: no critical extension this verifier does not process)
@@ -279,11 +276,11 @@ export function verifyTrustPackSigner(chain: readonly X509Certificate[], created
   if (!validAt(root, createdAt)) {
     throw new PackError(
       'CERT_NOT_VALID_AT_CREATION',
-      `root ${root.subject.replace(/\n/g, ', ')} (valid ${root.validFrom} to ${root.validTo}) was not valid when the pack was created (${createdAt.toISOString()})`,
+      `root ${nameOf(root)} (valid ${root.validFrom} to ${root.validTo}) was not valid when the pack was created (${createdAt.toISOString()})`,
     );
   }
   refuseRetired([root], ctx.timeFloor);
-  return { signer: root, chain: [root], root };
+  return { signer: root, chain: [root], root, keyring, rotations: [] };
 }
 
 /** What a trust pack makes of a keyring, once admitted. */
@@ -293,8 +290,6 @@ export interface TrustUpdate {
   /** The new revocation list's text; null keeps the list the keyring holds. */
   readonly revocations: string | null;
 }
-
-const subjectOf = (c: X509Certificate): string => c.subject.replace(/\n/g, ', ');
 
 /**
  * Admits the payload of a trust pack (DESIGN.md, "Trust"): `roots/*.crt` states the complete set
@@ -329,7 +324,7 @@ export async function admitTrustPayload(current: Keyring, payloadDir: string, si
   if (!anchors.some((r) => fingerprintHex(r) === fingerprintHex(signer))) {
     throw new PackError(
       'TRUST_PACK_ROOT_SET_INVALID',
-      `the trust pack drops the root that signed it (${subjectOf(signer)}); retire a root with a pack signed by its successor`,
+      `the trust pack drops the root that signed it (${nameOf(signer)}); retire a root with a pack signed by its successor`,
     );
   }
   // 3.

@@ -6,6 +6,7 @@ import { parseManifest, type PackCursor, type UnverifiedPack } from './read.js';
 import { readExtensions } from './cert-extensions.js';
 import { verifyChain, verifyTrustPackSigner, type ChainContext, type Keyring, type TrustedChain } from './trust.js';
 import type { Manifest } from './manifest.js';
+import { walkRootRotations } from './root-rotation.js';
 
 const VERIFIED = Symbol('verified');
 
@@ -85,10 +86,33 @@ export async function verifyPack(pack: UnverifiedPack, keyring: Keyring, options
     // code-signing certificate that chains to a root.
     const createdAt = new Date(manifest.createdAt);
     const ctx: ChainContext = { timeFloor: options.timeFloor ?? null, extensionsOf: readExtensions };
-    const trust = manifest.kind === 'trust' ? verifyTrustPackSigner(chain, createdAt, keyring, ctx) : verifyChain(chain, createdAt, keyring, ctx);
+    const trust = manifest.kind === 'trust' ? trustPackSigner(chain, createdAt, keyring, ctx, manifest) : verifyChain(chain, createdAt, keyring, ctx);
     return new VerifiedPack(VERIFIED, manifest, pack.manifestBytes, trust, pack.cursor);
   } catch (e) {
     await pack.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * A trust pack's signer is judged against the keyring as it stands after the root rotations the
+ * pack carries and the probe had not followed (root-rotation.ts): a probe offline across several
+ * rotations catches up with the newest trust pack. The statements followed travel with the
+ * result, for the installer to record once the pack is applied.
+ */
+function trustPackSigner(chain: readonly X509Certificate[], createdAt: Date, keyring: Keyring, ctx: ChainContext, manifest: Manifest): TrustedChain {
+  const walk = walkRootRotations(keyring, manifest.rootRotations ?? [], createdAt, ctx);
+  try {
+    return { ...verifyTrustPackSigner(chain, createdAt, walk.keyring, ctx), rotations: walk.applied };
+  } catch (e) {
+    const first = walk.skipped[0];
+    if (first !== undefined && e instanceof PackError && e.code === 'CHAIN_UNTRUSTED') {
+      throw new PackError(
+        'ROOT_ROTATION_UNTRUSTED',
+        `the trust pack's signer is not a root this probe reaches through the root rotations it carries: rotation ${first.sequence} is ${first.reason}`,
+        { cause: e },
+      );
+    }
     throw e;
   }
 }

@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { commitFile } from '../../base/src/fs/atomic.js';
 import { PACK_MARKER, ENTRY_MANIFEST, ENTRY_MARKER, ENTRY_SIGNATURE, payloadEntryName } from './format.js';
-import { manifestSchema, type Manifest, type PayloadEntry } from './manifest.js';
+import { manifestSchema, type Manifest, type PayloadEntry, type RootRotation } from './manifest.js';
 import { newContentKey, wrapFor } from './recipients.js';
 import { signBytes } from './signing.js';
 import type { SignatureEnvelope } from './signature.js';
@@ -35,6 +35,8 @@ export interface WritePackOptions {
   readonly recipients?: readonly RecipientCert[];
   /** Defaults to now. Tests set it to exercise the clock policy. */
   readonly createdAt?: Date;
+  /** A trust pack's root rotation history, oldest first (root-rotation.ts). */
+  readonly rootRotations?: readonly RootRotation[];
   readonly onProgress?: (done: number, total: number, stage: string) => void;
 }
 
@@ -112,6 +114,7 @@ export async function writePack(plan: PackPlan, o: WritePackOptions): Promise<Wr
     if (plan.releaseNotes !== undefined) manifestInput.releaseNotes = plan.releaseNotes;
     if (plan.allowDowngrade !== undefined) manifestInput.allowDowngrade = plan.allowDowngrade;
     if (plan.downgradeFrom !== undefined) manifestInput.downgradeFrom = plan.downgradeFrom;
+    if (o.rootRotations !== undefined && o.rootRotations.length > 0) manifestInput.rootRotations = [...o.rootRotations];
     if (contentKey) manifestInput.encryption = { algorithm: 'aes-256-gcm-stream-64k', recipients };
     // The packer holds itself to the schema the agent enforces.
     const checked = manifestSchema.safeParse(manifestInput);

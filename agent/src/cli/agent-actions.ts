@@ -83,7 +83,7 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
       `database  version ${s.dbVersion ?? '-'}`,
       `config    version ${s.configVersion ?? '-'}`,
       `security  floor ${s.securityFloor}`,
-      `trust     ${s.trust.keyringError ? `keyring unreadable (${s.trust.keyringError})` : `${s.trust.roots} root(s)`}, revocation list ${s.trust.revocationSequence ?? '-'}, time floor ${s.trust.timeFloor ?? '-'}`,
+      `trust     ${s.trust.keyringError ? `keyring unreadable (${s.trust.keyringError})` : `${s.trust.roots} root(s), root rotation ${s.trust.rootRotation}`}, revocation list ${s.trust.revocationSequence ?? '-'}, time floor ${s.trust.timeFloor ?? '-'}`,
       `last      ${s.lastOutcome ? `${s.lastOutcome.outcome} ${s.lastOutcome.version ?? ''}${s.lastOutcome.errorCode ? ` ${s.lastOutcome.errorCode}` : ''} at ${s.lastOutcome.endedAt}` : '-'}`,
     ];
     if (s.unfinished) lines.push(`PENDING   deployment ${s.unfinished.id} stopped in ${s.unfinished.state}: run sonde agent recover`);

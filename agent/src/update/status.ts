@@ -27,6 +27,8 @@ export interface AgentStatus {
 export interface TrustStatus {
   /** Roots in the probe's keyring; 0 before the keyring is seeded. */
   readonly roots: number;
+  /** The last root rotation the keyring followed (pack/src/root-rotation.ts); 0 when none. */
+  readonly rootRotation: number;
   /** The sequence of the revocation list the probe holds (a list never goes back), or null. */
   readonly revocationSequence: number | null;
   /** The newest signed createdAt the probe has accepted: certificates that expired before it are refused. */
@@ -37,12 +39,12 @@ export interface TrustStatus {
 
 export async function readTrust(ctx: EngineContext): Promise<TrustStatus> {
   const timeFloor = ctx.journal.timeFloor()?.toISOString() ?? null;
-  if (!(await exists(ctx.layout.keyring))) return { roots: 0, revocationSequence: null, timeFloor, keyringError: null };
+  if (!(await exists(ctx.layout.keyring))) return { roots: 0, rootRotation: 0, revocationSequence: null, timeFloor, keyringError: null };
   try {
     const k = await loadKeyring(ctx.layout.keyring);
-    return { roots: k.roots.length, revocationSequence: k.revocations?.sequence ?? null, timeFloor, keyringError: null };
+    return { roots: k.roots.length, rootRotation: k.rotationSequence, revocationSequence: k.revocations?.sequence ?? null, timeFloor, keyringError: null };
   } catch (e) {
-    return { roots: 0, revocationSequence: null, timeFloor, keyringError: isSondeError(e) ? e.code : 'KEYRING_INVALID' };
+    return { roots: 0, rootRotation: 0, revocationSequence: null, timeFloor, keyringError: isSondeError(e) ? e.code : 'KEYRING_INVALID' };
   }
 }
 

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 import type { IssuedPair, RevokeResult, WrittenPair } from '../keys/key-dir.js';
+import type { RotateRootResult } from '../keys/rotate-root.js';
 
 /**
  * `sonde keys`: issue the root, intermediate, signer and recipient keys of a keys directory,
@@ -107,6 +108,53 @@ export function registerKeysCommand(program: Command): void {
       });
       print(flags, { command: 'revoke', ...result }, () => formatRevoke(result));
     });
+
+  keys
+    .command('rotate-root')
+    .description(
+      "hand the probes' trust from K's root to the root of a successor keys directory: writes the next root " +
+        "rotation statement (signed by both roots) into S/rotations/ after K's history, records the hand-over in K/rotated.json, and carries K/revocations.json over to S",
+    )
+    .addOption(dirOption('keys directory K, holding the current root.crt and root.key'))
+    .addOption(new Option('--to <dir>', 'the successor keys directory S, made with "sonde keys init-ca --dir S"').makeOptionMandatory())
+    .addOption(issuerPassphraseFileOption('K/root.key'))
+    .addOption(new Option('--successor-passphrase-file <file>', 'passphrase file for S/root.key, when it is encrypted'))
+    .addOption(new Option('--keep-old', "keep K's root trusted beside the successor (a later rotation drops it)"))
+    .addOption(forceOption())
+    .addOption(jsonOption())
+    .action(async (flags: RotateFlags) => {
+      useJsonOutput(flags.json === true);
+      const { rotateRoot } = await import('../keys/rotate-root.js');
+      const result = await rotateRoot(flags.dir, {
+        to: flags.to,
+        issuerPassphraseFile: flags.issuerPassphraseFile,
+        successorPassphraseFile: flags.successorPassphraseFile,
+        keepOld: flags.keepOld,
+        force: flags.force,
+      });
+      print(flags, { command: 'rotate-root', ...result }, () => formatRotation(result));
+    });
+}
+
+interface RotateFlags extends OutputFlags {
+  dir: string;
+  to: string;
+  issuerPassphraseFile?: string;
+  successorPassphraseFile?: string;
+  keepOld?: boolean;
+  force?: boolean;
+}
+
+export function formatRotation(result: RotateRootResult): string {
+  const lines = [
+    `root rotation ${result.sequence}: ${result.from} -> ${result.to}`,
+    `wrote ${result.statement}`,
+    `wrote ${result.record} (this root is rotated away)`,
+    `  roots after   ${result.roots.join(', ')}`,
+    `  history       ${result.history} statement(s); trust packs signed with the successor carry them all`,
+  ];
+  if (result.revocations) lines.push(`wrote ${result.revocations.path} (revocation list carried over, sequence ${result.revocations.sequence})`);
+  return `${lines.join('\n')}\n`;
 }
 
 interface OutputFlags {

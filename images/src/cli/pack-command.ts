@@ -28,6 +28,7 @@ interface PackFlags {
   cert: string;
   passphraseFile?: string;
   encryptFor?: string[];
+  rootRotations?: string;
   output: string;
   json?: boolean;
 }
@@ -52,6 +53,7 @@ export function registerPackCommand(program: Command): void {
     .requiredOption('--cert <chain>', 'signer certificate chain (PEM: signer, then intermediates)')
     .option('--passphrase-file <file>', 'passphrase of an encrypted signer key')
     .option('--encrypt-for <cert>', 'encrypt for this recipient certificate (repeatable)', collect)
+    .option('--root-rotations <dir>', 'trust packs: the root rotation history to carry (default: rotations/ beside --cert)')
     .requiredOption('-o, --output <file>', 'where to write the .spk')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, flags: PackFlags) => {

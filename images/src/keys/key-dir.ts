@@ -257,14 +257,14 @@ async function leafIssuer(dir: string): Promise<'root' | 'intermediate'> {
   return (await exists(join(dir, 'intermediate.crt'))) ? 'intermediate' : 'root';
 }
 
-interface IssuerCertificate {
+export interface IssuerCertificate {
   certPath: string;
   /** The issuer's own certificate, the first block of its file. */
   pem: string;
   cert: X509Certificate;
 }
 
-async function loadIssuerCertificate(dir: string, name: 'root' | 'intermediate'): Promise<IssuerCertificate> {
+export async function loadIssuerCertificate(dir: string, name: 'root' | 'intermediate'): Promise<IssuerCertificate> {
   const certPath = join(dir, `${name}.crt`);
   if (!(await exists(certPath))) {
     const hint = name === 'root' ? `sonde keys init-ca --dir ${dir}` : `sonde keys issue-intermediate --dir ${dir}`;
@@ -277,7 +277,7 @@ async function loadIssuerCertificate(dir: string, name: 'root' | 'intermediate')
   return { certPath, pem, cert };
 }
 
-async function loadIssuerKey(
+export async function loadIssuerKey(
   dir: string,
   name: 'root' | 'intermediate',
   issuer: IssuerCertificate,

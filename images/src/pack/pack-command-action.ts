@@ -2,7 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { progressBar } from '../../../base/src/cli/progress.js';
-import { loadPrivateKey, PackerError, makePlan, type PlanOverrides, writePack } from '../../../pack/src/index.js';
+import { dirname, join } from 'node:path';
+import { loadPrivateKey, PackerError, makePlan, readRootRotations, ROTATIONS_DIR, type PlanOverrides, type RootRotation, writePack } from '../../../pack/src/index.js';
 import type { PackFlags } from '../cli/pack-command.js';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
@@ -44,11 +45,13 @@ export async function packCommand(src: string, flags: PackFlags): Promise<void> 
     if (!pem) throw new PackerError('RECIPIENT_CERT_INVALID', `${path} holds no certificate`);
     recipients.push({ cert: new X509Certificate(pem) });
   }
+  const rootRotations = await rotationsFor(plan.kind, flags);
   const bar = progressBar();
   const written = await writePack(plan, {
     out: flags.output,
     signer: { key, chainPem },
     recipients,
+    rootRotations,
     onProgress: (done, total, stage) => bar.update(done, total, stage),
   });
   bar.done();
@@ -60,7 +63,28 @@ export async function packCommand(src: string, flags: PackFlags): Promise<void> 
   process.stdout.write(
     `packed ${m.product} ${m.version} (${m.kind}) -> ${written.path}\n` +
       `  ${m.payloads.length} payload(s): ${m.payloads.map((p) => `${p.name} ${p.fileCount} entries ${p.compression}`).join(', ')}\n` +
+      (m.rootRotations ? `  carries root rotations ${m.rootRotations.map((r) => r.body.sequence).join(', ')}\n` : '') +
       `  ${m.encryption ? `encrypted for ${m.encryption.recipients.map((r) => r.label).join(', ')}` : 'not encrypted'}\n` +
       `  ${written.size} bytes, sha256 ${written.sha256}\n`,
   );
+}
+
+/**
+ * A trust pack carries the vendor's root rotation history (docs/keys.md, "Rotating the root"), so
+ * that a probe which missed rotations catches up. By default it is the `rotations/` folder beside
+ * the signing certificate (the keys directory `sonde keys rotate-root` wrote it to); a folder named
+ * with --root-rotations must exist. Other kinds carry none.
+ */
+async function rotationsFor(kind: string, flags: PackFlags): Promise<RootRotation[]> {
+  if (kind !== 'trust') {
+    if (flags.rootRotations !== undefined) throw new CliError('USAGE', '--root-rotations is for trust packs (--kind trust)');
+    return [];
+  }
+  if (flags.rootRotations !== undefined) {
+    const { stat } = await import('node:fs/promises');
+    const isDir = await stat(flags.rootRotations).then((s) => s.isDirectory(), () => false);
+    if (!isDir) throw new CliError('INPUT_UNREADABLE', `root rotation folder ${flags.rootRotations} cannot be read`);
+    return readRootRotations(flags.rootRotations);
+  }
+  return readRootRotations(join(dirname(flags.cert), ROTATIONS_DIR));
 }
