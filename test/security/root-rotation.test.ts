@@ -119,7 +119,9 @@ describe('root rotation', () => {
     const after = await install(licence, R, seed);
     expect(after.code, after.out).toBe(0);
     // The vendor checks the same pack against the oldest root it ever shipped.
-    expect((await run(['verify', trust, '--keyring', seed], W)).code).toBe(0);
+    const verdict = await run(['verify', trust, '--keyring', seed], W);
+    expect(verdict.code, verdict.stdout).toBe(0);
+    expect(verdict.stdout).toContain('reached through root rotations 1, 2');
   });
 
   it('a probe seeded after the first rotation skips it as history and follows the second', async () => {

@@ -42,6 +42,7 @@ export async function verifyCommand(packPath: string, flags: VerifyFlags): Promi
           createdAt: m.createdAt,
           signer: summariseCert(pack.trust.signer),
           root: summariseCert(pack.trust.root),
+          rootRotationsFollowed: pack.trust.rotations.map((r) => r.body.sequence),
           encrypted,
           decrypted: result.decrypted,
           extractedTo,
@@ -52,6 +53,7 @@ export async function verifyCommand(packPath: string, flags: VerifyFlags): Promi
       const signer = summariseCert(pack.trust.signer);
       process.stdout.write(
         `TRUSTED ${m.product} ${m.version} (${m.kind}), signed by ${signer.subject} (serial ${signer.serial}) under root ${summariseCert(pack.trust.root).subject}\n` +
+          (pack.trust.rotations.length > 0 ? `  reached through root rotations ${pack.trust.rotations.map((r) => r.body.sequence).join(', ')} from keyring ${flags.keyring}\n` : '') +
           `  ${result.payloads.length} payload(s) match their signed sha256; ${decryption}` +
           `${extractedTo ? `; extracted to ${extractedTo}` : hashOnly ? '' : '; every entry checked by a scratch extraction'}\n`,
       );
