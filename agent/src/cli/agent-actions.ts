@@ -79,7 +79,7 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
     const lines = [
       `release   ${s.product ?? '-'} ${s.version ?? '(none installed)'}${s.appVersion && s.appVersion !== s.version ? ` (app ${s.appVersion})` : ''}`,
       `slot      ${s.slot ?? '-'}   ${s.slots.map((x) => `${x.name}: ${x.health}${x.version ? ` ${x.version}` : ''}`).join(', ')}`,
-      `app       ${s.app.running ? `running (pid ${s.app.pid})` : 'not running'}`,
+      `app       ${s.app.running ? `running (pid ${s.app.pid})` : 'not running'}${s.runner ? `, ${s.runner} runner` : ''}`,
       `database  version ${s.dbVersion ?? '-'}`,
       `config    version ${s.configVersion ?? '-'}`,
       `security  floor ${s.securityFloor}`,

@@ -209,7 +209,7 @@ export class Steps {
     crashPoint('trial:app-started');
     if (!Number.isInteger(port)) throw new UpdateError('HEALTH_CHECK_FAILED', 'config.json names no port for the health endpoint');
     const verdict = await checkHealth(
-      { port, path: release.health?.path ?? DEFAULT_HEALTH_PATH, slotDir: target, alive: async () => (await runner.running()) !== null },
+      { port, path: release.health?.path ?? DEFAULT_HEALTH_PATH, slotDir: target, alive: async () => (await runner.running()) !== null, runnerCheck: () => runner.check() },
       this.ctx.health,
     );
     this.ctx.journal.update(d.id, { timings: { healthChecks: verdict.checks } });

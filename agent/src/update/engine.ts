@@ -13,7 +13,7 @@ import { layoutOf } from './layout.js';
 import { MAX_RESUMES, RESUME, next } from './machine.js';
 import { writeReceipt } from './receipts.js';
 import { keepReserve } from './reserve.js';
-import { ProcessRunner } from './runner/process-runner.js';
+import { ReleaseRunner } from './runner/release-runner.js';
 import { DirSlotBackend } from './slots/dir-backend.js';
 import { preloadReadPasses } from '../../../pack/src/index.js';
 
@@ -51,7 +51,7 @@ export class Engine {
       layout,
       journal,
       slots: new DirSlotBackend(layout),
-      runner: new ProcessRunner(layout),
+      runner: new ReleaseRunner(layout),
       options,
       health: { ...DEFAULT_HEALTH, ...options.health },
       retain: options.retain ?? 3,

@@ -66,11 +66,6 @@ export async function activeRelease(layout: Layout, slot: string | null): Promis
   }
 }
 
-/** The app version actually in the active slot (release.json), which a data-only pack keeps. */
-export async function activeAppVersion(layout: Layout, slot: string | null): Promise<string | null> {
-  return (await activeRelease(layout, slot))?.version ?? null;
-}
-
 const identitySchema = z.object({ model: z.string().min(1), serial: z.string().optional() }).strict();
 
 /** The probe's identity (<root>/etc/probe.json): its model decides which packs are compatible. */

@@ -6,7 +6,8 @@ import { crashPoint } from './crash.js';
 
 /**
  * The health gate (DESIGN.md, "Health"): after the switch the new app must pass `required`
- * consecutive checks within `windowMs`. A check passes when the process is alive, its HTTP health
+ * consecutive checks within `windowMs`. A check passes when the process is alive, the runner's own
+ * check passes (systemd: every unit active and none restarted since the start), its HTTP health
  * endpoint answers 200 on the configured port, and the release's optional `hooks/health` script
  * exits 0. Any failure resets the run; the window running out is the verdict.
  */
@@ -24,6 +25,8 @@ export interface HealthTarget {
   readonly path: string;
   readonly slotDir: string;
   readonly alive: () => Promise<boolean>;
+  /** The runner's own check (systemd: every unit active, none restarting); null when it passes. */
+  readonly runnerCheck?: () => Promise<string | null>;
 }
 
 export interface HealthVerdict {
@@ -78,7 +81,10 @@ export async function checkHealth(target: HealthTarget, policy: HealthPolicy): P
       // A dead app cannot recover inside the window: say so at once.
       return { healthy: false, checks, reason: 'the app process exited', ms: Date.now() - started, exited: true };
     }
-    failure = (await httpHealthCheck(target.port, target.path, policy.requestTimeoutMs)) ?? (await hookOk(target.slotDir, policy.requestTimeoutMs));
+    failure =
+      (await target.runnerCheck?.()) ??
+      (await httpHealthCheck(target.port, target.path, policy.requestTimeoutMs)) ??
+      (await hookOk(target.slotDir, policy.requestTimeoutMs));
     if (checks === 1) crashPoint('trial:health-checked-once');
     if (failure === null) {
       good++;

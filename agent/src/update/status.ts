@@ -2,7 +2,8 @@ import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { exists } from '../../../base/src/fs/exists.js';
 import { loadKeyring } from '../../../pack/src/index.js';
 import type { EngineContext } from './context.js';
-import { activeAppVersion, probeFacts } from './facts.js';
+import { activeRelease, probeFacts } from './facts.js';
+import { runnerOf, type RunnerType } from './release-info.js';
 import type { Deployment } from './journal.js';
 import { shownOutcome } from './receipts.js';
 import type { SlotInfo } from './slots/backend.js';
@@ -18,6 +19,8 @@ export interface AgentStatus {
   readonly configVersion: number | null;
   readonly securityFloor: number;
   readonly app: { readonly running: boolean; readonly pid: number | null };
+  /** How the active release runs (its release.json `runner`: process, exec or systemd); null without one. */
+  readonly runner: RunnerType | null;
   readonly slots: readonly SlotInfo[];
   readonly lastOutcome: { readonly id: string; readonly outcome: string; readonly errorCode: string | null; readonly reason: string | null; readonly version: string | null; readonly endedAt: string | null } | null;
   readonly unfinished: { readonly id: string; readonly state: string } | null;
@@ -54,6 +57,7 @@ export function outcomeOf(d: Deployment): AgentStatus['lastOutcome'] {
 
 export async function readStatus(ctx: EngineContext): Promise<AgentStatus> {
   const facts = await probeFacts(ctx);
+  const active = await activeRelease(ctx.layout, facts.slot);
   const release = ctx.journal.releases()[0] ?? null;
   const pid = await ctx.runner.running();
   const last = ctx.journal.history(1)[0] ?? null;
@@ -62,12 +66,13 @@ export async function readStatus(ctx: EngineContext): Promise<AgentStatus> {
     root: ctx.layout.root,
     product: release?.product ?? null,
     version: facts.version,
-    appVersion: await activeAppVersion(ctx.layout, facts.slot),
+    appVersion: active?.version ?? null,
     slot: facts.slot,
     dbVersion: facts.dbVersion,
     configVersion: facts.configVersion,
     securityFloor: ctx.journal.securityFloor(),
     app: { running: pid !== null, pid },
+    runner: active ? runnerOf(active).type : null,
     slots: [await ctx.slots.info('a'), await ctx.slots.info('b')],
     lastOutcome: last && last.endedAt ? outcomeOf(last) : null,
     unfinished: unfinished ? { id: unfinished.id, state: unfinished.state } : null,

@@ -1,28 +1,22 @@
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, openSync } from 'node:fs';
-import { open, readdir, readFile, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { closeSync, constants, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { access, open, readdir, readFile, rm } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
 import { writeFileAtomic } from '../../../../base/src/fs/atomic.js';
 import { processAlive } from '../../../../base/src/os/process-alive.js';
 import type { Layout } from '../layout.js';
-import { readReleaseInfo } from '../release-info.js';
+import { runnerOf } from '../release-info.js';
 import { UpdateError } from '../errors.js';
-import type { AppRunner } from './runner.js';
+import { appEnvironment, expand, placeholders, type StartContext } from './runner.js';
 
 /**
- * The `process` runner: `node <slot>/app/<entry>` as a detached child, in its own process group,
- * with its output appended to `<root>/run/app.log` and its pid in `<root>/run/app.pid`. The app
- * outlives the agent (an agent crash must not take the probe's service down), so the pid file is
- * how the next agent finds it.
+ * The `process` and `exec` runners: the app as a detached child, in its own process group, with
+ * its output appended to `<root>/run/app.log` and its pid in `<root>/run/app.pid`. `process` runs
+ * `node <slot>/app/<entry>`; `exec` runs the release's command (an executable inside the app
+ * folder, or an absolute path) with its arguments and environment. The app outlives the agent (an
+ * agent crash must not take the probe's service down), so the pid file is how the next agent
+ * finds it, and PROBE_ROOT in its environment is how a stop finds the processes no pid file names.
  */
-function nodeModulesDir(): string {
-  const req = createRequire(import.meta.url);
-  // .../node_modules/better-sqlite3/package.json -> .../node_modules
-  return dirname(dirname(req.resolve('better-sqlite3/package.json')));
-}
-
-
 async function isOurApp(pid: number, root: string): Promise<boolean> {
   if (!processAlive(pid)) return false;
   try {
@@ -34,7 +28,29 @@ async function isOurApp(pid: number, root: string): Promise<boolean> {
   }
 }
 
-export class ProcessRunner implements AppRunner {
+/** The argv and environment a release runs with under `process` or `exec`. */
+export async function commandOf(c: StartContext): Promise<{ argv: string[]; env: Record<string, string>; cwd: string }> {
+  const appDir = join(c.slotDir, 'app');
+  const spec = runnerOf(c.release);
+  const env = appEnvironment(c);
+  if (spec.type === 'process') {
+    return { argv: [process.execPath, join(appDir, c.release.entry ?? '')], env, cwd: appDir };
+  }
+  if (spec.type !== 'exec') throw new UpdateError('APP_START_FAILED', `the ${spec.type} runner is not a process`);
+  const vars = placeholders(c);
+  const argv = spec.command.map((a) => expand(a, vars));
+  const exe = isAbsolute(argv[0]!) ? argv[0]! : join(appDir, argv[0]!);
+  try {
+    await access(exe, constants.X_OK);
+  } catch {
+    throw new UpdateError('APP_START_FAILED', `the release's command ${spec.command[0]} is not an executable file (${exe})`);
+  }
+  const own = Object.fromEntries(Object.entries(spec.env ?? {}).map(([k, v]) => [k, expand(v, vars)]));
+  // The probe's own variables win: PROBE_ROOT is how the agent recognises the app's processes.
+  return { argv: [exe, ...argv.slice(1)], env: { ...own, ...env }, cwd: appDir };
+}
+
+export class ProcessRunner {
   private readonly pidFile: string;
   private readonly logFile: string;
   /** Where app.log ended when this runner last started the app (0: read the tail). */
@@ -56,26 +72,17 @@ export class ProcessRunner implements AppRunner {
     return (await isOurApp(pid, this.layout.root)) ? pid : null;
   }
 
-  async start(slotDir: string): Promise<void> {
-    if (await this.running()) await this.stop();
-    const release = await readReleaseInfo(join(slotDir, 'app'));
+  async start(c: StartContext): Promise<void> {
+    const { argv, env, cwd } = await commandOf(c);
     mkdirSync(this.layout.run, { recursive: true });
     const log = openSync(this.logFile, 'a');
     this.logStart = fstatSync(log).size;
     try {
-      const child = spawn(process.execPath, [join(slotDir, 'app', release.entry)], {
-        cwd: join(slotDir, 'app'),
-        detached: true,
-        stdio: ['ignore', log, log],
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          PROBE_ROOT: this.layout.root,
-          PROBE_SLOT: slotDir,
-          NODE_PATH: nodeModulesDir(),
-        },
-      });
+      const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', log, log], env });
+      // A spawn that fails (ENOENT, EACCES) reports it as an event, and leaves no pid.
+      child.on('error', () => undefined);
       const pid = child.pid;
-      if (pid === undefined) throw new UpdateError('APP_START_FAILED', `could not start ${release.entry}`);
+      if (pid === undefined) throw new UpdateError('APP_START_FAILED', `could not start ${argv[0]}`);
       child.unref();
       await writeFileAtomic(this.pidFile, `${pid}\n`);
     } finally {
@@ -105,12 +112,13 @@ export class ProcessRunner implements AppRunner {
     }
   }
 
-  async stop(): Promise<void> {
+  /** SIGTERM, `graceMs` to stop cleanly, then SIGKILL. */
+  async stop(graceMs = 5000): Promise<void> {
     const named = await this.running();
     // An agent killed between spawning the app and writing app.pid leaves an app that no pid file
     // names, holding the port and the database: it is found by the PROBE_ROOT it was started with.
     const pids = new Set([...(named !== null ? [named] : []), ...(await appsOf(this.layout.root))]);
-    for (const pid of pids) await terminate(pid);
+    await Promise.all([...pids].map((pid) => terminate(pid, graceMs)));
     await rm(this.pidFile, { force: true });
   }
 }
@@ -133,14 +141,13 @@ async function appsOf(root: string): Promise<number[]> {
   return pids;
 }
 
-/** SIGTERM, five seconds to stop cleanly, then SIGKILL. */
-async function terminate(pid: number): Promise<void> {
+async function terminate(pid: number, graceMs: number): Promise<void> {
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     // gone already
   }
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + graceMs;
   while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
   if (processAlive(pid)) {
     try {
