@@ -29,6 +29,8 @@ export interface VariantOptions {
   readonly signer?: 'signer' | 'revoked-signer' | Signer;
   /** The signed createdAt; defaults to now. */
   readonly createdAt?: Date;
+  /** Changes the app payload's folder (release.json, unit files…) before it is packed. */
+  readonly app?: (appDir: string) => Promise<void>;
 }
 
 async function signerOf(s: SamplePaths, which: VariantOptions['signer']): Promise<Signer> {
@@ -53,6 +55,7 @@ export async function variantPack(s: SamplePaths, dir: string, name: string, bas
   const recipePath = join(src, 'pack.json');
   const recipe = JSON.parse(await readFile(recipePath, 'utf8')) as Recipe;
   await writeFile(recipePath, `${JSON.stringify({ ...recipe, ...o.recipe }, null, 2)}\n`);
+  if (o.app) await o.app(join(src, 'app'));
   return packRecipe(s, src, join(dir, `${name}.spk`), o);
 }
 
