@@ -1,3 +1,5 @@
+import type { ProbeInit } from '../../images/src/lab/probe-image.js';
+
 /**
  * What the lab needs from a container engine. LXC (lxc-backend.ts) is the default; podman through
  * testcontainers (podman-backend.ts) is the second. The lab never calls an engine directly.
@@ -23,6 +25,8 @@ export interface ProbeSpec {
   readonly mounts: readonly Mount[];
   /** A log of the probe's console, on the host. */
   readonly consoleLog: string;
+  /** PID 1: busybox init (the default) or systemd (LXC only). */
+  readonly init?: ProbeInit;
 }
 
 export interface ExecResult {
@@ -48,6 +52,8 @@ export interface ProbeBackend {
   exec(name: string, argv: readonly string[], opts?: { input?: string; env?: Readonly<Record<string, string>>; timeoutMs?: number }): Promise<ExecResult>;
   /** argv of a command that opens an interactive shell in the probe. */
   shellCommand(name: string): readonly string[];
+  /** For a probe whose PID 1 is systemd: resolves once systemd says it is up. */
+  waitBooted?(name: string, timeoutMs?: number): Promise<void>;
 }
 
 /** The environment commands run with inside a probe (the host's is never passed through). */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { SAMPLE_PRODUCT } from '../../images/src/samples/releases.js';
-import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, copyAgent, treeFingerprint, writeBaseLayer } from '../../images/src/lab/probe-image.js';
+import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, copyAgent, SYSTEMD_AGENT_UNIT, treeFingerprint, writeBaseLayer, type ProbeInit } from '../../images/src/lab/probe-image.js';
 import type { ProbeBackend } from './backend.js';
 import { LabError } from './errors.js';
 import { run } from './host.js';
@@ -21,13 +21,17 @@ export interface Samples {
   readonly fleetKey: string;
   /** A sample release's pack (images/build-samples names them so). */
   pack(version: string): string;
+  /** The pack a probe of `init` installs for `version`: the systemd-runner twin where there is one. */
+  packFor(version: string, init: ProbeInit): string;
 }
 
 export function samplePackName(version: string): string {
   return `${SAMPLE_PRODUCT}-${version}.spk`;
 }
 
-const SAMPLES_FORMAT = 'samples-1';
+// samples-2: with the systemd-runner twins of 1.0.0 and 1.1.0.
+export const SAMPLES_FORMAT = 'samples-2';
+const SYSTEMD_TWINS = new Set(['1.0.0', '1.1.0']);
 
 export async function ensureSamples(imagesDir: string, log: (l: string) => void): Promise<Samples> {
   const dir = join(imagesDir, SAMPLES_FORMAT);
@@ -36,13 +40,20 @@ export async function ensureSamples(imagesDir: string, log: (l: string) => void)
     log('building the sample packs (once per lab home)');
     // Loaded only here: the packer and key issuance cost every `sonde lab` command half a second.
     const { buildSamples } = await import('../../images/src/samples/index.js');
-    await buildSamples(tmp);
+    await buildSamples(tmp, { systemd: true });
   });
-  return { dir, rootCert: join(dir, 'keys', 'root.crt'), fleetKey: join(dir, 'keys', 'fleet.key'), pack: (version) => join(dir, samplePackName(version)) };
+  const pack = (version: string): string => join(dir, samplePackName(version));
+  return {
+    dir,
+    rootCert: join(dir, 'keys', 'root.crt'),
+    fleetKey: join(dir, 'keys', 'fleet.key'),
+    pack,
+    packFor: (version, init) => (init === 'systemd' && SYSTEMD_TWINS.has(version) ? join(dir, `${SAMPLE_PRODUCT}-${version}-systemd.spk`) : pack(version)),
+  };
 }
 
-export async function makeBase(dir: string): Promise<string> {
-  return buildOnce(dir, writeBaseLayer);
+export async function makeBase(dir: string, init: ProbeInit = 'busybox'): Promise<string> {
+  return buildOnce(dir, (tmp) => writeBaseLayer(tmp, init));
 }
 
 /** Versions installed, in order, to reach a line's release. */
@@ -55,6 +66,7 @@ export const SONDE_JS = `${AGENT_HOME}/dist/cli/src/sonde.js`;
 
 export interface GoldenOptions {
   readonly backend: ProbeBackend;
+  readonly init: ProbeInit;
   readonly repoDir: string;
   readonly imagesDir: string;
   readonly base: string;
@@ -68,10 +80,10 @@ export interface GoldenOptions {
 
 export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<string> {
   const key = treeFingerprint(join(o.repoDir, 'dist'));
-  const dir = join(o.imagesDir, `${o.backend.kind}-${line}-${key}`);
+  const dir = join(o.imagesDir, `${o.backend.kind}-${line}-${o.init === 'systemd' ? 'systemd-' : ''}${key}`);
   await buildOnce(dir, async (tmp) => {
     const t0 = Date.now();
-    o.log(`building the ${line} probe layer (${LAB_LINES[line]}), once per agent build`);
+    o.log(`building the ${line} probe layer (${LAB_LINES[line]}${o.init === 'systemd' ? ', systemd' : ''}), once per agent build`);
     const layer = join(tmp, 'layer');
     for (let attempt = 1; ; attempt++) {
       try {
@@ -88,8 +100,10 @@ export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<str
         await rm(join(tmp, 'olwork'), { recursive: true, force: true });
       }
     }
-    // The builder's own files go; the probe's boot files come from the base.
-    for (const f of ['etc/inittab', 'etc/hostname', 'var/log/boot.log', 'run', 'tmp']) await rm(join(layer, f), { recursive: true, force: true });
+    // The builder's own files go; the probe's boot files come from the base (a systemd builder
+    // also leaves its journal, its systemd state and the mask that kept the agent from running).
+    const builderFiles = ['etc/inittab', 'etc/hostname', 'var/log/boot.log', 'run', 'tmp', 'var/log/journal', 'var/lib/systemd', `etc/systemd/system/${SYSTEMD_AGENT_UNIT}`];
+    for (const f of builderFiles) await rm(join(layer, f), { recursive: true, force: true });
     await rm(join(tmp, 'olwork'), { recursive: true, force: true });
     await rm(join(tmp, 'console.log'), { force: true });
     o.log(`built the ${line} probe layer in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -106,7 +120,13 @@ export async function copyLayer(from: string, to: string): Promise<void> {
 async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: string): Promise<void> {
   await mkdir(join(layer, 'etc'), { recursive: true });
   await copyAgent(o.repoDir, layer);
-  await writeFile(join(layer, 'etc', 'inittab'), BUILDER_INITTAB);
+  if (o.init === 'systemd') {
+    // Masked for the build: the builder's install is driven from here, never by a daemon.
+    await mkdir(join(layer, 'etc', 'systemd', 'system'), { recursive: true });
+    await symlink('/dev/null', join(layer, 'etc', 'systemd', 'system', SYSTEMD_AGENT_UNIT));
+  } else {
+    await writeFile(join(layer, 'etc', 'inittab'), BUILDER_INITTAB);
+  }
   const name = `build-${line.replace('-', '')}-${process.pid}`.slice(0, 30);
   await o.backend.create({
     name,
@@ -120,9 +140,14 @@ async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: s
       { host: o.samples.dir, target: '/mnt/samples', readOnly: true },
     ],
     consoleLog: join(tmp, 'console.log'),
+    init: o.init,
   });
   try {
     await o.backend.start(name);
+    if (o.init === 'systemd') {
+      if (!o.backend.waitBooted) throw new LabError('LAB_UNSUPPORTED', `the ${o.backend.kind} backend cannot run systemd probes`);
+      await o.backend.waitBooted(name);
+    }
     const sonde = async (args: string[], input?: string): Promise<void> => {
       const r = await o.backend.exec(name, ['/usr/bin/node', SONDE_JS, ...args], input === undefined ? {} : { input });
       if (r.code !== 0) throw new LabError('LAB_IMAGE_FAILED', `building the ${line} layer: sonde ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
@@ -132,7 +157,7 @@ async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: s
     if (chain.includes('1.1.0')) await sonde(['agent', 'vars', 'set', 'CollectorPassword', '--root', '/'], `${randomBytes(12).toString('base64url')}\n`);
     for (const [i, version] of chain.entries()) {
       const first = i === 0 ? ['--keyring', '/mnt/samples/keys/root.crt', '--key', '/mnt/samples/keys/fleet.key'] : [];
-      await sonde(['agent', 'install', `/mnt/samples/${samplePackName(version)}`, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
+      await sonde(['agent', 'install', `/mnt/samples/${basename(o.samples.packFor(version, o.init))}`, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
     }
     await o.backend.stop(name, { kill: true });
   } finally {

@@ -4,6 +4,7 @@ import { writeFileAtomic } from '../../base/src/fs/atomic.js';
 import { tryPidLock } from '../../base/src/os/pid-lock.js';
 import { LabError } from './errors.js';
 import type { LabNet } from './network.js';
+import type { ProbeInit } from '../../images/src/lab/probe-image.js';
 
 /**
  * Where a lab keeps itself. Everything a lab makes lives under `<home>/labs/<name>/` (its state,
@@ -74,6 +75,8 @@ export interface LabProbe {
   readonly line: LabLine;
   readonly version: string;
   readonly createdAt: string;
+  /** PID 1 of the probe; absent in labs made before systemd probes: busybox. */
+  readonly init?: ProbeInit;
 }
 
 export interface LabServerRef {

@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG, PROBE_ROUTES } from '../../images/src/lab/probe-image.js';
+import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG, PROBE_ROUTES, type ProbeInit } from '../../images/src/lab/probe-image.js';
 import type { ProbeBackend, ProbeRunState } from './backend.js';
 import { LabError } from './errors.js';
 import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
@@ -21,6 +22,8 @@ const SONDE_JS_HOST = join(REPO_DIR, 'dist', 'cli', 'src', 'sonde.js');
 export interface UpOptions {
   readonly count: number;
   readonly line: LabLine;
+  /** PID 1 of the new probes: busybox init (default) or systemd, whose app runs as units. */
+  readonly init?: ProbeInit;
   /** Join this server instead of starting the lab's own. */
   readonly server?: { readonly url: string; readonly token: string };
   readonly timeoutMs?: number;
@@ -87,6 +90,10 @@ export class Lab {
   async up(o: UpOptions): Promise<LabProbe[]> {
     const why = this.unsupported();
     if (why) throw new LabError('LAB_UNSUPPORTED', why);
+    if (o.init === 'systemd') {
+      if (this.backend.kind !== 'lxc') throw new LabError('LAB_UNSUPPORTED', `probes with systemd as PID 1 run on the lxc backend; this lab runs on ${this.backend.kind}`);
+      if (!existsSync('/lib/systemd/systemd')) throw new LabError('LAB_UNSUPPORTED', 'systemd probes boot the host\'s /lib/systemd/systemd, which is missing (apt-get install systemd)');
+    }
     if (!Number.isInteger(o.count) || o.count < 1 || o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `--count must be 1..${MAX_PROBES}`);
     const log = o.log ?? quiet;
     await mkdir(this.paths.dir, { recursive: true, mode: 0o700 });
@@ -95,9 +102,11 @@ export class Lab {
       if (state.probes.length + o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `a lab holds at most ${MAX_PROBES} probes (${state.probes.length} exist)`);
       const samples = await ensureSamples(this.paths.images, log);
       const client = await this.ensureServer(state, samples, o, log);
-      const base = await makeBase(join(this.paths.dir, 'base'));
+      const init = o.init ?? 'busybox';
+      const base = await makeBase(join(this.paths.dir, init === 'systemd' ? 'base-systemd' : 'base'), init);
       const golden = await ensureGolden(o.line, {
         backend: this.backend,
+        init,
         repoDir: REPO_DIR,
         imagesDir: this.paths.images,
         base,
@@ -113,7 +122,7 @@ export class Lab {
       for (let index = 1; fresh.length < o.count; index++) {
         if (used.has(index)) continue;
         const name = `${this.name}-${String(index).padStart(2, '0')}`;
-        fresh.push({ name, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: o.line, version: LAB_LINES[o.line], createdAt: new Date().toISOString() });
+        fresh.push({ name, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: o.line, version: LAB_LINES[o.line], createdAt: new Date().toISOString(), ...(init === 'systemd' ? { init } : {}) });
       }
       // Recorded before anything exists, so that `down` finds a probe whose creation failed.
       state.probes.push(...fresh);
@@ -190,6 +199,7 @@ export class Lab {
       veth: p.veth,
       mounts: [{ host: join(REPO_DIR, 'node_modules'), target: `${AGENT_HOME}/node_modules`, readOnly: true }],
       consoleLog: join(dir, 'console.log'),
+      init: p.init ?? 'busybox',
     });
   }
 

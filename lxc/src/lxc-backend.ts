@@ -25,23 +25,26 @@ export class LxcBackend implements ProbeBackend {
   }
 
   private configOf(spec: ProbeSpec): string {
+    const systemd = spec.init === 'systemd';
     const lines = [
       `# Sonde lab probe ${spec.name} (lxc/src/lxc-backend.ts)`,
       `lxc.uts.name = ${spec.name}`,
       `lxc.rootfs.path = overlay:${spec.lower}:${spec.upper}`,
-      'lxc.init.cmd = /bin/busybox init',
-      'lxc.signal.halt = SIGUSR1',
-      'lxc.signal.reboot = SIGTERM',
+      // systemd 252 boots in such a container in about half a second (machine-facts.md §1b); it
+      // mounts its own /run and needs a writable /sys/fs/cgroup for its units.
+      ...(systemd
+        ? ['lxc.init.cmd = /lib/systemd/systemd', 'lxc.environment = container=lxc', 'lxc.signal.halt = SIGRTMIN+3', 'lxc.signal.reboot = SIGINT']
+        : ['lxc.init.cmd = /bin/busybox init', 'lxc.signal.halt = SIGUSR1', 'lxc.signal.reboot = SIGTERM']),
       'lxc.apparmor.profile = unconfined',
       'lxc.autodev = 1',
       'lxc.tty.max = 0',
       'lxc.pty.max = 16',
       'lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_boot',
-      'lxc.mount.auto = proc:mixed sys:ro cgroup:mixed',
+      `lxc.mount.auto = proc:mixed ${systemd ? 'sys:mixed' : 'sys:ro'} cgroup:mixed`,
       'lxc.mount.entry = /usr usr none ro,bind 0 0',
       ...spec.mounts.map((m) => `lxc.mount.entry = ${m.host} ${m.target.replace(/^\/+/, '')} none ${m.readOnly ? 'ro,' : ''}bind,create=dir 0 0`),
       'lxc.mount.entry = tmpfs tmp tmpfs rw,nosuid,nodev,size=256m 0 0',
-      'lxc.mount.entry = tmpfs run tmpfs rw,nosuid,nodev,size=16m 0 0',
+      ...(systemd ? [] : ['lxc.mount.entry = tmpfs run tmpfs rw,nosuid,nodev,size=16m 0 0']),
       'lxc.cgroup.memory.limit_in_bytes = 768M',
       'lxc.cgroup.pids.max = 512',
       'lxc.net.0.type = veth',
@@ -72,6 +75,22 @@ export class LxcBackend implements ProbeBackend {
       throw new LabError('LAB_PROBE_FAILED', `${e.message}${log ? ` / ${log.trim().split('\n').slice(-2).join(' / ')}` : ''}`, { cause: e });
     });
     await run('lxc-wait', [...this.base(name), '-s', 'RUNNING', '-t', '10'], { code: 'LAB_PROBE_FAILED' });
+  }
+
+  /**
+   * Waits until systemd in the probe says it is up (`running` or `degraded`); polled, because
+   * `systemctl is-system-running --wait` fails before the probe's bus exists (machine-facts.md).
+   */
+  async waitBooted(name: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      const r = await this.exec(name, ['systemctl', 'is-system-running'], { timeoutMs: 10_000 });
+      last = (r.stdout || r.stderr).trim();
+      if (last === 'running' || last === 'degraded') return;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new LabError('LAB_PROBE_FAILED', `systemd in ${name} did not come up within ${timeoutMs} ms (${last})`);
   }
 
   async stop(name: string, opts: { kill: boolean }): Promise<void> {

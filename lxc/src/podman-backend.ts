@@ -193,6 +193,7 @@ export class PodmanBackend implements ProbeBackend {
   // ----- the interface -----
 
   async create(spec: ProbeSpec): Promise<void> {
+    if (spec.init === 'systemd') throw new LabError('LAB_UNSUPPORTED', 'probes with systemd as PID 1 run on the lxc backend only');
     await mkdir(join(this.dir, 'probes'), { recursive: true, mode: 0o700 });
     try {
       const image = await this.image(spec.lower);

@@ -44,7 +44,7 @@ export async function labClient(lab: Lab): Promise<LabServerClient> {
 
 /** The lab home's sample packs and keys (built by the first `lab up`). */
 export function labSamples(): SamplePaths & { dir: string } {
-  const dir = join(LAB_HOME, 'images', 'samples-1');
+  const dir = join(LAB_HOME, 'images', 'samples-2');
   const pack = (f: string): string => join(dir, f);
   return {
     out: dir,
@@ -59,6 +59,7 @@ export function labSamples(): SamplePaths & { dir: string } {
       license: pack('license.spk'),
       trust: pack('trust.spk'),
     },
+    systemd: { '1.0.0': pack('probe-app-1.0.0-systemd.spk'), '1.1.0': pack('probe-app-1.1.0-systemd.spk') },
   };
 }
 

@@ -110,7 +110,7 @@ describe.skipIf(SKIP)(`sonde lab on the podman backend${SKIP ? ` (skipped: ${uns
 
   it('installs a pack dropped on one probe over FTP: ls shows it on 1.1.1, the other stays on 1.1.0', async () => {
     const [first, second] = names as [string, string];
-    const put = await cli(['lab', 'ftp-put', first, join(home, 'images', 'samples-1', 'probe-app-1.1.1.spk')]);
+    const put = await cli(['lab', 'ftp-put', first, join(home, 'images', 'samples-2', 'probe-app-1.1.1.spk')]);
     expect(put.code, put.stderr).toBe(0);
     const probes = await waitUntil(`${first} on 1.1.1 in lab ls`, async () => {
       const all = await ls();

@@ -127,6 +127,6 @@ describe('the exec runner', () => {
     expect(r.code).not.toBe(0);
     expect(r.out).toContain('APP_START_FAILED');
     expect(await waitFor('2.0.0 answers again', () => get('/version'))).toBe('2.0.0');
-    expect(JSON.parse(await readFile(join(R, 'run', 'runner.json'), 'utf8'))).toMatchObject({ type: 'exec', version: '2.0.0' });
+    expect(JSON.parse(await readFile(join(R, 'var', 'sonde', 'runner.json'), 'utf8'))).toMatchObject({ type: 'exec', version: '2.0.0' });
   });
 });

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SamplePaths } from '../../images/src/samples/index.js';
+import { SAMPLE_UNIT, SAMPLE_UNIT_FILE, type SamplePaths } from '../../images/src/samples/index.js';
 import { LAB_SKIP } from '../helpers/lab.js';
 import { scratch } from '../helpers/packs.js';
 import { sharedSamples, FAST_HEALTH } from '../helpers/probe.js';
@@ -15,22 +15,8 @@ import { startSystemdContainer, type SystemdContainer } from '../helpers/systemd
  * dies at start rolled back with its journal quoted, a move to a `process` release that removes
  * the unit, and a unit file Sonde did not install that it never replaces.
  */
-const UNIT = 'probe-app.service';
+const UNIT = SAMPLE_UNIT;
 const ROOT = '/var/lib/sonde/probe';
-
-const unitFile = (restart: string): string => `[Unit]
-Description=Sonde sample probe app @VERSION@
-
-[Service]
-Environment=PROBE_ROOT=@PROBE_ROOT@ PROBE_SLOT=@SLOT@ NODE_PATH=@NODE_PATH@
-WorkingDirectory=@APP@
-ExecStart=@NODE@ @APP@/probe-app.cjs
-Restart=${restart}
-RestartSec=300ms
-
-[Install]
-WantedBy=multi-user.target
-`;
 
 /** Lays `patch` over the app's release.json (a data-only service pack has no app: nothing to do). */
 async function patchRelease(appDir: string, patch: Record<string, unknown>, drop: string[] = []): Promise<boolean> {
@@ -50,7 +36,7 @@ async function patchRelease(appDir: string, patch: Record<string, unknown>, drop
 async function asUnit(appDir: string): Promise<void> {
   if (!(await patchRelease(appDir, { runner: { type: 'systemd', units: [UNIT] } }))) return;
   await mkdir(join(appDir, 'systemd'), { recursive: true });
-  await writeFile(join(appDir, 'systemd', UNIT), unitFile('on-failure'));
+  await writeFile(join(appDir, 'systemd', UNIT), SAMPLE_UNIT_FILE);
 }
 
 let tmp: { dir: string; cleanup: () => Promise<void> };

@@ -22,6 +22,8 @@ export interface Layout {
   readonly staging: string;
   readonly receipts: string;
   readonly lock: string;
+  /** Which runner runs what (runner/release-runner.ts): kept with the state, so it outlives a reboot. */
+  readonly runnerState: string;
 }
 
 export type SlotName = 'a' | 'b';
@@ -50,6 +52,7 @@ export function layoutOf(rootDir: string, stateDir?: string): Layout {
     staging: join(state, 'staging'),
     receipts: join(state, 'receipts'),
     lock: join(state, 'install.lock'),
+    runnerState: join(state, 'runner.json'),
   };
 }
 

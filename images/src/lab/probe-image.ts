@@ -6,7 +6,8 @@ import { join } from 'node:path';
 /**
  * The lab's probe base image: a small read-only lower layer shared by every probe of every lab.
  * The host's /usr (and so node, busybox, vsftpd) is bind-mounted over `usr/` read-only; the host
- * is merged-/usr, so /bin, /lib, /lib64 and /sbin are symlinks into it. busybox is init. The
+ * is merged-/usr, so /bin, /lib, /lib64 and /sbin are symlinks into it. busybox is init, or the
+ * host's systemd for a `--init systemd` probe (its boot, agent and FTP drop are units). The
  * layer holds no secret and no state: each probe's writable overlay (its `delta`) holds the
  * agent, the probe root with its release, the FTP drop and the enrollment file.
  */
@@ -82,6 +83,59 @@ ftp_username=ftp
 nopriv_user=nobody
 `;
 
+/** What a lab probe boots as PID 1 (docs/lab.md): busybox init, or the host's systemd. */
+export type ProbeInit = 'busybox' | 'systemd';
+
+/**
+ * A systemd probe's boot, as units: what rcS does (one shot, before the others), the agent
+ * (restarted when it exits, logging where the busybox probe's agent logs) and the FTP drop.
+ */
+const SYSTEMD_UNITS: Readonly<Record<string, string>> = {
+  'sonde-boot.service': `[Unit]
+Description=Sonde lab probe boot: host routes, boot log
+DefaultDependencies=no
+After=local-fs.target
+Before=sonde-agent.service sonde-ftp.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/etc/init.d/rcS
+
+[Install]
+WantedBy=multi-user.target
+`,
+  'sonde-agent.service': `[Unit]
+Description=Sonde agent
+After=sonde-boot.service
+
+[Service]
+ExecStart=/usr/bin/node ${AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${AGENT_CONFIG}
+StandardOutput=append:${AGENT_LOG}
+StandardError=append:${AGENT_LOG}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+`,
+  'sonde-ftp.service': `[Unit]
+Description=Sonde FTP drop (vsftpd)
+After=sonde-boot.service
+
+[Service]
+ExecStart=/usr/sbin/vsftpd /etc/sonde/vsftpd.conf
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+`,
+};
+
+/** The unit a systemd builder masks, so that no agent daemon runs while the layer is built. */
+export const SYSTEMD_AGENT_UNIT = 'sonde-agent.service';
+
 /** The agent's config on a lab probe: quick health checks and state reports, the FTP drop. */
 export function labAgentConfig(): object {
   return {
@@ -105,7 +159,7 @@ async function write(path: string, text: string, mode = 0o644): Promise<void> {
 }
 
 /** Writes the base layer into `dir` (which must not exist). Takes a few milliseconds. */
-export async function writeBaseLayer(dir: string): Promise<void> {
+export async function writeBaseLayer(dir: string, init: ProbeInit = 'busybox'): Promise<void> {
   for (const d of ['usr', 'etc/init.d', 'etc/sonde', 'var/log', 'var/lib', 'tmp', 'run', 'proc', 'sys', 'dev', 'root', 'mnt/samples', `${AGENT_HOME.slice(1)}/node_modules`]) {
     await mkdir(join(dir, d), { recursive: true });
   }
@@ -120,8 +174,21 @@ export async function writeBaseLayer(dir: string): Promise<void> {
   await write(join(dir, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
   await write(join(dir, 'etc/resolv.conf'), '');
   await write(join(dir, 'etc/hostname'), 'probe\n');
-  await write(join(dir, 'etc/inittab'), INITTAB);
   await write(join(dir, 'etc/init.d/rcS'), RCS, 0o755);
+  if (init === 'busybox') {
+    await write(join(dir, 'etc/inittab'), INITTAB);
+  } else {
+    // systemd: a transient machine id each boot, the host's os-release, and the probe's units enabled.
+    await write(join(dir, 'etc/machine-id'), '');
+    await symlink('../usr/lib/os-release', join(dir, 'etc/os-release'));
+    await write(join(dir, 'etc/group'), `root:x:0:\nftp:x:${FTP_GID}:\nnogroup:x:65534:\nsystemd-journal:x:999:\n`);
+    const units = join(dir, 'etc/systemd/system');
+    await mkdir(join(units, 'multi-user.target.wants'), { recursive: true });
+    for (const [name, text] of Object.entries(SYSTEMD_UNITS)) {
+      await write(join(units, name), text);
+      await symlink(`../${name}`, join(units, 'multi-user.target.wants', name));
+    }
+  }
   await write(join(dir, 'etc/sonde/run-agent'), RUN_AGENT, 0o755);
   await write(join(dir, 'etc/sonde/vsftpd.conf'), VSFTPD_CONF);
   await write(join(dir, AGENT_CONFIG.slice(1)), `${JSON.stringify(labAgentConfig(), null, 2)}\n`);

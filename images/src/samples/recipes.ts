@@ -9,7 +9,10 @@ import {
   SAMPLE_PRODUCT,
   SAMPLE_SECURITY_VERSION,
   releaseJsonOf,
+  SAMPLE_UNIT,
+  SAMPLE_UNIT_FILE,
   type SampleRelease,
+  type SampleRunner,
 } from './releases.js';
 
 /**
@@ -56,15 +59,19 @@ function baseRecipe(kind: NonNullable<Recipe['kind']>, version: string, releaseN
 
 /**
  * Writes one release's recipe folder: pack.json plus a folder per payload, in the order app,
- * data, db, config. Returns `dir`.
+ * data, db, config; under the systemd runner the app also ships its unit. Returns `dir`.
  */
-export async function writeReleaseRecipe(dir: string, release: SampleRelease): Promise<string> {
+export async function writeReleaseRecipe(dir: string, release: SampleRelease, runner: SampleRunner = 'process'): Promise<string> {
   const payloads: NonNullable<Recipe['payloads']> = {};
-  const releaseJson = releaseJsonOf(release);
+  const releaseJson = releaseJsonOf(release, runner);
   if (releaseJson) {
     await mkdir(join(dir, 'app'), { recursive: true });
     await copyFile(await probeAppSource(), join(dir, 'app', APP_ENTRY));
     await writeJson(join(dir, 'app', 'release.json'), releaseJson);
+    if (runner === 'systemd') {
+      await mkdir(join(dir, 'app', 'systemd'), { recursive: true });
+      await writeFile(join(dir, 'app', 'systemd', SAMPLE_UNIT), SAMPLE_UNIT_FILE);
+    }
     payloads.app = 'app';
   }
   if (release.data) {

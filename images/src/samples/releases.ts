@@ -30,11 +30,37 @@ export interface VersionRange {
 /** Test-only faults of the app, chosen by release.json. */
 export type SampleFault = 'unhealthy' | 'crash';
 
+/** How a sample release runs (docs/probe-layout.md, "Runners"): node under the agent, or a systemd unit. */
+export type SampleRunner = 'process' | 'systemd';
+
+/** The unit a `systemd` sample release ships and names. */
+export const SAMPLE_UNIT = 'probe-app.service';
+
+/**
+ * app/systemd/probe-app.service of a `systemd` sample release. The agent fills in the
+ * placeholders when it starts the release, so the unit runs the slot it was started from; the app
+ * loads the agent's better-sqlite3 (NODE_PATH), as under the process runner.
+ */
+export const SAMPLE_UNIT_FILE = `[Unit]
+Description=Sonde sample probe app @VERSION@
+
+[Service]
+Environment=PROBE_ROOT=@PROBE_ROOT@ PROBE_SLOT=@SLOT@ NODE_PATH=@NODE_PATH@
+WorkingDirectory=@APP@
+ExecStart=@NODE@ @APP@/${APP_ENTRY}
+Restart=on-failure
+RestartSec=300ms
+
+[Install]
+WantedBy=multi-user.target
+`;
+
 /** release.json at the top of the app payload (docs/probe-layout.md). */
 export interface ReleaseJson {
   readonly product: string;
   readonly version: string;
   readonly entry: string;
+  readonly runner?: { readonly type: 'systemd'; readonly units: readonly string[] };
   readonly db: VersionRange;
   readonly config: VersionRange;
   readonly health: { readonly path: string };
@@ -118,12 +144,13 @@ export function sampleRelease(version: SampleReleaseVersion): SampleRelease {
   return r;
 }
 
-export function releaseJsonOf(release: SampleRelease): ReleaseJson | null {
+export function releaseJsonOf(release: SampleRelease, runner: SampleRunner = 'process'): ReleaseJson | null {
   if (!release.app) return null;
   return {
     product: SAMPLE_PRODUCT,
     version: release.version,
     entry: APP_ENTRY,
+    ...(runner === 'systemd' ? { runner: { type: 'systemd' as const, units: [SAMPLE_UNIT] } } : {}),
     db: release.app.db,
     config: release.app.config,
     health: { path: '/health' },

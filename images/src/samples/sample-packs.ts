@@ -26,11 +26,25 @@ export interface SamplePaths {
   readonly out: string;
   readonly keys: SampleKeys;
   readonly packs: Readonly<Record<SamplePackId, string>>;
+  /** With `systemd`: the releases that carry an app, packed to run as a systemd unit. */
+  readonly systemd: Readonly<Partial<Record<SampleReleaseVersion, string>>>;
 }
 
 export interface BuildSamplesOptions {
   /** One line per step; silent by default. */
   readonly log?: (line: string) => void;
+  /**
+   * Also pack 1.0.0 and 1.1.0 to run under the systemd runner (probe-app-<v>-systemd.spk), each
+   * created right after its process twin, so either chain stays in createdAt order.
+   */
+  readonly systemd?: boolean;
+}
+
+/** The releases whose app a systemd probe line needs (1.1.1 carries no app: 1.1.0's runs on). */
+const SYSTEMD_VERSIONS: readonly SampleReleaseVersion[] = ['1.0.0', '1.1.0'];
+
+export function systemdPackFile(version: SampleReleaseVersion): string {
+  return `${SAMPLE_PRODUCT}-${version}-systemd.spk`;
 }
 
 export function samplePackFile(id: SamplePackId): string {
@@ -96,9 +110,16 @@ export async function buildSamples(outDir: string, options: BuildSamplesOptions 
     packs[id] = path;
     log(`wrote ${path}: ${describe(written)}`);
   };
+  const systemd: Partial<Record<SampleReleaseVersion, string>> = {};
   try {
     for (const release of SAMPLE_RELEASES) {
       await pack(release.version, await writeReleaseRecipe(join(scratch, release.version), release));
+      if (options.systemd && SYSTEMD_VERSIONS.includes(release.version)) {
+        const path = join(out, systemdPackFile(release.version));
+        const written = await packSampleRecipe(await writeReleaseRecipe(join(scratch, `${release.version}-systemd`), release, 'systemd'), path, keys, nextCreatedAt());
+        systemd[release.version] = path;
+        log(`wrote ${path}: ${describe(written)} (systemd runner)`);
+      }
     }
     await pack('license', await writeLicenseRecipe(join(scratch, 'license')));
     const revocations = await makeTrustRevocations(keys, scratch);
@@ -106,5 +127,5 @@ export async function buildSamples(outDir: string, options: BuildSamplesOptions 
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
-  return { out, keys, packs: packs as Record<SamplePackId, string> };
+  return { out, keys, packs: packs as Record<SamplePackId, string>, systemd };
 }

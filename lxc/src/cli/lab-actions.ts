@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { printJson, table } from '../../../base/src/cli/output.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
-import { AGENT_LOG } from '../../../images/src/lab/probe-image.js';
+import { AGENT_LOG, AGENT_STATE } from '../../../images/src/lab/probe-image.js';
 import { ftpPut } from '../ftp.js';
 import { runInteractive } from '../host.js';
 import { BACKENDS, isBackendKind } from '../backends.js';
@@ -19,8 +19,10 @@ function positive(text: string, flag: string): number {
   return n;
 }
 
-export async function upAction(flags: LabFlags & { count: string; line: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string }): Promise<void> {
+export async function upAction(flags: LabFlags & { count: string; line: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string }): Promise<void> {
   if (!isLabLine(flags.line)) throw new CliError('USAGE', `--line must be one of ${Object.keys(LAB_LINES).join(', ')}`);
+  const init = flags.init ?? 'busybox';
+  if (init !== 'busybox' && init !== 'systemd') throw new CliError('USAGE', '--init must be busybox or systemd');
   const url = flags.server ?? process.env['SONDE_SERVER'];
   const token = flags.token ?? process.env['SONDE_TOKEN'];
   if (url && !token) throw new CliError('USAGE', 'joining a fleet server needs its admin token: --token or SONDE_TOKEN');
@@ -31,6 +33,7 @@ export async function upAction(flags: LabFlags & { count: string; line: string; 
   const made = await lab.up({
     count: positive(flags.count, '--count'),
     line: flags.line,
+    init,
     ...(url && token ? { server: { url, token } } : {}),
     timeoutMs: positive(flags.timeout, '--timeout') * 1000,
     ...(log ? { log } : {}),
@@ -99,7 +102,7 @@ export async function shellAction(name: string, flags: LabFlags): Promise<void> 
 
 export async function logsAction(name: string, flags: LabFlags & { source: string; lines?: string }): Promise<void> {
   const lab = await Lab.open(flags.lab);
-  await lab.requireProbe(name);
+  const probe = await lab.requireProbe(name);
   let text: string;
   switch (flags.source) {
     case 'agent':
@@ -112,8 +115,10 @@ export async function logsAction(name: string, flags: LabFlags & { source: strin
       text = await readFile(join(lab.upperOf(name), 'var/log/boot.log'), 'utf8').catch(() => '');
       break;
     case 'app': {
-      // The app logs to /run (a tmpfs): only a running probe has it.
-      const r = await lab.exec(name, ['/bin/cat', '/run/app.log']);
+      // Under systemd the app's units log to the journal; otherwise the app logs to /run (a
+      // tmpfs): either way only a running probe has it.
+      const units = probe.init === 'systemd' ? await runnerUnits(join(lab.upperOf(name), AGENT_STATE.slice(1), 'runner.json')) : [];
+      const r = units.length > 0 ? await lab.exec(name, ['journalctl', '--no-pager', '-o', 'short-iso', ...units.flatMap((u) => ['-u', u])]) : await lab.exec(name, ['/bin/cat', '/run/app.log']);
       text = r.code === 0 ? r.stdout : '';
       break;
     }
@@ -134,4 +139,14 @@ export async function ftpPutAction(name: string, pack: string, flags: LabFlags):
   const path = await ftpPut(p.ip, pack, tty ? (sent, total) => void process.stderr.write(`\r${name}: ${Math.floor((100 * sent) / Math.max(total, 1))}% of ${total} bytes`) : undefined);
   if (tty) process.stderr.write('\n');
   process.stdout.write(`uploaded to ftp://${p.ip}/${path}; the probe installs it (sonde lab logs ${name}, sonde lab ls)\n`);
+}
+
+/** The systemd units the probe's agent runs the app as (its runner.json), or none. */
+async function runnerUnits(path: string): Promise<string[]> {
+  try {
+    const s = JSON.parse(await readFile(path, 'utf8')) as { systemd?: { units?: unknown } };
+    return Array.isArray(s.systemd?.units) ? s.systemd.units.filter((u): u is string => typeof u === 'string') : [];
+  } catch {
+    return [];
+  }
 }

@@ -28,6 +28,7 @@ export function registerLabCommand(program: Command): void {
     .option('--timeout <seconds>', 'how long to wait for the probes to report healthy', '120')
     .option('--quiet', 'print only the names')
     .option('--backend <engine>', 'lxc (default) or podman (through testcontainers); or SONDE_LAB_BACKEND. A lab keeps the engine it was made with')
+    .option('--init <init>', "the probes' PID 1: busybox (default) or systemd (the app then runs as systemd units; lxc only)", 'busybox')
     .action(async (flags) => {
       const { upAction } = await import('./lab-actions.js');
       await upAction(flags);

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { packSampleRecipe, sampleKeyPaths, sampleRelease, writeReleaseRecipe } from '../../../images/src/samples/index.js';
+import { SAMPLES_FORMAT } from '../golden.js';
 import { Lab, REPO_DIR } from '../lab.js';
 import type { LabServerClient } from '../lab-server.js';
 import { localFleetDir, startLocalFleet, stopLocalFleet } from './local-fleet.js';
@@ -84,7 +85,7 @@ export async function runFleetDemo(outDir: string, log: (line: string) => void =
       serverUrl: state.server!.url,
       tokenFile: lab.paths.tokenFile,
       serverLog: lab.paths.serverLog,
-      samplesDir: join(lab.paths.images, 'samples-1'),
+      samplesDir: join(lab.paths.images, SAMPLES_FORMAT),
       probes: probes.map((p) => p.name),
       waitHealthy: (want, ms) => lab.waitHealthy(want, ms).then(() => undefined),
       hints: [
@@ -129,7 +130,7 @@ export interface DemoFleet {
   readonly serverUrl: string;
   readonly tokenFile: string;
   readonly serverLog: string;
-  /** The sample packs and keys (`samples-1`): the vendor's signer and the fleet key. */
+  /** The sample packs and keys (`samples-2`): the vendor's signer and the fleet key. */
   readonly samplesDir: string;
   readonly probes: readonly string[];
   waitHealthy(want: readonly { name: string; version: string }[], timeoutMs: number): Promise<void>;

@@ -30,7 +30,7 @@ import type { DemoFleet } from './fleet-demo.js';
  * there names every process started, and is written before each one starts so that
  * stopLocalFleet always finds them.
  *
- * <dir>/images/samples-1/            the sample packs and keys (kept between runs)
+ * <dir>/images/samples-2/            the sample packs and keys (kept between runs)
  * <dir>/server/, server.log, server.token
  * <dir>/probes/NAME/root/            the probe root (state in root/var/sonde, the default)
  * <dir>/probes/NAME/agent.json, enrollment.json (0600), inbox/, agent.log

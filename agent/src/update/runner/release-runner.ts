@@ -1,5 +1,5 @@
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../../../base/src/fs/atomic.js';
 import type { Layout } from '../layout.js';
@@ -10,7 +10,8 @@ import { SystemdRunner, type SystemdState } from './systemd-runner.js';
 
 /**
  * The runner of the probe (AppRunner): each release says in its release.json how it runs, so the
- * runner is chosen per start, and `run/runner.json` remembers which one runs what. A stop, a
+ * runner is chosen per start, and `<state>/runner.json` remembers which one runs what (it
+ * outlives a reboot: systemd starts an enabled unit again, and the agent must know it is its own). A stop, a
  * liveness or health check and the last words then go to the runner that started the app, even
  * across an agent restart and when the next release uses another runner (the old release's
  * systemd units are stopped and their files removed before a `process` release starts).
@@ -41,7 +42,7 @@ export class ReleaseRunner implements AppRunner {
   private readonly systemd: SystemdRunner;
 
   constructor(private readonly layout: Layout) {
-    this.stateFile = join(layout.run, 'runner.json');
+    this.stateFile = layout.runnerState;
     this.processes = new ProcessRunner(layout);
     this.systemd = new SystemdRunner();
   }
@@ -73,8 +74,8 @@ export class ReleaseRunner implements AppRunner {
     if (previousUnits !== null && spec.type !== 'systemd') await this.systemd.remove(previousUnits);
     const base = { type: spec.type, slot: slotDir, version: release.version };
     if (spec.type === 'systemd') {
-      const systemd = await this.systemd.start(c, spec.units, previousUnits);
-      await this.save({ ...base, systemd: { ...systemd, units: [...systemd.units], unitFiles: [...systemd.unitFiles], restarts: { ...systemd.restarts } } });
+      const record = (u: SystemdState): Promise<void> => this.save({ ...base, systemd: { ...u, units: [...u.units], unitFiles: [...u.unitFiles], restarts: { ...u.restarts } } });
+      await record(await this.systemd.start(c, spec.units, previousUnits, record));
       return;
     }
     // Recorded before the spawn: an agent killed right after it still knows how to stop the app.
@@ -110,7 +111,7 @@ export class ReleaseRunner implements AppRunner {
   }
 
   private async save(s: RunnerState): Promise<void> {
-    await mkdir(this.layout.run, { recursive: true });
+    await mkdir(dirname(this.stateFile), { recursive: true });
     await writeFileAtomic(this.stateFile, `${JSON.stringify(s)}\n`);
   }
 }

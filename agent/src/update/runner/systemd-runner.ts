@@ -12,7 +12,7 @@ import { expand, placeholders, type StartContext } from './runner.js';
  * enabled when they have an [Install] section, and removed with the release. The agent talks to
  * systemd through `systemctl` and reads the units' output with `journalctl`: no hand-written bus
  * protocol. What it installed and started is kept by the caller (release-runner.ts) in
- * run/runner.json, so that a later agent stops exactly those units and removes exactly those files.
+ * <state>/runner.json, so that a later agent stops exactly those units and removes exactly those files.
  */
 export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
 
@@ -84,7 +84,7 @@ export class SystemdRunner {
    * Installs the release's unit files (removing those of `previous` it does not ship), reloads
    * systemd and starts the units. Returns what a later stop or check needs.
    */
-  async start(c: StartContext, units: readonly string[], previous: SystemdState | null): Promise<SystemdState> {
+  async start(c: StartContext, units: readonly string[], previous: SystemdState | null, record: (s: SystemdState) => Promise<void>): Promise<SystemdState> {
     const files = await this.shipped(c);
     const ours = new Set(previous?.unitFiles ?? []);
     for (const f of files) {
@@ -95,6 +95,9 @@ export class SystemdRunner {
       }
     }
     const keep = new Set(files.map((f) => f.name));
+    // Recorded before any file is written: an agent killed half-way still knows every unit file it
+    // may have written (the old release's and the new one's) as its own.
+    await record({ units, unitFiles: [...new Set([...ours, ...keep])], restarts: {}, startedAt: Date.now() });
     const retired = [...ours].filter((n) => !keep.has(n));
     if (retired.length > 0) {
       await tool('systemctl', ['disable', '--', ...retired], 30_000);
