@@ -46,7 +46,7 @@ class ScriptedBackend implements ProbeBackend {
 
 let dir: string;
 let repo: string;
-const samples: Samples = { dir: '/nonexistent-samples', rootCert: '/x/root.crt', fleetKey: '/x/fleet.key', pack: (v) => `/x/${v}.spk` };
+const samples: Samples = { dir: '/nonexistent-samples', rootCert: '/x/root.crt', fleetKey: '/x/fleet.key', pack: (v) => `/x/${v}.spk`, packFor: (v) => `/x/${v}.spk` };
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sonde-golden-'));
@@ -61,7 +61,7 @@ afterAll(async () => {
 });
 
 function options(backend: ProbeBackend, images: string, log: string[]) {
-  return { backend, repoDir: repo, imagesDir: images, base: join(dir, 'base'), samples, bridge: 'slbtest', builderIp: '10.213.1.253', builderVeth: 'slvtest', scratch: dir, log: (l: string) => void log.push(l) };
+  return { backend, init: 'busybox' as const, repoDir: repo, imagesDir: images, base: join(dir, 'base'), samples, bridge: 'slbtest', builderIp: '10.213.1.253', builderVeth: 'slvtest', scratch: dir, log: (l: string) => void log.push(l) };
 }
 
 describe('the probe layer build', () => {

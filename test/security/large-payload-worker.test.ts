@@ -44,7 +44,7 @@ const wantTree = (): Record<string, string> => {
 /** The tar with one byte of the header at `headerAt` changed: its checksum no longer holds. */
 function brokenHeaderAt(headerAt: number): Buffer {
   const t = Buffer.from(tar);
-  t[headerAt + 10] ^= 0x20;
+  t[headerAt + 10] = t[headerAt + 10]! ^ 0x20;
   return t;
 }
 const lastHeader = tar.length - 1024 - 512 - 512;
@@ -118,7 +118,7 @@ describe.each(['bytes', 'file'] as const)('a sealed payload larger than the work
     // The sealed payload is the last entry: its stored bytes end 1024 bytes of tar end plus padding before the end.
     const flipped = Buffer.from(bytes);
     const at = bytes.length - 1024 - 3 * MiB;
-    flipped[at] ^= 0x01;
+    flipped[at] = flipped[at]! ^ 0x01;
     const box = await makeSandbox(tmp.dir, `box-${++boxes}`);
     const source = from === 'file' ? join(tmp.dir, 'flipped.spk') : flipped;
     if (typeof source === 'string') await writeFile(source, flipped);

@@ -24,7 +24,7 @@ function rollout(id: string): RolloutRecord {
     packProduct: 'probe-app',
     environment: null,
     target: { channel: 'stable' },
-    strategy: { waves: [100], successThreshold: 100, errorThreshold: 10, advance: { mode: 'approval' } },
+    strategy: { waves: [100], successThreshold: 1, errorThreshold: 0.1, advance: { mode: 'approval' }, skipCurrent: true },
     windows: [],
     state: 'running',
     wave: 0,
@@ -38,7 +38,7 @@ function rollout(id: string): RolloutRecord {
     startedAt: AT,
     updatedAt: AT,
     finishedAt: null,
-  } as RolloutRecord;
+  };
 }
 
 function target(rolloutId: string, probeId: string, position: number): TargetRecord {
