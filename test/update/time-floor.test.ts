@@ -63,7 +63,7 @@ describe('the trusted time floor', () => {
     } finally {
       engine.close();
     }
-    expect((await statusJson(root)).trust).toEqual({ roots: 1, revocationSequence: null, timeFloor: await createdAtOf(s.packs['1.0.0']), keyringError: null });
+    expect((await statusJson(root)).trust).toEqual({ roots: 1, rootRotation: 0, revocationSequence: null, timeFloor: await createdAtOf(s.packs['1.0.0']), keyringError: null });
   });
 
   it('is never lowered', () => {
