@@ -36,6 +36,8 @@ export interface ExtractOptions {
   readonly onProgress?: (bytesRead: number) => void;
   /** The caller will sync what was extracted: start flushing large files early (the engine). */
   readonly flushLargeFiles?: boolean;
+  /** In 'extract' mode, extract only payloads of these types; the others are hash-checked only. */
+  readonly only?: readonly PayloadEntry['type'][];
 }
 
 export interface ExtractedPayload {
@@ -96,7 +98,7 @@ export async function extractPack(pack: VerifiedPack, options: ExtractOptions): 
         throw new PackError('PAYLOAD_SIZE_MISMATCH', `payload ${entry.file} is ${h.size} bytes; the manifest says ${entry.size}`);
       }
       let dir: string | null = null;
-      if (options.mode === 'extract') {
+      if (options.mode === 'extract' && (options.only === undefined || options.only.includes(entry.type))) {
         dir = join(options.staging!, entry.name);
         await mkdir(dir, { mode: 0o755 });
         created.push(dir);

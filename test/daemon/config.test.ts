@@ -66,11 +66,18 @@ const enrollment = (over: Record<string, unknown> = {}): Record<string, unknown>
 });
 
 describe('parseAgentConfig', () => {
+  it('puts the state of the root / in /var/lib/sonde, as sonde agent status looks for it, and takes a maintenance window', () => {
+    const c = parseAgentConfig({ credentials: 'enrollment.json', maintenanceWindow: { start: '22:00', end: '04:30' } }, '/etc/sonde');
+    expect(c).toMatchObject({ root: '/', state: '/var/lib/sonde', maintenanceWindow: { start: '22:00', end: '04:30' } });
+    expect(() => parseAgentConfig({ credentials: 'e.json', maintenanceWindow: { start: '25:00', end: '04:30' } }, '/etc/sonde')).toThrow(/maintenanceWindow.start: must be HH:MM/);
+  });
+
   it('fills every default, resolves paths against the file\'s folder, and freezes the result', () => {
     const c = parseAgentConfig({ credentials: 'enrollment.json', root: 'probe', keyring: 'keys/root.crt' }, '/etc/sonde');
     expect(c).toMatchObject({
       root: '/etc/sonde/probe',
-      state: '/var/lib/sonde',
+      // The state follows the root as every `sonde agent` command's does (agent-paths.ts).
+      state: '/etc/sonde/probe/var/sonde',
       credentials: '/etc/sonde/enrollment.json',
       keyring: '/etc/sonde/keys/root.crt',
       reconnect: { minMs: 1000, maxMs: 60_000 },

@@ -77,7 +77,7 @@ describe('sonde agent vars', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: sonde agent vars set \[options\] <name>\n/);
     const options = help.stdout.slice(help.stdout.indexOf('Options:'));
-    expect(options.match(/^\s+(-\S+)/gm)?.map((o) => o.trim())).toEqual(['--root', '-h,']);
+    expect(options.match(/^\s+(-\S+)/gm)?.map((o) => o.trim())).toEqual(['--root', '--config', '-h,']);
 
     // Values that would be secrets if accepted; deliberately not the canary, as these forms may be echoed.
     for (const args of [

@@ -4,15 +4,18 @@ import { CliError } from '../../../base/src/cli/cli-error.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import type { EngineOptions } from '../update/context.js';
 import { layoutOf } from '../update/layout.js';
+import { requireProbeRoot, resolveAgentPaths } from '../update/agent-paths.js';
 import { receiptOf, shownOutcome } from '../update/receipts.js';
 import { isVarName, setSiteVar, siteVarNames } from '../update/site-vars.js';
 import { readStatus, readTrust, outcomeOf } from '../update/status.js';
 import type { AgentFlags } from './agent-command.js';
 
-async function engineFor(flags: AgentFlags): Promise<Engine> {
+async function engineFor(flags: AgentFlags, opts: { readOnly?: boolean } = {}): Promise<Engine> {
+  const where = resolveAgentPaths(flags);
+  if (opts.readOnly) requireProbeRoot(where);
   const options: EngineOptions = {
-    root: flags.root,
-    ...(flags.state ? { state: flags.state } : {}),
+    root: where.root,
+    state: where.state,
     ...(flags.keyring ? { keyring: flags.keyring } : {}),
     ...(flags.model ? { model: flags.model } : {}),
     ...(flags.key ? { recipientKey: await loadPrivateKey(flags.key, flags.passphraseFile ? { passphraseFile: flags.passphraseFile } : {}) } : {}),
@@ -22,7 +25,7 @@ async function engineFor(flags: AgentFlags): Promise<Engine> {
       ...(flags.healthWindow ? { windowMs: flags.healthWindow } : {}),
     },
   };
-  return Engine.open(options);
+  return Engine.open(options, opts);
 }
 
 function report(engine: Engine, outcome: InstallOutcome, json: boolean): number {
@@ -69,7 +72,7 @@ export async function recoverAction(flags: AgentFlags): Promise<void> {
 }
 
 export async function statusAction(flags: AgentFlags): Promise<void> {
-  const engine = await engineFor(flags);
+  const engine = await engineFor(flags, { readOnly: true });
   try {
     const s = { ...(await readStatus(engine.context)), trust: await readTrust(engine.context) };
     if (flags.json) {
@@ -94,7 +97,7 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
 }
 
 export async function historyAction(flags: AgentFlags): Promise<void> {
-  const engine = await engineFor(flags);
+  const engine = await engineFor(flags, { readOnly: true });
   try {
     const h = engine.context.journal.history();
     if (flags.json) {
@@ -126,7 +129,8 @@ async function readSecret(name: string): Promise<string> {
   return value;
 }
 
-export async function varsSetAction(name: string, root: string): Promise<void> {
+export async function varsSetAction(name: string, flags: AgentFlags): Promise<void> {
+  const { root } = resolveAgentPaths(flags);
   // Never echo the argument: someone may have typed NAME=secret.
   if (!isVarName(name)) throw new CliError('USAGE', 'the variable name must be letters, digits and _, starting with a letter (the value is read from stdin)');
   const value = await readSecret(name);
@@ -135,7 +139,10 @@ export async function varsSetAction(name: string, root: string): Promise<void> {
   process.stdout.write(`set ${name}\n`);
 }
 
-export async function varsListAction(root: string, json: boolean): Promise<void> {
-  const names = await siteVarNames(layoutOf(root).siteVars);
+export async function varsListAction(flags: AgentFlags): Promise<void> {
+  const where = resolveAgentPaths(flags);
+  requireProbeRoot(where);
+  const json = flags.json === true;
+  const names = await siteVarNames(layoutOf(where.root, where.state).siteVars);
   process.stdout.write(json ? `${JSON.stringify({ names })}\n` : names.length ? `${names.join('\n')}\n` : '(no site variables)\n');
 }

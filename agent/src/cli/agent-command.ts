@@ -3,8 +3,9 @@ import { CliError } from '../../../base/src/cli/cli-error.js';
 import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 
 export interface AgentFlags {
-  root: string;
+  root?: string;
   state?: string;
+  config?: string;
   keyring?: string;
   key?: string;
   passphraseFile?: string;
@@ -21,11 +22,15 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** --root, --state and --config: where the probe and the agent's state are (docs/agent.md, "Where the state is"). */
+function paths(cmd: Command, o: { state?: boolean } = {}): Command {
+  cmd.option('--root <dir>', "the probe root (slots, data, etc, …); default: the agent config's root, else /");
+  if (o.state !== false) cmd.option('--state <dir>', 'the agent state folder (default: the agent config\'s, else /var/lib/sonde for the root /, else <root>/var/sonde)');
+  return cmd.option('--config <file>', 'the agent config to take the root and state from (default $SONDE_AGENT_CONFIG, else /etc/sonde/agent.json when it exists)');
+}
+
 function common(cmd: Command): Command {
-  return cmd
-    .requiredOption('--root <dir>', 'the probe root (slots, data, etc, …)')
-    .option('--state <dir>', 'the agent state folder (default <root>/var/sonde)')
-    .option('--json', 'machine-readable output');
+  return paths(cmd).option('--json', 'machine-readable output');
 }
 
 /**
@@ -94,22 +99,33 @@ export function registerAgentCommand(program: Command): void {
     });
 
   const vars = agent.command('vars').description('site variables: secrets filled into #{Name} in the config, never shown');
-  vars
-    .command('set')
-    .description('set a site variable; the value is read from stdin, or prompted for on a terminal, never from the command line')
-    .argument('<name>', 'variable name, e.g. CollectorPassword')
-    .requiredOption('--root <dir>', 'the probe root')
-    .action(async (name: string, flags: { root: string }) => {
-      const { varsSetAction } = await import('./agent-actions.js');
-      await varsSetAction(name, flags.root);
-    });
-  vars
-    .command('list')
-    .description('the names of the site variables set on this probe (values are never shown)')
-    .requiredOption('--root <dir>', 'the probe root')
-    .option('--json', 'machine-readable output')
-    .action(async (flags: { root: string; json?: boolean }) => {
-      const { varsListAction } = await import('./agent-actions.js');
-      await varsListAction(flags.root, flags.json === true);
+  paths(
+    vars
+      .command('set')
+      .description('set a site variable; the value is read from stdin, or prompted for on a terminal, never from the command line')
+      .argument('<name>', 'variable name, e.g. CollectorPassword'),
+    { state: false },
+  ).action(async (name: string, flags: AgentFlags) => {
+    const { varsSetAction } = await import('./agent-actions.js');
+    await varsSetAction(name, flags);
+  });
+  common(vars.command('list').description('the names of the site variables set on this probe (values are never shown)')).action(async (flags: AgentFlags) => {
+    useJsonOutput(flags.json === true);
+    const { varsListAction } = await import('./agent-actions.js');
+    await varsListAction(flags);
+  });
+  common(
+    vars
+      .command('needed')
+      .description("the site variables a pack's config will need (names only), and which of them this probe lacks: enter them before the install")
+      .argument('<pack>', 'the .spk file'),
+  )
+    .option('--keyring <path>', "vendor roots to verify the pack with (default: the probe's keyring)")
+    .option('--key <file>', "recipient private key for an encrypted pack (default: the probe's stored keys)")
+    .option('--passphrase-file <file>', 'passphrase of an encrypted recipient key')
+    .action(async (pack: string, flags: AgentFlags) => {
+      useJsonOutput(flags.json === true);
+      const { varsNeededAction } = await import('./vars-needed.js');
+      process.exitCode = await varsNeededAction(pack, flags);
     });
 }

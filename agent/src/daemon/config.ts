@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { LinkError } from '../link/errors.js';
+import { defaultStateFor } from '../update/agent-paths.js';
 
 /**
  * The daemon's config file (`sonde agent run --config FILE`, docs/agent-config.md). Parsed
@@ -9,12 +10,13 @@ import { LinkError } from '../link/errors.js';
  * a default. Paths are relative to the file's folder. The result is frozen.
  */
 const ms = z.number().int().positive();
+const hhmm = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'must be HH:MM');
 const configSchema = z
   .object({
     /** The probe root (/ on a real probe). */
     root: z.string().default('/'),
-    /** The agent's state folder (agent.db, inbox, staging, receipts). */
-    state: z.string().default('/var/lib/sonde'),
+    /** The agent's state folder (agent.db, inbox, staging, receipts); default as every `sonde agent` command's (agent-paths.ts). */
+    state: z.string().optional(),
     /** The enrollment credential file written by `sonde server enroll` (mode 0600). */
     credentials: z.string(),
     /** Vendor roots that seed <root>/keyring on first start (a root file or a folder). */
@@ -24,6 +26,8 @@ const configSchema = z
     model: z.string().optional(),
     /** The FTP drop; default <state>/inbox. */
     inbox: z.string().optional(),
+    /** Installs start only between these local times (HH:MM; end before start spans midnight). */
+    maintenanceWindow: z.object({ start: hhmm, end: hhmm }).strict().optional(),
     health: z.object({ required: z.number().int().positive().optional(), intervalMs: ms.optional(), windowMs: ms.optional() }).strict().default({}),
     report: z.object({ stateIntervalMs: ms.default(60_000) }).strict().default({ stateIntervalMs: 60_000 }),
     reconnect: z.object({ minMs: ms.default(1000), maxMs: ms.default(60_000) }).strict().default({ minMs: 1000, maxMs: 60_000 }),
@@ -45,7 +49,8 @@ const configSchema = z
   })
   .strict();
 
-export type AgentConfig = Readonly<z.infer<typeof configSchema>>;
+/** The parsed config: every path absolute, the state folder always decided. */
+export type AgentConfig = Readonly<Omit<z.infer<typeof configSchema>, 'state'> & { state: string }>;
 
 export function parseAgentConfig(json: unknown, baseDir: string): AgentConfig {
   const r = configSchema.safeParse(json);
@@ -60,7 +65,7 @@ export function parseAgentConfig(json: unknown, baseDir: string): AgentConfig {
   return Object.freeze({
     ...c,
     root: abs(c.root),
-    state: abs(c.state),
+    state: c.state !== undefined ? abs(c.state) : defaultStateFor(abs(c.root)),
     credentials: abs(c.credentials),
     ...(c.keyring ? { keyring: abs(c.keyring) } : {}),
     ...(c.recipientKey ? { recipientKey: abs(c.recipientKey) } : {}),

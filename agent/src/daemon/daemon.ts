@@ -83,6 +83,7 @@ export class AgentDaemon {
         ...(config.recipientKey ? { recipientKey: config.recipientKey } : {}),
         ...(config.model ? { model: config.model } : {}),
         health: Object.fromEntries(Object.entries(config.health).filter((e): e is [string, number] => e[1] !== undefined)),
+        ...(config.maintenanceWindow ? { maintenanceWindow: config.maintenanceWindow } : {}),
       },
       layout.lock,
       log,

@@ -36,6 +36,7 @@ async function serve(req: ChildRequest): Promise<void> {
     ...(o.recipientKey ? { recipientKey: await loadPrivateKey(o.recipientKey) } : {}),
     ...(o.model ? { model: o.model } : {}),
     ...(o.health ? { health: o.health } : {}),
+    ...(o.maintenanceWindow ? { maintenanceWindow: o.maintenanceWindow } : {}),
     onProgress: (p) => void reply({ type: 'progress', progress: p }),
   });
   try {

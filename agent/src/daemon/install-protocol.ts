@@ -9,6 +9,8 @@ export interface ChildEngineOptions {
   readonly recipientKey?: string;
   readonly model?: string;
   readonly health?: Record<string, number>;
+  /** Installs start only inside it (HH:MM to HH:MM, local time). */
+  readonly maintenanceWindow?: { readonly start: string; readonly end: string };
 }
 
 export type ChildRequest =

@@ -43,6 +43,23 @@ export class Installer {
 
   /** Installs the pack at `path`; the outcome of the engine, or of the recovery after a child death. */
   async install(path: string): Promise<InstallOutcome> {
+    this.log.info({ pack: path }, 'install started');
+    let outcome: InstallOutcome;
+    try {
+      outcome = await this.installOnce(path);
+    } catch (e) {
+      this.log.warn({ pack: path, code: (e as { code?: string }).code ?? null, err: (e as Error).message }, 'install failed before it was recorded');
+      throw e;
+    }
+    // What an operator reading the probe's log needs: the outcome and its code, every time.
+    const d = outcome.deployment;
+    const fields = { pack: path, deploymentId: d.id, outcome: d.outcome, version: d.toVersion, code: d.errorCode, reason: d.errorMessage };
+    if (outcome.committed) this.log.info(fields, 'install committed');
+    else this.log.warn(fields, `install ${d.outcome ?? 'failed'}`);
+    return outcome;
+  }
+
+  private async installOnce(path: string): Promise<InstallOutcome> {
     const r = await this.run({ op: 'install', pack: path, engine: this.engine });
     if (r.type === 'outcome') return { deployment: r.deployment, committed: r.committed };
     if (r.type !== 'died') throw new Error(`the installer process answered an install with ${r.type}`);

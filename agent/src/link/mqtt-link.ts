@@ -6,6 +6,7 @@ import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { topics } from '../../../base/src/protocol/topics.js';
 import type { ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
+import { FailureLog } from './failure-log.js';
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
 
@@ -63,6 +64,7 @@ export interface MqttLinkOptions {
 export class MqttLink {
   private client: MqttClient | null = null;
   private readonly backoff: Backoff;
+  private readonly failures: FailureLog;
   private stopped = false;
   private draining: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -71,6 +73,7 @@ export class MqttLink {
 
   constructor(private readonly o: MqttLinkOptions) {
     this.backoff = new Backoff(o.reconnect.minMs, o.reconnect.maxMs);
+    this.failures = new FailureLog(o.log, 'mqtt connection');
   }
 
   get connected(): boolean {
@@ -125,6 +128,7 @@ export class MqttLink {
     client.on('connect', () => {
       this.connectedSince = Date.now();
       this.backoff.reset();
+      this.failures.reset();
       o.log.info({ broker: new URL(o.url).host }, 'mqtt connected');
       client.subscribe(topics.commands(o.probeId), { qos: 1 }, (err) => {
         if (err) o.log.warn({ err: err.message }, 'mqtt subscribe failed');
@@ -141,6 +145,8 @@ export class MqttLink {
       if (this.connectedSince !== null) {
         this.disconnectedSince = Date.now();
         o.log.warn({ why }, 'mqtt disconnected');
+      } else {
+        this.failures.failed(why, { broker: url.host });
       }
       this.connectedSince = null;
       this.client = null;

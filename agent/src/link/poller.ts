@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
+import { FailureLog } from './failure-log.js';
 import { Backoff } from './backoff.js';
 
 /**
@@ -53,10 +54,12 @@ export function fetchNext(o: Pick<PollerOptions, 'baseUrl' | 'probeId' | 'token'
 export class Poller {
   private timer: NodeJS.Timeout | null = null;
   private readonly backoff: Backoff;
+  private readonly failures: FailureLog;
   private stopped = true;
 
   constructor(private readonly o: PollerOptions) {
     this.backoff = new Backoff(o.intervalMs, o.maxIntervalMs);
+    this.failures = new FailureLog(o.log, 'polling the server');
   }
 
   start(): void {
@@ -84,11 +87,12 @@ export class Poller {
     try {
       const payload = await fetchNext(this.o);
       this.backoff.reset();
+      this.failures.reset();
       if (payload) this.o.onCommand(payload);
       this.schedule(this.o.intervalMs);
     } catch (e) {
       const wait = this.o.intervalMs + this.backoff.next();
-      this.o.log.debug({ err: (e as Error).message, retryInMs: wait }, 'poll failed');
+      this.failures.failed((e as Error).message, { retryInMs: wait });
       this.schedule(Math.min(wait, this.o.maxIntervalMs));
     }
   }

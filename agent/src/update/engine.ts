@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineContext, EngineOptions } from './context.js';
@@ -43,10 +44,14 @@ function newDeploymentId(): string {
 export class Engine {
   private constructor(private readonly ctx: EngineContext) {}
 
-  static async open(options: EngineOptions): Promise<Engine> {
+  /**
+   * `readOnly` (status, history): nothing is created, neither folders nor agent.db; a probe that
+   * has no agent.db yet is read through an empty journal in memory.
+   */
+  static async open(options: EngineOptions, opts: { readOnly?: boolean } = {}): Promise<Engine> {
     const layout = layoutOf(options.root, options.state);
-    for (const d of [layout.root, layout.state, layout.slotsDir, layout.dataDir, layout.etc, layout.run]) await mkdir(d, { recursive: true });
-    const journal = Journal.open(layout);
+    if (!opts.readOnly) for (const d of [layout.root, layout.state, layout.slotsDir, layout.dataDir, layout.etc, layout.run]) await mkdir(d, { recursive: true });
+    const journal = opts.readOnly && !existsSync(layout.journal) ? new Journal(':memory:') : Journal.open(layout);
     const ctx: EngineContext = {
       layout,
       journal,

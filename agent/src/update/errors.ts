@@ -32,6 +32,8 @@ export const UPDATE_CODES = [
   'ROLLBACK_UNAVAILABLE',
   'ROLLBACK_BELOW_SECURITY_FLOOR',
   'PROBE_NOT_INITIALISED',
+  'NOT_A_PROBE_ROOT',
+  'AGENT_PATHS_INVALID',
 ] as const;
 
 export type UpdateCode = (typeof UPDATE_CODES)[number];

@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { defaultStateFor } from './agent-paths.js';
 
 /** Every path of a probe (docs/probe-layout.md), from its root and its state directory. */
 export interface Layout {
@@ -30,7 +31,7 @@ export type SlotName = 'a' | 'b';
 
 export function layoutOf(rootDir: string, stateDir?: string): Layout {
   const root = resolve(rootDir);
-  const state = resolve(stateDir ?? join(root, 'var', 'sonde'));
+  const state = resolve(stateDir ?? defaultStateFor(root));
   return {
     root,
     state,
