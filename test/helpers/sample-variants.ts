@@ -31,6 +31,8 @@ export interface VariantOptions {
   readonly createdAt?: Date;
   /** Changes the app payload's folder (release.json, unit files…) before it is packed. */
   readonly app?: (appDir: string) => Promise<void>;
+  /** A `hooks` payload: file name (pre-install, migrate, …, hooks.json) to content; scripts are made executable. */
+  readonly hooks?: Readonly<Record<string, string>>;
 }
 
 async function signerOf(s: SamplePaths, which: VariantOptions['signer']): Promise<Signer> {
@@ -54,8 +56,13 @@ export async function variantPack(s: SamplePaths, dir: string, name: string, bas
   const src = await writeReleaseRecipe(join(dir, `${name}.recipe`), sampleRelease(base));
   const recipePath = join(src, 'pack.json');
   const recipe = JSON.parse(await readFile(recipePath, 'utf8')) as Recipe;
-  await writeFile(recipePath, `${JSON.stringify({ ...recipe, ...o.recipe }, null, 2)}\n`);
+  const payloads = { ...(recipe.payloads ?? {}), ...(o.hooks ? { hooks: 'hooks' } : {}) };
+  await writeFile(recipePath, `${JSON.stringify({ ...recipe, ...o.recipe, payloads: { ...payloads, ...(o.recipe?.payloads ?? {}) } }, null, 2)}\n`);
   if (o.app) await o.app(join(src, 'app'));
+  if (o.hooks) {
+    await mkdir(join(src, 'hooks'), { recursive: true });
+    for (const [name, text] of Object.entries(o.hooks)) await writeFile(join(src, 'hooks', name), text, { mode: name.endsWith('.json') ? 0o644 : 0o755 });
+  }
   return packRecipe(s, src, join(dir, `${name}.spk`), o);
 }
 

@@ -111,6 +111,23 @@ export const AGENT_DB_MIGRATIONS: readonly AgentDbMigration[] = Object.freeze([
         FROM deployments WHERE ended_at IS NOT NULL;
     `),
   },
+  {
+    version: 6,
+    name: 'hook runs: each deployment hook at most once, with its exit and (masked) output',
+    apply: sql(`
+      CREATE TABLE IF NOT EXISTS hook_runs (
+        deployment_id TEXT NOT NULL,
+        hook TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        exit_code INTEGER,
+        signal TEXT,
+        ms INTEGER,
+        output TEXT,
+        PRIMARY KEY (deployment_id, hook)
+      );
+    `),
+  },
 ]);
 
 /** The schema version this build writes. */

@@ -35,6 +35,18 @@ export const CRASH_POINTS = [
   'rollback:db-restored',
   'rollback:config-restored',
   'rollback:app-started',
+  // Before each deployment hook starts (a crash here runs it after the resume, once) and after
+  // it ended and its run was journaled (agent/src/update/hooks.ts).
+  'hook:pre-install:before',
+  'hook:pre-install:after',
+  'hook:migrate:before',
+  'hook:migrate:after',
+  'hook:post-switch:before',
+  'hook:post-switch:after',
+  'hook:post-commit:before',
+  'hook:post-commit:after',
+  'hook:on-rollback:before',
+  'hook:on-rollback:after',
   ...WRITE_FAULT_POINTS,
 ] as const;
 

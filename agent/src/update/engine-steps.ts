@@ -13,12 +13,14 @@ import { probeFacts, probeModel, readConfig, recordModel } from './facts.js';
 import { checkHealth, DEFAULT_HEALTH_PATH } from './health.js';
 import type { Deployment, Release } from './journal.js';
 import { slotDir } from './layout.js';
+import { exists } from '../../../base/src/fs/exists.js';
 import { isOutcome, next, type Event, type State } from './machine.js';
 import { planInstall, type InstallPlan } from './plan.js';
 import { checkPolicy, requiredBytes } from './policy.js';
 import { pickRecipientKey, storeRecipientKey, storedRecipientKeys } from './probe-keys.js';
 import { applyRetention, writeReceipt } from './receipts.js';
 import { readReleaseInfo } from './release-info.js';
+import { hookError, hookFailed, runHook, slotHooks } from './hooks.js';
 import { isDiskFull, releaseReserve } from './reserve.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
 import { stageSlot } from './stage.js';
@@ -189,6 +191,12 @@ export class Steps {
         await applyTrust(this.ctx, pack, payloadsDir);
         return 'applied';
       case 'slot': {
+        // pre-install: the release's hooks as they will be in the slot (the pack's, or the active
+        // release's that a pack without hooks keeps), before anything of the probe is touched.
+        const shipped = join(payloadsDir, 'hooks');
+        const hooksDir = (await exists(shipped)) ? shipped : plan.inheritActive && active ? join(slotDir(layout, active), 'hooks') : null;
+        const pre = await runHook(this.ctx, journal.get(d.id)!, 'pre-install', { dir: hooksDir, env: { SONDE_STAGING: payloadsDir } });
+        if (pre && hookFailed(pre)) throw hookError(pre);
         if (m.kind === 'product') await recordModel(layout, m.compatible[0]!);
         const onDisk = new Map(extracted.payloads.map((p) => [p.entry.name, p.onDisk] as const));
         await stageSlot(this.ctx, journal.get(d.id)!, m, plan, payloadsDir, onDisk);
@@ -205,6 +213,8 @@ export class Steps {
     const release = await readReleaseInfo(join(target, 'app'));
     const config = (await readConfig(layout.config)) ?? {};
     const port = typeof config.port === 'number' ? config.port : NaN;
+    const postSwitch = await runHook(this.ctx, d, 'post-switch', { dir: slotHooks(this.ctx, d) });
+    if (postSwitch && hookFailed(postSwitch)) throw hookError(postSwitch);
     await runner.start(target);
     crashPoint('trial:app-started');
     if (!Number.isInteger(port)) throw new UpdateError('HEALTH_CHECK_FAILED', 'config.json names no port for the health endpoint');
@@ -244,6 +254,8 @@ export class Steps {
       });
     }
     await rm(join(this.ctx.layout.staging, d.id), { recursive: true, force: true });
+    // post-commit: the release is committed whatever it says; its run is in the receipt.
+    if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust' && d.kind !== null) await runHook(this.ctx, d, 'post-commit', { dir: slotHooks(this.ctx, d) });
     await this.finish(d);
     crashPoint('commit:receipt-written');
     await applyRetention(this.ctx);

@@ -341,6 +341,9 @@ export class Journal {
   /** Receipts-worth of history kept in the journal; older ended deployments are pruned. */
   prune(keep: number): void {
     this.db
+      .prepare(`DELETE FROM hook_runs WHERE deployment_id IN (SELECT id FROM deployments WHERE ended_at IS NOT NULL ORDER BY started_at DESC LIMIT -1 OFFSET ?)`)
+      .run(keep);
+    this.db
       .prepare(`DELETE FROM outcomes WHERE deployment_id IN (SELECT id FROM deployments WHERE ended_at IS NOT NULL ORDER BY started_at DESC LIMIT -1 OFFSET ?)`)
       .run(keep);
     this.db

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import type { EngineContext } from './context.js';
 import type { Deployment } from './journal.js';
+import { HookRunStore, type HookRun } from '../store/hook-runs.js';
 
 /**
  * Every attempt leaves a receipt (JSON, in <state>/receipts/) beside its journal row: the outcome,
@@ -21,6 +22,8 @@ export interface Receipt {
   readonly endedAt: string | null;
   readonly timings: Record<string, number>;
   readonly transitions: unknown[];
+  /** The deployment hooks that ran, with their exit and output (site-variable values masked). */
+  readonly hooks: readonly HookRun[];
 }
 
 /**
@@ -44,6 +47,7 @@ export function receiptOf(ctx: EngineContext, d: Deployment): Receipt {
     endedAt: d.endedAt,
     timings: d.timings,
     transitions: ctx.journal.transitions(d.id),
+    hooks: new HookRunStore(ctx.journal.connection).all(d.id),
   };
 }
 

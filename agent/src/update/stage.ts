@@ -15,6 +15,7 @@ import { applyTemplate, configVersionOf, loadConfigMigrations, migrateConfig, ty
 import type { InstallPlan } from './plan.js';
 import { readReleaseInfo, type ReleaseInfo } from './release-info.js';
 import { fillTemplate, readSiteVars } from './site-vars.js';
+import { hookError, hookFailed, runHook } from './hooks.js';
 
 const run = promisify(execFile);
 
@@ -128,6 +129,12 @@ export async function stageSlot(
   if (version < release.db.min || version > release.db.max) {
     throw new UpdateError('DB_VERSION_UNSUPPORTED', `database version ${version} is outside ${release.version}'s range ${release.db.min}..${release.db.max}`);
   }
+  // migrate: what the engine does not know (a second database, a file format), on the copies.
+  const migrate = await runHook(ctx, journal.get(d.id)!, 'migrate', {
+    dir: join(target, 'hooks'),
+    env: { SONDE_STAGING: staging, SONDE_DB_COPY: copy, SONDE_CONFIG_COPY: join(staging, 'config.json') },
+  });
+  if (migrate && hookFailed(migrate)) throw hookError(migrate);
   await slotSynced;
   crashPoint('stage:slot-synced');
   await run('sync', ['-f', staging]);

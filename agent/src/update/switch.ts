@@ -6,6 +6,7 @@ import { crashPoint } from './crash.js';
 import { exists } from './facts.js';
 import type { Deployment } from './journal.js';
 import { slotDir } from './layout.js';
+import { runHook, slotHooks } from './hooks.js';
 
 /**
  * "staged -> switching": the migrated database and config copies are swapped in by rename(2), the
@@ -61,6 +62,8 @@ export async function undo(ctx: EngineContext, d: Deployment): Promise<void> {
   if (target !== null && active === target) {
     await runner.stop();
     crashPoint('rollback:app-stopped');
+    // on-rollback: the release going away may undo what it did; the rollback goes on whatever it says.
+    await runHook(ctx, d, 'on-rollback', { dir: slotHooks(ctx, d) });
     if (d.activeSlot !== null) await slots.activate(d.activeSlot);
     else await slots.deactivate();
     crashPoint('rollback:pointer-restored');
