@@ -168,9 +168,11 @@ export function runAgent(args: readonly string[], env: Record<string, string> = 
   return spawnAgent(args, env).done;
 }
 
-export function installArgs(s: SamplePaths, pack: SamplePackId, root: string): string[] {
+/** `pack`: a sample pack's id, or the path of another pack (a variant). */
+export function installArgs(s: SamplePaths, pack: SamplePackId | string, root: string): string[] {
+  const path = pack.includes('/') ? pack : s.packs[pack as SamplePackId];
   return [
-    'agent', 'install', s.packs[pack], '--root', root,
+    'agent', 'install', path, '--root', root,
     '--keyring', s.keys.rootCert, '--key', s.keys.fleetKey,
     '--health-checks', String(FAST_HEALTH.required), '--health-interval', String(FAST_HEALTH.intervalMs), '--health-window', String(FAST_HEALTH.windowMs),
     '--json',

@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SamplePaths } from '../../images/src/samples/index.js';
+import type { SamplePaths, SampleReleaseVersion } from '../../images/src/samples/index.js';
 import { CRASH_POINTS, type CrashPoint } from '../../agent/src/update/crash.js';
 import {
   copyBaseline,
@@ -22,6 +22,7 @@ import {
 } from '../helpers/crash-probe.js';
 import { scratch } from '../helpers/packs.js';
 import { sharedSamples } from '../helpers/probe.js';
+import { variantPack } from '../helpers/sample-variants.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
 
 /**
@@ -34,18 +35,38 @@ import { layoutOf } from '../../agent/src/update/layout.js';
  * "rollback" (1.1.1 -> 1.2.0-crash, the new app exits, the health gate fails) passes the rollback
  * points. A point the chosen scenario never reaches fails the test (the agent is not killed).
  */
+/**
+ * The hook points need a release with hooks: the same two scenarios, installing a variant of their
+ * pack that ships every deployment hook (each appends its deployment and name to hooks.log).
+ */
+type HookScenario = 'hooks-upgrade' | 'hooks-rollback';
+type CaseScenario = ScenarioName | HookScenario;
+const HOOKED: Readonly<Record<HookScenario, ScenarioName>> = { 'hooks-upgrade': 'upgrade', 'hooks-rollback': 'rollback' };
+const RECORD = '#!/bin/sh\necho "$SONDE_DEPLOYMENT_ID $SONDE_HOOK" >> "$SONDE_PROBE_ROOT/hooks.log"\n';
+const HOOK_FILES = Object.fromEntries(['pre-install', 'migrate', 'post-switch', 'post-commit', 'on-rollback'].map((h) => [h, RECORD]));
+const isHooked = (sc: CaseScenario): sc is HookScenario => sc in HOOKED;
+const baseOf = (sc: CaseScenario): ScenarioName => (isHooked(sc) ? HOOKED[sc] : sc);
+
 interface CrashCase {
   readonly at: string;
-  readonly scenario: ScenarioName;
+  readonly scenario: CaseScenario;
 }
 
-function scenariosOf(point: CrashPoint): ScenarioName[] {
+function scenariosOf(point: CrashPoint): CaseScenario[] {
+  if (point.startsWith('hook:on-rollback:')) return ['hooks-rollback'];
+  if (point.startsWith('hook:')) return ['hooks-upgrade'];
   if (point.startsWith('rollback:')) return ['rollback'];
   // The trial begins the same way whether it ends healthy or not.
   if (point === 'trial:persisted' || point === 'trial:app-started') return ['upgrade', 'rollback'];
   // trial:health-checked-once is not on the rollback list: the crashing app may be gone before the
   // first check, which then ends the trial at once.
   return ['upgrade'];
+}
+
+/** Every line of hooks.log, and the (deployment, hook) pairs that ran more than once. */
+async function hooksRunTwice(root: string): Promise<string[]> {
+  const lines = (await readFile(join(root, 'hooks.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  return lines.filter((l, i) => lines.indexOf(l) !== i);
 }
 
 /**
@@ -70,6 +91,7 @@ const CASES: CrashCase[] = [
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let s: SamplePaths;
 const baselines = {} as Record<ScenarioName, Baseline>;
+const hookPacks = {} as Record<HookScenario, string>;
 const report: string[] = [];
 let n = 0;
 
@@ -79,7 +101,10 @@ beforeAll(async () => {
   for (const name of ['upgrade', 'rollback'] as const) {
     baselines[name] = await makeBaseline(join(tmp.dir, `baseline-${name}`), s, SCENARIOS[name]);
   }
-}, 180_000);
+  for (const [name, base] of Object.entries(HOOKED) as [HookScenario, ScenarioName][]) {
+    hookPacks[name] = await variantPack(s, join(tmp.dir, 'variants'), name, SCENARIOS[base].pack as SampleReleaseVersion, { hooks: HOOK_FILES });
+  }
+}, 240_000);
 
 afterAll(async () => {
   if (report.length > 0) {
@@ -96,8 +121,8 @@ describe('crash matrix: a SIGKILL anywhere in an install leaves a whole probe af
   });
 
   it.each(CASES)('$scenario killed at $at: recover leaves the old or the new release whole, and the same install then works', async ({ at, scenario }) => {
-    const base = baselines[scenario];
-    const sc = SCENARIOS[scenario];
+    const base = baselines[baseOf(scenario)];
+    const sc = { ...SCENARIOS[baseOf(scenario)], ...(isHooked(scenario) ? { pack: hookPacks[scenario] } : {}) };
     const root = await copyBaseline(base, join(tmp.dir, `case-${++n}`));
     try {
       // The old release runs, as on a probe in the field (its writes paused through the config).
@@ -120,7 +145,9 @@ describe('crash matrix: a SIGKILL anywhere in an install leaves a whole probe af
       else expect(again, 'the upgrade that committed is not installed twice').toMatchObject({ ok: false, errorCode: 'ALREADY_INSTALLED' });
       const after = await expectWhole(base, root, `after the follow-up install (kill at ${at})`);
       expect(after.on).toBe(sc.new === null ? 'old' : 'new');
-      report.push(`${at.padEnd(40)} ${scenario.padEnd(9)} ${atKill.padEnd(22)} ${`${whole.on} ${whole.last!.state}`.padEnd(13)} ${again.outcome}${again.errorCode ? ` ${again.errorCode}` : ''}   [${trail}]`);
+      // At most once per deployment, across the kill and the recovery.
+      if (isHooked(scenario)) expect(await hooksRunTwice(root), `hooks run twice (kill at ${at})`).toEqual([]);
+      report.push(`${at.padEnd(40)} ${scenario.padEnd(14)} ${atKill.padEnd(22)} ${`${whole.on} ${whole.last!.state}`.padEnd(13)} ${again.outcome}${again.errorCode ? ` ${again.errorCode}` : ''}   [${trail}]`);
     } finally {
       await stopEverything(root);
       await rm(root, { recursive: true, force: true });
