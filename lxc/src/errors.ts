@@ -11,6 +11,7 @@ export const LAB_CODES = [
   'LAB_SERVER_FAILED',
   'LAB_TIMEOUT',
   'LAB_IMAGE_FAILED',
+  'LAB_CONFIG_INVALID',
 ] as const;
 export type LabCode = (typeof LAB_CODES)[number];
 

@@ -1,12 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { copyFile, cp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { exists } from '../../base/src/fs/exists.js';
 import { SAMPLE_PRODUCT } from '../../images/src/samples/releases.js';
 import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, copyAgent, SYSTEMD_AGENT_UNIT, treeFingerprint, writeBaseLayer, type ProbeInit } from '../../images/src/lab/probe-image.js';
 import type { ProbeBackend } from './backend.js';
 import { LabError } from './errors.js';
 import { run } from './host.js';
-import { LAB_LINES, type LabLine } from './lab-state.js';
+import type { LineSpec } from './lab-config.js';
 
 /**
  * The probe layers a lab copies into each new probe, one per release line, built once per agent
@@ -56,12 +56,6 @@ export async function makeBase(dir: string, init: ProbeInit = 'busybox'): Promis
   return buildOnce(dir, (tmp) => writeBaseLayer(tmp, init));
 }
 
-/** Versions installed, in order, to reach a line's release. */
-export function installChain(line: LabLine): string[] {
-  const chain = ['1.0.0', '1.1.0', '1.1.1'];
-  return chain.slice(0, chain.indexOf(LAB_LINES[line]) + 1);
-}
-
 export const SONDE_JS = `${AGENT_HOME}/dist/cli/src/sonde.js`;
 
 export interface GoldenOptions {
@@ -70,7 +64,6 @@ export interface GoldenOptions {
   readonly repoDir: string;
   readonly imagesDir: string;
   readonly base: string;
-  readonly samples: Samples;
   readonly bridge: string;
   readonly builderIp: string;
   readonly builderVeth: string;
@@ -78,12 +71,13 @@ export interface GoldenOptions {
   readonly log: (l: string) => void;
 }
 
-export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<string> {
+export async function ensureGolden(line: LineSpec, o: GoldenOptions): Promise<string> {
   const key = treeFingerprint(join(o.repoDir, 'dist'));
-  const dir = join(o.imagesDir, `${o.backend.kind}-${line}-${o.init === 'systemd' ? 'systemd-' : ''}${key}`);
+  const own = line.fingerprint === 'samples' ? '' : `${line.fingerprint}-`;
+  const dir = join(o.imagesDir, `${o.backend.kind}-${line.name}-${o.init === 'systemd' ? 'systemd-' : ''}${own}${key}`);
   await buildOnce(dir, async (tmp) => {
     const t0 = Date.now();
-    o.log(`building the ${line} probe layer (${LAB_LINES[line]}${o.init === 'systemd' ? ', systemd' : ''}), once per agent build`);
+    o.log(`building the ${line.name} probe layer (${line.version}${o.init === 'systemd' ? ', systemd' : ''}), once per agent build`);
     const layer = join(tmp, 'layer');
     for (let attempt = 1; ; attempt++) {
       try {
@@ -95,7 +89,7 @@ export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<str
         // with the app's last words, and the layer is built again from nothing. A second failure
         // is the verdict.
         if (!(e instanceof LabError) || e.code !== 'LAB_IMAGE_FAILED' || attempt >= 2) throw e;
-        o.log(`${e.message}; building the ${line} layer again with a fresh builder`);
+        o.log(`${e.message}; building the ${line.name} layer again with a fresh builder`);
         await rm(layer, { recursive: true, force: true });
         await rm(join(tmp, 'olwork'), { recursive: true, force: true });
       }
@@ -106,7 +100,7 @@ export async function ensureGolden(line: LabLine, o: GoldenOptions): Promise<str
     for (const f of builderFiles) await rm(join(layer, f), { recursive: true, force: true });
     await rm(join(tmp, 'olwork'), { recursive: true, force: true });
     await rm(join(tmp, 'console.log'), { force: true });
-    o.log(`built the ${line} probe layer in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    o.log(`built the ${line.name} probe layer in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
   return join(dir, 'layer');
 }
@@ -116,8 +110,30 @@ export async function copyLayer(from: string, to: string): Promise<void> {
   await run('cp', ['-a', '--no-preserve=xattr', `${from}/.`, to], { code: 'LAB_PROBE_FAILED' });
 }
 
-/** One builder probe: boots the base with the agent, installs the line's chain, stops. */
-async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: string): Promise<void> {
+/**
+ * The line's packs and the public half of its keys, copied where the builder sees them
+ * (/mnt/line): never a vendor's private signing or root key, and only the recipient key the line
+ * names, which the probe keeps anyway.
+ */
+async function stageLine(line: LineSpec, dir: string): Promise<{ packs: string[]; keyring: string; key: string | null }> {
+  await mkdir(join(dir, 'keyring'), { recursive: true });
+  const packs: string[] = [];
+  for (const [i, p] of line.packs.entries()) {
+    const name = `${String(i + 1).padStart(2, '0')}-${basename(p)}`;
+    await copyFile(p, join(dir, name));
+    packs.push(`/mnt/line/${name}`);
+  }
+  await copyFile(line.keyring, join(dir, 'keyring', 'root.crt'));
+  const beside = dirname(line.keyring);
+  if (await exists(join(beside, 'revocations.json'))) await copyFile(join(beside, 'revocations.json'), join(dir, 'keyring', 'revocations.json'));
+  if (await exists(join(beside, 'rotations'))) await cp(join(beside, 'rotations'), join(dir, 'keyring', 'rotations'), { recursive: true });
+  if (line.recipientKey) await copyFile(line.recipientKey, join(dir, 'recipient.key'));
+  return { packs, keyring: '/mnt/line/keyring/root.crt', key: line.recipientKey ? '/mnt/line/recipient.key' : null };
+}
+
+/** One builder probe: boots the base with the agent, installs the line's packs in order, stops. */
+async function buildLayer(line: LineSpec, o: GoldenOptions, tmp: string, layer: string): Promise<void> {
+  const staged = await stageLine(line, join(tmp, 'line'));
   await mkdir(join(layer, 'etc'), { recursive: true });
   await copyAgent(o.repoDir, layer);
   if (o.init === 'systemd') {
@@ -127,7 +143,7 @@ async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: s
   } else {
     await writeFile(join(layer, 'etc', 'inittab'), BUILDER_INITTAB);
   }
-  const name = `build-${line.replace('-', '')}-${process.pid}`.slice(0, 30);
+  const name = `build-${line.name.replace(/-/g, '')}`.slice(0, 20) + `-${process.pid}`;
   await o.backend.create({
     name,
     lower: o.base,
@@ -137,7 +153,7 @@ async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: s
     veth: o.builderVeth,
     mounts: [
       { host: join(o.repoDir, 'node_modules'), target: `${AGENT_HOME}/node_modules`, readOnly: true },
-      { host: o.samples.dir, target: '/mnt/samples', readOnly: true },
+      { host: join(tmp, 'line'), target: '/mnt/line', readOnly: true },
     ],
     consoleLog: join(tmp, 'console.log'),
     init: o.init,
@@ -150,14 +166,12 @@ async function buildLayer(line: LabLine, o: GoldenOptions, tmp: string, layer: s
     }
     const sonde = async (args: string[], input?: string): Promise<void> => {
       const r = await o.backend.exec(name, ['/usr/bin/node', SONDE_JS, ...args], input === undefined ? {} : { input });
-      if (r.code !== 0) throw new LabError('LAB_IMAGE_FAILED', `building the ${line} layer: sonde ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
+      if (r.code !== 0) throw new LabError('LAB_IMAGE_FAILED', `building the ${line.name} layer: sonde ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
     };
-    const chain = installChain(line);
-    // 1.1.0 fills the collector password from a site variable: a random one per layer.
-    if (chain.includes('1.1.0')) await sonde(['agent', 'vars', 'set', 'CollectorPassword', '--root', '/'], `${randomBytes(12).toString('base64url')}\n`);
-    for (const [i, version] of chain.entries()) {
-      const first = i === 0 ? ['--keyring', '/mnt/samples/keys/root.crt', '--key', '/mnt/samples/keys/fleet.key'] : [];
-      await sonde(['agent', 'install', `/mnt/samples/${basename(o.samples.packFor(version, o.init))}`, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
+    for (const [k, v] of Object.entries(line.siteVars)) await sonde(['agent', 'vars', 'set', k, '--root', '/'], `${v}\n`);
+    for (const [i, pack] of staged.packs.entries()) {
+      const first = i === 0 ? ['--keyring', staged.keyring, ...(staged.key ? ['--key', staged.key] : []), ...(line.model ? ['--model', line.model] : [])] : [];
+      await sonde(['agent', 'install', pack, '--root', '/', '--state', AGENT_STATE, ...first, '--health-checks', '1', '--health-interval', '200']);
     }
     await o.backend.stop(name, { kill: true });
   } finally {

@@ -72,7 +72,8 @@ export interface LabProbe {
   readonly index: number;
   readonly ip: string;
   readonly veth: string;
-  readonly line: LabLine;
+  /** A built-in line (LabLine) or the vendor's own, from a lab file. */
+  readonly line: string;
   readonly version: string;
   readonly createdAt: string;
   /** PID 1 of the probe; absent in labs made before systemd probes: busybox. */

@@ -7,7 +7,9 @@ import type { ProbeBackend, ProbeRunState } from './backend.js';
 import { LabError } from './errors.js';
 import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
 import { isRoot } from './host.js';
-import { LAB_LINES, labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
+import { builtinLine, type LineSpec } from './lab-config.js';
+import { run } from './host.js';
+import { labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
 import { LabServerClient, readToken, serverRunning, startLabServer, stopLabServer, type ServerProbe } from './lab-server.js';
 import { backendUnsupported, createBackend, type BackendKind } from './backends.js';
 import { bridgeExists, bridgeName, createBridge, deleteBridge, ipForward, localAddresses, MAX_PROBES, probeIp, setLink, setRate, vethName, type LabNet } from './network.js';
@@ -21,7 +23,8 @@ const SONDE_JS_HOST = join(REPO_DIR, 'dist', 'cli', 'src', 'sonde.js');
 
 export interface UpOptions {
   readonly count: number;
-  readonly line: LabLine;
+  /** A built-in line, or the vendor's own from a lab file (lab-config.ts). */
+  readonly line: LabLine | LineSpec;
   /** PID 1 of the new probes: busybox init (default) or systemd, whose app runs as units. */
   readonly init?: ProbeInit;
   /** Join this server instead of starting the lab's own. */
@@ -103,14 +106,18 @@ export class Lab {
       const samples = await ensureSamples(this.paths.images, log);
       const client = await this.ensureServer(state, samples, o, log);
       const init = o.init ?? 'busybox';
+      const line = typeof o.line === 'string' ? builtinLine(o.line, init, samples) : o.line;
+      // The lab's own server verifies what staff upload: it trusts the vendor's root of the line too.
+      if (line.keyring !== samples.rootCert && state.server?.own) {
+        await run(process.execPath, [SONDE_JS_HOST, 'server', 'trust', 'add', line.keyring, '--data', this.paths.serverData], { code: 'LAB_SERVER_FAILED' });
+      }
       const base = await makeBase(join(this.paths.dir, init === 'systemd' ? 'base-systemd' : 'base'), init);
-      const golden = await ensureGolden(o.line, {
+      const golden = await ensureGolden(line, {
         backend: this.backend,
         init,
         repoDir: REPO_DIR,
         imagesDir: this.paths.images,
         base,
-        samples,
         bridge: state.net.bridge,
         builderIp: `10.213.${state.net.octet}.253`,
         builderVeth: vethName(this.paths.dir, 999),
@@ -122,19 +129,19 @@ export class Lab {
       for (let index = 1; fresh.length < o.count; index++) {
         if (used.has(index)) continue;
         const name = `${this.name}-${String(index).padStart(2, '0')}`;
-        fresh.push({ name, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: o.line, version: LAB_LINES[o.line], createdAt: new Date().toISOString(), ...(init === 'systemd' ? { init } : {}) });
+        fresh.push({ name, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: line.name, version: line.version, createdAt: new Date().toISOString(), ...(init === 'systemd' ? { init } : {}) });
       }
       // Recorded before anything exists, so that `down` finds a probe whose creation failed.
       state.probes.push(...fresh);
       await writeLabState(this.paths, state);
-      log(`creating ${fresh.length} probe(s) on ${o.line} (${LAB_LINES[o.line]}): ${fresh.map((p) => p.name).join(', ')}`);
+      log(`creating ${fresh.length} probe(s) on ${line.name} (${line.version}): ${fresh.map((p) => p.name).join(', ')}`);
       let routes: string[] | null = null;
       await pool(fresh, 8, async (p) => {
         const creds = await client.enroll(p.name, state.server?.probeUrl);
         // A server of the user's: its URLs must be an address of this machine; the probes get a
         // host route to it through the bridge (never a default route).
         routes ??= state.server?.own ? [] : await routesToServer(creds, state.net);
-        await client.setChannel(p.name, o.line);
+        if (line.channel) await client.setChannel(p.name, line.channel);
         await this.createProbe(p, base, golden, creds, routes);
       });
       await pool(fresh, 8, (p) => this.backend.start(p.name));

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecResult, ProbeBackend, ProbeSpec } from '../../lxc/src/backend.js';
-import { ensureGolden, type Samples } from '../../lxc/src/golden.js';
+import { ensureGolden } from '../../lxc/src/golden.js';
+import type { LineSpec } from '../../lxc/src/lab-config.js';
 
 /**
  * The probe layer build's orchestration (lxc/src/golden.ts) against a scripted engine: the
@@ -46,7 +47,7 @@ class ScriptedBackend implements ProbeBackend {
 
 let dir: string;
 let repo: string;
-const samples: Samples = { dir: '/nonexistent-samples', rootCert: '/x/root.crt', fleetKey: '/x/fleet.key', pack: (v) => `/x/${v}.spk`, packFor: (v) => `/x/${v}.spk` };
+let line: LineSpec;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sonde-golden-'));
@@ -54,6 +55,11 @@ beforeAll(async () => {
   await mkdir(join(repo, 'dist', 'agent'), { recursive: true });
   await writeFile(join(repo, 'package.json'), '{}\n');
   await writeFile(join(repo, 'dist', 'agent', 'x.js'), '// agent\n');
+  // The builder copies the line's files; the scripted engine never reads them.
+  const files = join(dir, 'line');
+  await mkdir(files, { recursive: true });
+  for (const f of ['1.0.0.spk', '1.1.0.spk', 'root.crt', 'fleet.key']) await writeFile(join(files, f), `${f}\n`);
+  line = { name: 'stable', version: '1.1.0', packs: [join(files, '1.0.0.spk'), join(files, '1.1.0.spk')], keyring: join(files, 'root.crt'), recipientKey: join(files, 'fleet.key'), siteVars: { CollectorPassword: 'x' }, model: null, channel: 'stable', fingerprint: 'samples' };
 });
 
 afterAll(async () => {
@@ -61,14 +67,14 @@ afterAll(async () => {
 });
 
 function options(backend: ProbeBackend, images: string, log: string[]) {
-  return { backend, init: 'busybox' as const, repoDir: repo, imagesDir: images, base: join(dir, 'base'), samples, bridge: 'slbtest', builderIp: '10.213.1.253', builderVeth: 'slvtest', scratch: dir, log: (l: string) => void log.push(l) };
+  return { backend, init: 'busybox' as const, repoDir: repo, imagesDir: images, base: join(dir, 'base'), bridge: 'slbtest', builderIp: '10.213.1.253', builderVeth: 'slvtest', scratch: dir, log: (l: string) => void log.push(l) };
 }
 
 describe('the probe layer build', () => {
   it('builds again with a fresh builder after one failed install, and says why', async () => {
     const backend = new ScriptedBackend(new Set([2]));
     const log: string[] = [];
-    const layer = await ensureGolden('stable', options(backend, join(dir, 'images-a'), log));
+    const layer = await ensureGolden(line, options(backend, join(dir, 'images-a'), log));
     expect(backend.created).toHaveLength(2);
     expect(backend.destroyed).toEqual(backend.created);
     expect(log.some((l) => /HEALTH_CHECK_FAILED.*its last output: boom; building the stable layer again with a fresh builder/.test(l))).toBe(true);
@@ -80,7 +86,7 @@ describe('the probe layer build', () => {
   it('gives up with LAB_IMAGE_FAILED when the fresh builder fails too, and leaves no layer', async () => {
     const backend = new ScriptedBackend(new Set([2, 4]));
     const images = join(dir, 'images-b');
-    await expect(ensureGolden('stable', options(backend, images, []))).rejects.toMatchObject({ code: 'LAB_IMAGE_FAILED' });
+    await expect(ensureGolden(line, options(backend, images, []))).rejects.toMatchObject({ code: 'LAB_IMAGE_FAILED' });
     expect(backend.created).toHaveLength(2);
     expect(await readdir(images).catch(() => [])).toEqual([]);
   });

@@ -7,7 +7,8 @@ import { ftpPut } from '../ftp.js';
 import { runInteractive } from '../host.js';
 import { BACKENDS, isBackendKind } from '../backends.js';
 import { Lab } from '../lab.js';
-import { isLabLine, LAB_LINES, labNames } from '../lab-state.js';
+import { isLabLine, LAB_LINES, labNames, type LabLine } from '../lab-state.js';
+import { loadProfile } from '../lab-config.js';
 
 interface LabFlags {
   lab: string;
@@ -19,10 +20,19 @@ function positive(text: string, flag: string): number {
   return n;
 }
 
-export async function upAction(flags: LabFlags & { count: string; line: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string }): Promise<void> {
-  if (!isLabLine(flags.line)) throw new CliError('USAGE', `--line must be one of ${Object.keys(LAB_LINES).join(', ')}`);
-  const init = flags.init ?? 'busybox';
-  if (init !== 'busybox' && init !== 'systemd') throw new CliError('USAGE', '--init must be busybox or systemd');
+export async function upAction(
+  flags: LabFlags & { count?: string; line?: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string; config?: string; profile?: string },
+): Promise<void> {
+  if ((flags.config === undefined) !== (flags.profile === undefined)) throw new CliError('USAGE', '--config and --profile go together');
+  if (flags.config !== undefined && flags.line !== undefined) throw new CliError('USAGE', '--line comes from the profile with --config');
+  if (flags.init !== undefined && flags.init !== 'busybox' && flags.init !== 'systemd') throw new CliError('USAGE', '--init must be busybox or systemd');
+  // A profile of the vendor's lab file, read and checked before anything is made.
+  const profile = flags.config !== undefined ? await loadProfile(flags.config, flags.profile!) : null;
+  const lineName = flags.line ?? 'stable';
+  if (!profile && !isLabLine(lineName)) throw new CliError('USAGE', `--line must be one of ${Object.keys(LAB_LINES).join(', ')}`);
+  const line = profile ? profile.line : (lineName as LabLine);
+  const init = (flags.init as 'busybox' | 'systemd' | undefined) ?? profile?.init ?? 'busybox';
+  const count = flags.count !== undefined ? positive(flags.count, '--count') : (profile?.count ?? 1);
   const url = flags.server ?? process.env['SONDE_SERVER'];
   const token = flags.token ?? process.env['SONDE_TOKEN'];
   if (url && !token) throw new CliError('USAGE', 'joining a fleet server needs its admin token: --token or SONDE_TOKEN');
@@ -31,14 +41,14 @@ export async function upAction(flags: LabFlags & { count: string; line: string; 
   const t0 = Date.now();
   const log = flags.quiet ? undefined : (l: string): void => void process.stderr.write(`lab ${flags.lab}: ${l}\n`);
   const made = await lab.up({
-    count: positive(flags.count, '--count'),
-    line: flags.line,
+    count,
+    line,
     init,
     ...(url && token ? { server: { url, token } } : {}),
     timeoutMs: positive(flags.timeout, '--timeout') * 1000,
     ...(log ? { log } : {}),
   });
-  log?.(`${made.length} probe(s) healthy on ${LAB_LINES[flags.line]} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  log?.(`${made.length} probe(s) healthy on ${made[0]?.version ?? ''} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   process.stdout.write(`${made.map((p) => p.name).join('\n')}\n`);
 }
 

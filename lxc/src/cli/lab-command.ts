@@ -21,14 +21,16 @@ export function registerLabCommand(program: Command): void {
 
   labOpt(lab.command('up'))
     .description('bring up N probes on a release line; returns when the fleet server reports all healthy, and prints their names')
-    .option('--count <n>', 'how many probes', '1')
-    .option('--line <line>', 'old-stable (1.0.0), stable (1.1.0) or beta (1.1.1)', 'stable')
+    .option('--count <n>', "how many probes (default 1, or the profile's count)")
+    .option('--line <line>', 'old-stable (1.0.0), stable (1.1.0) or beta (1.1.1); default stable')
+    .option('--config <lab.json>', "the vendor's lines and named probe profiles (docs/lab.md); with --profile")
+    .option('--profile <name>', 'the profile of --config to bring up: its line, PID 1, site variables and count')
     .option('--server <url>', "join this fleet server instead of the lab's own (or SONDE_SERVER)")
     .option('--token <token>', 'an admin token of that server (or SONDE_TOKEN)')
     .option('--timeout <seconds>', 'how long to wait for the probes to report healthy', '120')
     .option('--quiet', 'print only the names')
     .option('--backend <engine>', 'lxc (default) or podman (through testcontainers); or SONDE_LAB_BACKEND. A lab keeps the engine it was made with')
-    .option('--init <init>', "the probes' PID 1: busybox (default) or systemd (the app then runs as systemd units; lxc only)", 'busybox')
+    .option('--init <init>', "the probes' PID 1: busybox (default) or systemd (the app then runs as systemd units; lxc only)")
     .action(async (flags) => {
       const { upAction } = await import('./lab-actions.js');
       await upAction(flags);
