@@ -130,3 +130,46 @@ describe('the exec runner', () => {
     expect(JSON.parse(await readFile(join(R, 'var', 'sonde', 'runner.json'), 'utf8'))).toMatchObject({ type: 'exec', version: '2.0.0' });
   });
 });
+
+describe('the sample upgrade story under the exec runner', () => {
+  it('1.0.0 -> 1.1.0 -> 1.1.1 run as `@NODE@ probe-app.cjs`, and the unhealthy 1.2.0 is rolled back', async () => {
+    const { sharedSamples, openEngine, httpJson, stopApp: stop } = await import('../helpers/probe.js');
+    const { variantPack } = await import('../helpers/sample-variants.js');
+    const { setSiteVar } = await import('../../agent/src/update/site-vars.js');
+    const { layoutOf } = await import('../../agent/src/update/layout.js');
+    const s = await sharedSamples(join(W, 'samples'));
+    const asExec = async (app: string): Promise<void> => {
+      const path = join(app, 'release.json');
+      const release = JSON.parse(await readFile(path, 'utf8').catch(() => 'null')) as Record<string, unknown> | null;
+      if (release) await writeFile(path, JSON.stringify({ ...release, runner: { type: 'exec', command: ['@NODE@', 'probe-app.cjs'], stopTimeoutMs: 3000 } }));
+    };
+    const root = join(W, 'sample-probe');
+    const samplePort = await freePort();
+    await seedConfig(root, { port: samplePort });
+    await setSiteVar(layoutOf(root).siteVars, 'CollectorPassword', 'exec-story-secret');
+    try {
+      for (const [v, app] of [['1.0.0', '1.0.0'], ['1.1.0', '1.1.0'], ['1.1.1', '1.1.0']] as const) {
+        const engine = await openEngine(root, s);
+        try {
+          const r = await engine.install(await variantPack(s, join(W, 'variants'), `exec-${v}`, v, { app: asExec }));
+          expect(r.committed, `${v}: ${r.deployment.errorMessage}`).toBe(true);
+        } finally {
+          engine.close();
+        }
+        expect(await waitFor(`${app} answers`, async () => ((await httpJson(samplePort, '/status').catch(() => ({ body: {} }))).body as { version?: string }).version === app)).toBe(true);
+      }
+      const engine = await openEngine(root, s);
+      try {
+        const bad = await engine.install(await variantPack(s, join(W, 'variants'), 'exec-bad', '1.2.0-bad', { app: asExec }));
+        expect(bad.deployment).toMatchObject({ outcome: 'rolled-back', errorCode: 'HEALTH_CHECK_FAILED' });
+      } finally {
+        engine.close();
+      }
+      expect(await waitFor('1.1.0 answers again', async () => ((await httpJson(samplePort, '/status').catch(() => ({ body: {} }))).body as { version?: string }).version === '1.1.0')).toBe(true);
+      const st = await sonde(['agent', 'status', '--root', root, '--json']);
+      expect(JSON.parse(st.stdout)).toMatchObject({ version: '1.1.1', runner: 'exec', app: { running: true } });
+    } finally {
+      await stop(root);
+    }
+  }, 120_000);
+});
