@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: openssl (external-PKI fixtures, the benchmarks' reference), time (GNU time
 # for the benchmarks' peak RSS), vsftpd (the FTP drop tests), mosquitto (the external broker),
-# python3/make/g++ (node-gyp for better-sqlite3), systemd (systemd-notify, for the sd_notify test),
+# python3/make/g++ (node-gyp for better-sqlite3), systemd (systemd-notify for the sd_notify test; PID 1
+# of the systemd runner's test containers and of `sonde lab up --init systemd` probes),
 # lxc + busybox-static + iproute2 (the lab: LXC probes with busybox init on a bridge; tc for its
 # slow-link tests). The tests run vsftpd and mosquitto in the foreground on loopback ports; Debian's
 # service starts are refused or fail harmlessly where PID 1 is not systemd. Without recommends, lxc
