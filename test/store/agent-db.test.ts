@@ -52,7 +52,7 @@ describe('openAgentDb', () => {
     try {
       expect(db.pragma('user_version', { simple: true })).toBe(AGENT_DB_VERSION);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(tables(db)).toEqual(['commands', 'deployments', 'meta', 'outbox', 'outcomes', 'releases', 'transitions']);
+      expect(tables(db)).toEqual(['commands', 'deployments', 'hook_runs', 'meta', 'outbox', 'outcomes', 'releases', 'transitions']);
       expect(columns(db, 'commands')).toContain('interrupted');
     } finally {
       db.close();

@@ -7,7 +7,7 @@ import { receiptOf } from '../../agent/src/update/receipts.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import type { SamplePaths } from '../../images/src/samples/index.js';
 import { scratch } from '../helpers/packs.js';
-import { seedConfig } from '../helpers/probe-state.js';
+import { pauseApp, seedConfig } from '../helpers/probe-state.js';
 import { httpJson, openEngine, sharedSamples, stopApp, waitFor, wholeProbe } from '../helpers/probe.js';
 import { variantPack } from '../helpers/sample-variants.js';
 import { freePort } from '../probe-app/probe-root.js';
@@ -41,6 +41,8 @@ async function probeOn100(): Promise<{ root: string; port: number }> {
   await setSiteVar(layoutOf(root).siteVars, 'CollectorPassword', CANARY);
   const r = await install(root, s.packs['1.0.0']);
   expect(r.committed).toBe(true);
+  // The app's writes paused, so that the database can be compared byte for byte before and after.
+  await pauseApp(root, s, port);
   return { root, port };
 }
 

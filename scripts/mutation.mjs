@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+// `npm run mutation -- <source file> [--tests <test file>...]`: StrykerJS on one source file of the
+// trust and install core, against the tests that cover it (docs/testing.md). Prints the mutation
+// score as its last line: "mutation score: NN.NN%".
+//
+// Bounded for a 2-core machine: two test-runner processes, only the listed test files (Stryker's
+// per-test coverage then runs, for each mutant, only the tests that reached it), static mutants
+// included. Tests that load the built CLI (dist/) cannot see a mutant in the sources: the table
+// lists the files whose tests import the sources.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+/** Which tests cover which core file (source imports, not the built CLI). */
+const TARGETS = {
+  'pack/src/trust.ts': [
+    'test/security/chain-rfc5280.test.ts',
+    'test/security/signer-chain.test.ts',
+    'test/security/revoked-signer.test.ts',
+    'test/security/expired-signer.test.ts',
+    'test/security/retired-key-backdating.test.ts',
+    'test/security/trust-store.test.ts',
+  ],
+  'pack/src/root-rotation.ts': ['test/fuzz/root-rotation-fuzz.test.ts', 'test/security/root-rotation-walk.test.ts'],
+  'pack/src/revocations.ts': ['test/security/revoked-signer.test.ts', 'test/security/trust-store.test.ts', 'test/security/chain-rfc5280.test.ts'],
+  'agent/src/update/policy.ts': ['test/update/units.test.ts', 'test/update/policy.test.ts'],
+  'agent/src/update/machine.ts': ['test/update/units.test.ts'],
+  'agent/src/update/config-ops.ts': ['test/update/units.test.ts'],
+  'agent/src/update/site-vars.ts': ['test/update/units.test.ts'],
+};
+
+function usage(message) {
+  process.stderr.write(`${message}\nusage: npm run mutation -- <source file> [--tests <test file>...]\nknown files: ${Object.keys(TARGETS).join(', ')}\n`);
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+const file = args[0];
+if (!file) usage('name a source file');
+const rel = relative(repo, resolve(file));
+let tests = TARGETS[rel];
+const at = args.indexOf('--tests');
+if (at >= 0) tests = args.slice(at + 1);
+if (!tests || tests.length === 0) usage(`no tests are known for ${rel}: give them with --tests`);
+tests = tests.filter((t) => existsSync(join(repo, t)));
+if (tests.length === 0) usage(`none of the tests listed for ${rel} exists`);
+
+const reportFile = join(repo, 'reports', 'mutation', `${rel.replace(/[/.]/g, '_')}.json`);
+const config = {
+  $schema: './node_modules/@stryker-mutator/core/schema/stryker-schema.json',
+  packageManager: 'npm',
+  testRunner: 'vitest',
+  vitest: { configFile: 'vitest.config.ts', related: false },
+  plugins: ['@stryker-mutator/vitest-runner'],
+  mutate: [rel],
+  testFiles: tests,
+  coverageAnalysis: 'perTest',
+  concurrency: 2,
+  timeoutMS: 20_000,
+  timeoutFactor: 2,
+  reporters: ['clear-text', 'json'],
+  jsonReporter: { fileName: relative(repo, reportFile) },
+  clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: 'always',
+  ignorePatterns: ['dist', 'reports', 'demo-out', '.stryker-tmp', 'bench/out'],
+};
+const configPath = join(repo, '.stryker-tmp.config.json');
+const { writeFileSync } = await import('node:fs');
+writeFileSync(configPath, JSON.stringify(config, null, 2));
+const started = Date.now();
+const r = spawnSync(process.execPath, [join(repo, 'node_modules/@stryker-mutator/core/bin/stryker.js'), 'run', configPath], { cwd: repo, stdio: 'inherit' });
+rmSync(configPath, { force: true });
+if (!existsSync(reportFile)) {
+  process.stderr.write(`stryker ended (${r.status ?? r.signal}) without a report\n`);
+  process.exit(1);
+}
+const report = JSON.parse(readFileSync(reportFile, 'utf8'));
+const counts = {};
+for (const f of Object.values(report.files)) for (const m of f.mutants) counts[m.status] = (counts[m.status] ?? 0) + 1;
+const killed = (counts.Killed ?? 0) + (counts.Timeout ?? 0);
+const valid = killed + (counts.Survived ?? 0) + (counts.NoCoverage ?? 0);
+const score = valid === 0 ? 0 : (100 * killed) / valid;
+process.stdout.write(`\n${rel}: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')} in ${((Date.now() - started) / 1000).toFixed(0)} s (tests: ${tests.join(', ')})\n`);
+process.stdout.write(`mutation score: ${score.toFixed(2)}%\n`);
