@@ -66,7 +66,9 @@ const config = {
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
   tempDirName: '.stryker-tmp',
   cleanTempDir: 'always',
-  ignorePatterns: ['dist', 'reports', 'demo-out', '.stryker-tmp', 'bench/out'],
+  // The sandbox holds what the tests load: the sources, the tests, the sample app, the build (some
+  // helpers run the built CLI) and the configs; never the benchmarks' or demo's scratch folders.
+  ignorePatterns: ['/*', '!/base', '!/pack', '!/agent', '!/images', '!/server', '!/lxc', '!/cli', '!/test', '!/dist', '!/package.json', '!/tsconfig.json', '!/vitest.config.ts'],
 };
 const configPath = join(repo, '.stryker-tmp.config.json');
 const { writeFileSync } = await import('node:fs');

@@ -37,6 +37,43 @@ basicConstraints = critical, CA:TRUE
 keyUsage = critical, digitalSignature, cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
+[ca_false]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, keyCertSign, digitalSignature
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ca_eku_server]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ca_eku_any]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+extendedKeyUsage = anyExtendedKeyUsage
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ca_eku_code]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+extendedKeyUsage = codeSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ca_no_key_usage]
+basicConstraints = critical, CA:TRUE
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[leaf_no_eku]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+[leaf_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, digitalSignature, keyCertSign
+extendedKeyUsage = codeSigning
+[leaf_no_key_usage]
+basicConstraints = critical, CA:FALSE
+extendedKeyUsage = codeSigning
 [leaf]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -58,7 +95,23 @@ extendedKeyUsage = codeSigning
 1.3.6.1.4.1.55555.1 = critical, ASN1:NULL
 `;
 
-export type OddProfile = 'root' | 'ca_pathlen0' | 'ca' | 'ca_no_cert_sign' | 'leaf' | 'leaf_any_eku' | 'leaf_no_digital_signature' | 'leaf_unknown_critical';
+export type OddProfile =
+  | 'root'
+  | 'ca_pathlen0'
+  | 'ca'
+  | 'ca_no_cert_sign'
+  | 'ca_false'
+  | 'ca_eku_server'
+  | 'ca_eku_any'
+  | 'ca_eku_code'
+  | 'ca_no_key_usage'
+  | 'leaf'
+  | 'leaf_any_eku'
+  | 'leaf_no_eku'
+  | 'leaf_ca'
+  | 'leaf_no_key_usage'
+  | 'leaf_no_digital_signature'
+  | 'leaf_unknown_critical';
 
 export interface OddCert {
   readonly name: string;
