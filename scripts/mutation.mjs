@@ -33,7 +33,7 @@ const TARGETS = {
 };
 
 function usage(message) {
-  process.stderr.write(`${message}\nusage: npm run mutation -- <source file> [--tests <test file>...]\nknown files: ${Object.keys(TARGETS).join(', ')}\n`);
+  process.stderr.write(`${message}\nusage: npm run mutation -- <source file> [--coverage-all] [--tests <test file>...]\nknown files: ${Object.keys(TARGETS).join(', ')}\n`);
   process.exit(2);
 }
 
@@ -43,7 +43,9 @@ if (!file) usage('name a source file');
 const rel = relative(repo, resolve(file));
 let tests = TARGETS[rel];
 const at = args.indexOf('--tests');
-if (at >= 0) tests = args.slice(at + 1);
+if (at >= 0) tests = args.slice(at + 1).filter((a) => !a.startsWith('--'));
+// --coverage all: every listed test runs against every mutant (slower; no reliance on per-test coverage).
+const coverageAnalysis = args.includes('--coverage-all') ? 'all' : 'perTest';
 if (!tests || tests.length === 0) usage(`no tests are known for ${rel}: give them with --tests`);
 tests = tests.filter((t) => existsSync(join(repo, t)));
 if (tests.length === 0) usage(`none of the tests listed for ${rel} exists`);
@@ -57,7 +59,7 @@ const config = {
   plugins: ['@stryker-mutator/vitest-runner'],
   mutate: [rel],
   testFiles: tests,
-  coverageAnalysis: 'perTest',
+  coverageAnalysis,
   concurrency: 2,
   timeoutMS: 20_000,
   timeoutFactor: 2,

@@ -86,6 +86,13 @@ export function sonde(args: readonly string[], input = '', cwd?: string): Promis
   });
 }
 
+/** `sonde ...args` in `cwd`, which must exit 0 (its stderr is the failure's message); its stdout. */
+export async function sondeOk(args: readonly string[], cwd?: string): Promise<string> {
+  const r = await sonde(args, '', cwd);
+  if (r.code !== 0) throw new Error(`sonde ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** The health flags matching FAST_HEALTH, for `sonde agent install|rollback`. */
 export function fastHealthFlags(windowMs: number = FAST_HEALTH.windowMs): string[] {
   return ['--health-checks', String(FAST_HEALTH.required), '--health-interval', String(FAST_HEALTH.intervalMs), '--health-window', String(windowMs)];

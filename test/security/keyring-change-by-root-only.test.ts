@@ -2,7 +2,7 @@ import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratch, treeDigest } from '../helpers/packs.js';
-import { sonde } from '../helpers/probe-state.js';
+import { sonde, sondeOk } from '../helpers/probe-state.js';
 
 /**
  * The keyring changes only by root authority (issue 18; docs/threat-model.md). Through the CLI,
@@ -17,11 +17,7 @@ import { sonde } from '../helpers/probe-state.js';
 /** `sonde ...args` run in `cwd`. */
 const run = (args: string[], cwd: string): ReturnType<typeof sonde> => sonde(args, '', cwd);
 
-async function ok(args: string[], cwd: string): Promise<string> {
-  const r = await run(args, cwd);
-  expect(r.code, `sonde ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
+const ok = sondeOk;
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let W: string;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCertificateFile, loadPrivateKey, signRootRotation, rotationFileName, type RootRotation } from '../../pack/src/index.js';
 import { writeLicenseRecipe } from '../../images/src/samples/recipes.js';
 import { scratch, treeDigest } from '../helpers/packs.js';
-import { sonde } from '../helpers/probe-state.js';
+import { sonde, sondeOk } from '../helpers/probe-state.js';
 
 /**
  * Root rotation across a long offline period (issue 18; docs/keys.md "Rotating the root";
@@ -20,11 +20,7 @@ import { sonde } from '../helpers/probe-state.js';
  */
 const run = (args: string[], cwd: string): ReturnType<typeof sonde> => sonde(args, '', cwd);
 
-async function ok(args: string[], cwd: string): Promise<string> {
-  const r = await run(args, cwd);
-  expect(r.code, `sonde ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
+const ok = sondeOk;
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let W: string;
