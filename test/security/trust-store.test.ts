@@ -225,8 +225,10 @@ describe('verifyChain', () => {
   });
 
   it('judges validity at the signed createdAt, both ends inclusive to the millisecond', () => {
-    const from = Date.parse(leaf.cert.validFrom);
-    const to = Date.parse(leaf.cert.validTo);
+    // The chain's own window: openssl dates to the second, and the three were issued in turn.
+    const chainCerts = [leaf.cert, inter.cert, root.cert];
+    const from = Math.max(...chainCerts.map((c) => Date.parse(c.validFrom)));
+    const to = Math.min(...chainCerts.map((c) => Date.parse(c.validTo)));
     const check = (t: number): string => verdict(() => verifyChain([leaf.cert, inter.cert], new Date(t), keyringOf(), ctx())).code;
     expect(check(from)).toBe('ok');
     expect(check(from - 1)).toBe('CERT_NOT_VALID_AT_CREATION');
@@ -235,7 +237,7 @@ describe('verifyChain', () => {
   });
 
   it('refuses a certificate that expired before the trusted time floor, and only then', () => {
-    const to = Date.parse(leaf.cert.validTo);
+    const to = Math.min(...[leaf.cert, inter.cert, root.cert].map((c) => Date.parse(c.validTo)));
     const check = (floor: Date | null): string => verdict(() => verifyChain([leaf.cert, inter.cert], at(leaf.cert), keyringOf(), ctx(floor))).code;
     expect(check(new Date(to + 1))).toBe('CERT_EXPIRED_BEFORE_FLOOR');
     expect(check(new Date(to))).toBe('ok');
