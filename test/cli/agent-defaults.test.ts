@@ -6,6 +6,7 @@ import type { SamplePaths } from '../../images/src/samples/index.js';
 import { connectionFailureReason } from '../../agent/src/link/failure-log.js';
 import { daemonSamples, killDaemon, makeProbe, spawnDaemon, waitUntil, type DaemonProcess, type ProbeFixture } from '../helpers/daemon-harness.js';
 import { scratch } from '../helpers/packs.js';
+import { stopApp } from '../helpers/probe.js';
 import { sonde } from '../helpers/probe-state.js';
 import { freePort } from '../probe-app/probe-root.js';
 
@@ -54,6 +55,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killDaemon(daemon);
+  // The app the daemon's install started outlives the daemon, as on a probe: stop it too.
+  await stopApp(probe.root).catch(() => undefined);
   await tmp.cleanup();
 });
 
