@@ -20,7 +20,7 @@ import { checkPolicy, requiredBytes } from './policy.js';
 import { pickRecipientKey, storeRecipientKey, storedRecipientKeys } from './probe-keys.js';
 import { applyRetention, writeReceipt } from './receipts.js';
 import { readReleaseInfo } from './release-info.js';
-import { hookError, hookFailed, runHook, slotHooks } from './hooks.js';
+import { requirePassed, runHook, slotHooks } from './hooks.js';
 import { isDiskFull, releaseReserve } from './reserve.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
 import { stageSlot } from './stage.js';
@@ -196,7 +196,7 @@ export class Steps {
         const shipped = join(payloadsDir, 'hooks');
         const hooksDir = (await exists(shipped)) ? shipped : plan.inheritActive && active ? join(slotDir(layout, active), 'hooks') : null;
         const pre = await runHook(this.ctx, journal.get(d.id)!, 'pre-install', { dir: hooksDir, env: { SONDE_STAGING: payloadsDir } });
-        if (pre && hookFailed(pre)) throw hookError(pre);
+        requirePassed(pre);
         if (m.kind === 'product') await recordModel(layout, m.compatible[0]!);
         const onDisk = new Map(extracted.payloads.map((p) => [p.entry.name, p.onDisk] as const));
         await stageSlot(this.ctx, journal.get(d.id)!, m, plan, payloadsDir, onDisk);
@@ -214,7 +214,7 @@ export class Steps {
     const config = (await readConfig(layout.config)) ?? {};
     const port = typeof config.port === 'number' ? config.port : NaN;
     const postSwitch = await runHook(this.ctx, d, 'post-switch', { dir: slotHooks(this.ctx, d) });
-    if (postSwitch && hookFailed(postSwitch)) throw hookError(postSwitch);
+    requirePassed(postSwitch);
     await runner.start(target);
     crashPoint('trial:app-started');
     if (!Number.isInteger(port)) throw new UpdateError('HEALTH_CHECK_FAILED', 'config.json names no port for the health endpoint');

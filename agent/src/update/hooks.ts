@@ -118,16 +118,16 @@ export async function runHook(ctx: EngineContext, d: Deployment, name: HookName,
   return run;
 }
 
-/** Whether a run failed: a non-zero exit, a signal (a timeout kills), or an interruption. */
-export function hookFailed(run: HookRun | null): boolean {
-  return run !== null && run.exitCode !== 0;
-}
-
-/** HOOK_FAILED for a failed run, naming the hook and quoting the end of its (masked) output. */
-export function hookError(run: HookRun): UpdateError {
+/**
+ * For the steps whose hook decides (pre-install, migrate, post-switch): HOOK_FAILED for a run that
+ * exited non-zero, was killed (a timeout) or interrupted, naming the hook and quoting the end of its
+ * (masked) output. No hook, or one that passed: nothing.
+ */
+export function requirePassed(run: HookRun | null): void {
+  if (run === null || run.exitCode === 0) return;
   const how = run.exitCode !== null ? `exited ${run.exitCode}` : run.signal ? `was killed by ${run.signal}` : 'was interrupted';
   const said = run.output.trim().split('\n').slice(-3).join(' / ');
-  return new UpdateError('HOOK_FAILED', `the ${run.hook} hook ${how}${said ? `: ${said.slice(-400)}` : ''}`);
+  throw new UpdateError('HOOK_FAILED', `the ${run.hook} hook ${how}${said ? `: ${said.slice(-400)}` : ''}`);
 }
 
 function execute(exe: string, cwd: string, timeoutMs: number, env: Record<string, string>): Promise<{ exitCode: number | null; signal: string | null; output: string }> {

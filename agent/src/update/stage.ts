@@ -15,7 +15,7 @@ import { applyTemplate, configVersionOf, loadConfigMigrations, migrateConfig, ty
 import type { InstallPlan } from './plan.js';
 import { readReleaseInfo, type ReleaseInfo } from './release-info.js';
 import { fillTemplate, readSiteVars } from './site-vars.js';
-import { hookError, hookFailed, runHook } from './hooks.js';
+import { requirePassed, runHook } from './hooks.js';
 
 const run = promisify(execFile);
 
@@ -134,7 +134,7 @@ export async function stageSlot(
     dir: join(target, 'hooks'),
     env: { SONDE_STAGING: staging, SONDE_DB_COPY: copy, SONDE_CONFIG_COPY: join(staging, 'config.json') },
   });
-  if (migrate && hookFailed(migrate)) throw hookError(migrate);
+  requirePassed(migrate);
   await slotSynced;
   crashPoint('stage:slot-synced');
   await run('sync', ['-f', staging]);
