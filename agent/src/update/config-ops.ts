@@ -9,7 +9,15 @@ import { assertNever } from '../../../base/src/errors/sonde-error.js';
  * applied in order to a copy; each file NNNN raises configVersion to NNNN. Pure functions, apart
  * from loading the files.
  */
-const path = z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/);
+/**
+ * Keys that would reach an object's prototype instead of the config: a path through `__proto__`
+ * (or `constructor.prototype`) would change every object of the agent (prototype pollution).
+ */
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+const path = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
+  .refine((p) => !p.split('.').some((k) => FORBIDDEN_KEYS.has(k)), { message: 'a config path may not name __proto__, constructor or prototype' });
 const opSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('set'), path, value: z.unknown() }).strict(),
   z.object({ op: z.literal('rename'), from: path, to: path }).strict(),
@@ -47,8 +55,13 @@ export async function loadConfigMigrations(dir: string): Promise<ConfigMigration
   return out;
 }
 
+function refuseForbidden(key: string, where: string): void {
+  if (FORBIDDEN_KEYS.has(key)) throw new UpdateError('CONFIG_INVALID', `${where} names ${key}, which would reach an object's prototype`);
+}
+
 function parent(doc: ConfigDoc, p: string, create: boolean): { obj: ConfigDoc; key: string } | null {
   const parts = p.split('.');
+  for (const part of parts) refuseForbidden(part, `config path ${p}`);
   let obj: ConfigDoc = doc;
   for (const part of parts.slice(0, -1)) {
     const next = obj[part];
@@ -60,6 +73,19 @@ function parent(doc: ConfigDoc, p: string, create: boolean): { obj: ConfigDoc; k
     obj = obj[part] as ConfigDoc;
   }
   return { obj, key: parts[parts.length - 1]! };
+}
+
+/** Throws as `parent(doc, p, true)` would, without creating anything: a rename checks before it moves. */
+function assertWritable(doc: ConfigDoc, p: string): void {
+  for (const part of p.split('.')) refuseForbidden(part, `config path ${p}`);
+  let obj: unknown = doc;
+  for (const part of p.split('.').slice(0, -1)) {
+    obj = (obj as ConfigDoc)[part];
+    if (obj === undefined) return;
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+      throw new UpdateError('CONFIG_INVALID', `config path ${p} runs through a value that is not an object`);
+    }
+  }
 }
 
 export function getPath(doc: ConfigDoc, p: string): unknown {
@@ -87,6 +113,7 @@ export function applyOp(doc: ConfigDoc, op: ConfigOp): void {
     case 'rename': {
       const from = parent(doc, op.from, false);
       if (!from || from.obj[from.key] === undefined) return;
+      assertWritable(doc, op.to);
       const value = from.obj[from.key];
       delete from.obj[from.key];
       const to = parent(doc, op.to, true)!;
@@ -115,6 +142,7 @@ export function applyTemplate(existing: ConfigDoc, template: ConfigDoc): ConfigD
   const merge = (base: ConfigDoc, add: ConfigDoc): ConfigDoc => {
     const out: ConfigDoc = structuredClone(base);
     for (const [k, v] of Object.entries(add)) {
+      refuseForbidden(k, 'the release template');
       const cur = out[k];
       if (cur === undefined) out[k] = structuredClone(v);
       else if (cur && v && typeof cur === 'object' && typeof v === 'object' && !Array.isArray(cur) && !Array.isArray(v)) {

@@ -66,7 +66,8 @@ export function referencedVars(value: unknown): string[] {
  * (names only) before anything is filled.
  */
 export function fillTemplate<T>(value: T, vars: Readonly<Record<string, string>>): T {
-  const missing = referencedVars(value).filter((n) => !(n in vars));
+  // Own values only: `#{toString}` or `#{constructor}` must read as missing, not as Object's own.
+  const missing = referencedVars(value).filter((n) => !Object.hasOwn(vars, n));
   if (missing.length > 0) {
     throw new UpdateError('SITE_VARS_MISSING', `site variables not set on this probe: ${missing.join(', ')} (set them with: sonde agent vars set NAME)`);
   }
