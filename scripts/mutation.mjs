@@ -27,9 +27,17 @@ const TARGETS = {
   'pack/src/root-rotation.ts': ['test/fuzz/root-rotation-fuzz.test.ts', 'test/security/root-rotation-walk.test.ts'],
   'pack/src/revocations.ts': ['test/security/revoked-signer.test.ts', 'test/security/trust-store.test.ts', 'test/security/chain-rfc5280.test.ts'],
   'agent/src/update/policy.ts': ['test/update/units.test.ts', 'test/update/policy.test.ts'],
-  'agent/src/update/machine.ts': ['test/update/units.test.ts'],
-  'agent/src/update/config-ops.ts': ['test/update/units.test.ts'],
-  'agent/src/update/site-vars.ts': ['test/update/units.test.ts'],
+  'agent/src/update/machine.ts': ['test/update/units.test.ts', 'test/update/outcome.test.ts'],
+  'agent/src/update/migrations.ts': ['test/update/units.test.ts'],
+  'pack/src/safe-extract.ts': [
+    'test/security/tar-path-escape.test.ts',
+    'test/security/tar-duplicate-entry.test.ts',
+    'test/security/tar-entry-type.test.ts',
+    'test/security/tar-size-and-count.test.ts',
+    'test/security/decompression-bomb.test.ts',
+  ],
+  'agent/src/update/config-ops.ts': ['test/update/units.test.ts', 'test/update/config-ops.test.ts'],
+  'agent/src/update/site-vars.ts': ['test/update/units.test.ts', 'test/update/site-vars.test.ts'],
 };
 
 function usage(message) {

@@ -17,6 +17,9 @@ APT_PACKAGES=(openssl python3 make g++ tar gzip time vsftpd mosquitto systemd lx
 # podman + runc: the lab's second engine (test/lab/podman-backend.test.ts). runc because crun refuses
 # hybrid cgroups; the lab runs its own `podman system service` and never uses podman's networks.
 APT_PACKAGES+=(podman runc)
+# prometheus: for promtool only (test/server/metrics.test.ts lints /metrics with it). Debian has no
+# promtool-only package; the Prometheus daemon it also ships is kept from running (below).
+APT_PACKAGES+=(prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -29,6 +32,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Only promtool is wanted: where systemd runs, the daemon this run just installed is stopped and
+  # disabled (a Prometheus listening on :9090 is not something the tests may leave behind).
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # node-gyp must build against the headers Debian's Node ships, never download them.

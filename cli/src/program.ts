@@ -8,6 +8,7 @@ import { registerServerCommand } from '../../server/src/cli/server-command.js';
 import { registerStaffCommands } from '../../server/src/cli/staff-command.js';
 import { registerLabCommand } from '../../lxc/src/cli/lab-command.js';
 import { runCommand } from '../../base/src/cli/run-command.js';
+import { SONDE_VERSION } from '../../base/src/version.js';
 
 /**
  * The one `sonde` command. Each part registers its own subcommands; heavy modules are imported
@@ -15,7 +16,7 @@ import { runCommand } from '../../base/src/cli/run-command.js';
  */
 const program = new Command('sonde')
   .description('Signed, encrypted, crash-safe updates for fleets of network-supervision probes')
-  .version(process.env.npm_package_version ?? '0.1.0')
+  .version(SONDE_VERSION)
   // Root options only before the subcommand, so `sonde pack --version 1.2.0` is pack's flag.
   .enablePositionalOptions()
   .showHelpAfterError()

@@ -9,7 +9,7 @@ import { CommandService } from './commands/command-service.js';
 import type { ServerContext, ServerModule } from './context.js';
 import { clearUploads, createDataDirs, dataPaths, ensureMqttSecret, lockDataDir, writeEndpoints, type DataPaths } from './data-dir.js';
 import { ServerError } from './errors.js';
-import { buildHttpApp } from './http/app.js';
+import { buildHttpApp, SERVER_VERSION } from './http/app.js';
 import { IngestQueue } from './inventory/ingest-queue.js';
 import { ProbeService } from './inventory/probe-service.js';
 import { StuckCheck } from './inventory/stuck-check.js';
@@ -26,7 +26,7 @@ import { addTrustedRoots } from './packs/keyring-dir.js';
 import { PackService } from './packs/pack-service.js';
 import { PackStore } from './packs/pack-store.js';
 import { SqliteStore } from './store/sqlite-store.js';
-import type { Store } from './store/types.js';
+import { COMMAND_STATUSES, type Store } from './store/types.js';
 import { WEBHOOK_URL_SETTING, Webhooks } from './webhooks/webhook.js';
 
 /**
@@ -100,7 +100,7 @@ async function boot(
   const tls: TlsMaterial | null = options.listen.length > 0 ? await ensureTlsCertificate(paths, ca, options.listen) : null;
 
   // 2. Ingest and the MQTT side.
-  const metrics = new Metrics();
+  const metrics = new Metrics({ version: SERVER_VERSION });
   cleanups.push(() => metrics.close());
   const ingest = new IngestQueue(store, log.child({ component: 'ingest' }), metrics, options.ingestIntervalMs);
   const onMessage = messageRouter(ingest, metrics, log.child({ component: 'mqtt' }));
@@ -231,11 +231,19 @@ function registerGauges(metrics: Metrics, store: Store, ingest: IngestQueue, bus
   metrics.gauge('sonde_probes', 'Enrolled probes, by connection state', async () => {
     const c = await store.probes.counts();
     return { online: c.online, offline: c.total - c.online };
-  });
+  }, 'status', ['online', 'offline']);
+  metrics.gauge('sonde_probes_by_version', 'Enrolled probes, by the release version they last reported (none: no state yet)', () => store.probes.countsBy('version'), 'version');
+  metrics.gauge('sonde_probes_by_health', 'Enrolled probes, by the health they last reported (none: no state yet)', () => store.probes.countsBy('health'), 'health', [
+    'ok',
+    'degraded',
+    'down',
+    'unknown',
+    'none',
+  ]);
   metrics.gauge('sonde_packs', 'Packs in the store', async () => (await store.packs.list()).length);
-  metrics.gauge('sonde_commands', 'Commands, by status', () => store.commands.countsByStatus());
+  metrics.gauge('sonde_commands', 'Commands, by status', () => store.commands.countsByStatus(), 'status', COMMAND_STATUSES);
   metrics.gauge('sonde_ingest_queue_depth', 'Messages waiting for the next ingest transaction', () => ingest.depth);
-  metrics.gauge('sonde_mqtt_clients', 'Clients connected to the embedded broker', () => bus.clients() ?? 0);
+  metrics.gauge('sonde_mqtt_clients', 'Clients connected to the embedded broker (0 with an external broker)', () => bus.clients() ?? 0);
 }
 
 function hostPart(address: string): string {

@@ -1,10 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { SONDE_VERSION } from '../../../base/src/version.js';
 
-/** The agent's version: the package's (dist/ sits one level deeper than the sources). */
-export const AGENT_VERSION: string = (() => {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  }
-})();
+/** The agent's version: the package's. */
+export const AGENT_VERSION: string = SONDE_VERSION;

@@ -92,6 +92,7 @@ export function installAudit(app: FastifyInstance, store: Store, metrics: Metric
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
     if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || !req.principal) return;
     const note = req.auditNote ?? {};
     const params = req.params as Record<string, string> | undefined;

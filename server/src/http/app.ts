@@ -10,6 +10,7 @@ import { PACK_ROUTES, registerPackRoutes } from './routes/packs.js';
 import { PROBE_LINK_ROUTES, registerProbeLinkRoutes } from './routes/probe-link.js';
 import { PROBE_ROUTES, registerProbeRoutes } from './routes/probes.js';
 import { registerTokenRoutes, TOKEN_ROUTES } from './routes/tokens.js';
+import { SONDE_VERSION } from '../../../base/src/version.js';
 
 /**
  * The HTTP API (docs/http-api.md): one fastify instance, routes by group in routes/, access
@@ -19,7 +20,7 @@ import { registerTokenRoutes, TOKEN_ROUTES } from './routes/tokens.js';
  */
 export const CORE_ROUTES: readonly RouteDoc[] = [...META_ROUTES, ...PACK_ROUTES, ...PACK_CONTENT_ROUTES, ...PROBE_ROUTES, ...PROBE_LINK_ROUTES, ...TOKEN_ROUTES, ...AUDIT_ROUTES];
 
-export const SERVER_VERSION = process.env['npm_package_version'] ?? '0.1.0';
+export const SERVER_VERSION = SONDE_VERSION;
 
 export async function buildHttpApp(ctx: ServerContext, modules: readonly ServerModule[]): Promise<FastifyInstance> {
   const app = Fastify({

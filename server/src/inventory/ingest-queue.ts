@@ -192,6 +192,10 @@ export class IngestQueue {
     const now = performance.now();
     for (const q of [...states, ...events]) this.metrics.ingestLatency.observe((now - q.mark) / 1000);
     this.metrics.ingestBatches.inc();
+    for (const { event: e } of result.applied) {
+      if (e.type !== 'install-outcome') continue;
+      this.metrics.installOutcome(e.outcome ?? 'failed', e.code ?? null);
+    }
     if (result.duplicates > 0) this.metrics.mqttMessages.inc({ kind: 'events', result: 'duplicate' }, result.duplicates);
     if (result.unknown > 0) {
       this.metrics.mqttMessages.inc({ kind: 'any', result: 'unknown_probe' }, result.unknown);

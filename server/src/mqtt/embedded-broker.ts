@@ -158,6 +158,7 @@ export class EmbeddedBroker implements Bus {
           return;
         }
         this.users.set(client, username);
+        this.o.metrics.mqttConnections.inc();
         done(null, true);
       })
       .catch((e: unknown) => {

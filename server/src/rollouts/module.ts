@@ -1,6 +1,7 @@
 import type { ServerContext, ServerModule } from '../context.js';
 import { registerRolloutRoutes, ROLLOUT_ROUTES } from '../http/rollouts.js';
 import { RolloutEngine, type EngineOptions } from './engine.js';
+import { ROLLOUT_STATES } from './machine.js';
 import { RolloutService } from './rollout-service.js';
 
 /**
@@ -23,7 +24,7 @@ export function rolloutsModule(options: EngineOptions = {}): ServerModule {
         await service.engine.stop();
         running.delete(ctx);
       });
-      ctx.metrics.gauge('sonde_rollouts', 'Rollouts, by state', () => ctx.store.rollouts.countByState(), 'state');
+      ctx.metrics.gauge('sonde_rollouts', 'Rollouts, by state', () => ctx.store.rollouts.countByState(), 'state', ROLLOUT_STATES);
     },
     async start(ctx) {
       await running.get(ctx)?.engine.start();

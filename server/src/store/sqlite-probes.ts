@@ -145,6 +145,14 @@ export class SqliteProbes implements ProbeRepository {
     return { total: r.total, online: r.online ?? 0 };
   }
 
+  async countsBy(column: 'version' | 'health'): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    // `column` is one of two literals (the type says so), never caller text.
+    const rows = this.sql.all<{ v: string | null; n: number }>(`SELECT ${column === 'version' ? 'version' : 'health'} AS v, COUNT(*) AS n FROM probes GROUP BY v`);
+    for (const r of rows) out[r.v ?? 'none'] = r.n;
+    return out;
+  }
+
   async markAllOffline(): Promise<void> {
     this.sql.run('UPDATE probes SET online = 0 WHERE online = 1');
   }

@@ -134,6 +134,8 @@ export interface ProbeRepository {
   /** Mosquitto password-file lines: `probeId:$7$…`. */
   mqttPasswordHashes(): Promise<{ probeId: string; hash: string }[]>;
   counts(): Promise<{ total: number; online: number }>;
+  /** Probes by the version or health their last state reported; `none` for probes with no state yet. */
+  countsBy(column: 'version' | 'health'): Promise<Record<string, number>>;
   /** At the start of an embedded broker nobody is connected yet. */
   markAllOffline(): Promise<void>;
   events(id: string, opts: { limit: number; type?: string | undefined }): Promise<StoredEvent[]>;

@@ -132,7 +132,7 @@ describe('connection attempts from one address', () => {
         );
       }
       expect(outcomes).toEqual([true, true, true, false, false, false]);
-      expect(metrics.mqttDenied.get({ action: 'connect-rate' })).toBe(3);
+      expect(await metrics.value(metrics.mqttDenied, { action: 'connect-rate' })).toBe(3);
     } finally {
       await broker.close();
     }

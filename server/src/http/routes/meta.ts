@@ -11,7 +11,8 @@ export const META_ROUTES: readonly RouteDoc[] = [
 export function registerMetaRoutes(app: FastifyInstance, ctx: ServerContext, openapi: () => unknown): void {
   app.get('/api/v1/openapi.json', { config: { access: 'public' } }, async () => openapi());
   app.get('/metrics', { config: { access: 'public' } }, async (_req, reply) => {
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(await ctx.metrics.render());
+    const { text, contentType } = await ctx.metrics.render();
+    return reply.type(contentType).send(text);
   });
   app.get('/healthz', { config: { access: 'public' } }, async () => ({ ok: true }));
 }
