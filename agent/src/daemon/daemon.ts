@@ -1,10 +1,8 @@
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { loadPrivateKey } from '../../../pack/src/index.js';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { releaseMemory } from '../../../base/src/os/memory.js';
-import { LinkError } from '../link/errors.js';
 import type { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
@@ -15,7 +13,8 @@ import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';
 import { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
-import { isLoopbackUrl, type Credentials } from './credentials.js';
+import type { Credentials } from './credentials.js';
+import { fetchPack } from './fetch-pack.js';
 import { SystemdNotifier } from './notify.js';
 import { buildState } from './state-report.js';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
@@ -43,6 +42,9 @@ export interface DaemonDeps {
 /** How many attempts of one command a crash may interrupt before that is its outcome. */
 const MAX_INTERRUPTED = 3;
 
+/** The commands that run under the install lock, one at a time. */
+type QueuedCommand = Extract<Command, { type: 'install' | 'rollback' }>;
+
 /** How many install commands may wait behind the running one before more are refused. */
 const MAX_QUEUED = 1;
 
@@ -59,7 +61,7 @@ export class AgentDaemon {
   private gcTimer: NodeJS.Timeout | null = null;
   private installing: Promise<unknown> = Promise.resolve();
   private busy = false;
-  private queue: Command[] = [];
+  private queue: QueuedCommand[] = [];
   private current: { commandId: string; abort: AbortController } | null = null;
   private stopping = false;
 
@@ -163,7 +165,7 @@ export class AgentDaemon {
     this.poller.start();
     // 3. Commands accepted before a restart.
     for (const c of this.commands.pending()) {
-      if (c.command.type === 'install') this.enqueue(c.command, true);
+      if (c.command.type === 'install' || c.command.type === 'rollback') this.enqueue(c.command, true);
     }
     // 4. The FTP drop.
     if (deps.makeDrop) {
@@ -276,6 +278,7 @@ export class AgentDaemon {
         return;
       }
       case 'install':
+      case 'rollback':
         if (this.commands.get(c.commandId)) {
           this.log.info({ commandId: c.commandId, via }, 'command seen before; ignored');
           return;
@@ -295,56 +298,24 @@ export class AgentDaemon {
     }
   }
 
-  private enqueue(c: Extract<Command, { type: 'install' }>, resumed: boolean): void {
+  private enqueue(c: QueuedCommand, resumed: boolean): void {
     this.queue.push(c);
     void this.withInstallLock(async () => {
       const idx = this.queue.findIndex((q) => q.commandId === c.commandId);
       if (idx < 0) return; // cancelled while queued
       this.queue.splice(idx, 1);
-      await this.runInstallCommand(c, resumed);
+      if (c.type === 'install') await this.runInstallCommand(c, resumed);
+      else await this.runRollbackCommand(c);
     });
   }
 
   private async runInstallCommand(c: Extract<Command, { type: 'install' }>, resumed: boolean): Promise<void> {
-    const layout = this.engine.context.layout;
-    const dir = join(layout.staging, 'downloads');
-    await mkdir(dir, { recursive: true });
-    const dest = join(dir, `${c.pack.sha256}.spk`);
     const abort = new AbortController();
     this.current = { commandId: c.commandId, abort };
     this.commands.set(c.commandId, 'running');
     let downloaded = false;
     try {
-      // The bearer token (also the MQTT password) goes with the request: off loopback only over
-      // TLS, as for the server's own URLs (credentials.ts).
-      const url = new URL(c.pack.url);
-      if (url.protocol === 'http:' && !isLoopbackUrl(c.pack.url)) {
-        throw new LinkError('DOWNLOAD_FAILED', `${url.protocol}//${url.host} is off loopback: packs are fetched over https: there`);
-      }
-      this.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
-      let lastTenth = -1;
-      const { download } = await import('../link/download.js');
-      const got = await download({
-        url: c.pack.url,
-        sha256: c.pack.sha256,
-        size: c.pack.size,
-        dest,
-        token: this.creds.token,
-        ...(this.creds.ca ? { ca: this.creds.ca } : {}),
-        signal: abort.signal,
-        retry: { attempts: this.config.download.attempts, maxDelayMs: this.config.download.maxDelayMs },
-        idleTimeoutMs: this.config.download.idleTimeoutMs,
-        onInterrupted: (reason, keptBytes, waitMs) => this.log.warn({ commandId: c.commandId, reason, keptBytes, waitMs }, 'download interrupted; resuming from the bytes kept'),
-        onProgress: (bytes, total) => {
-          const tenth = Math.floor((bytes / Math.max(total, 1)) * 10);
-          if (tenth > lastTenth) {
-            lastTenth = tenth;
-            this.event({ type: 'download-progress', commandId: c.commandId, bytes, totalBytes: total });
-          }
-        },
-      });
-      this.log.info({ commandId: c.commandId, requests: got.requests, resumedFrom: got.resumedFrom }, 'download complete');
-      this.event({ type: 'download-complete', commandId: c.commandId, packSha256: c.pack.sha256 });
+      const dest = await fetchPack(c, resumed, abort.signal, { staging: this.layout.staging, config: this.config, creds: this.creds, log: this.log, event: (e) => this.event(e) });
       downloaded = true;
       const outcome: InstallOutcome = await this.installer.install(dest);
       const d = outcome.deployment;
@@ -357,15 +328,31 @@ export class AgentDaemon {
         this.commands.set(c.commandId, 'queued');
         return;
       }
-      // A failure the agent knows keeps its own code and message (a SondeError's message names
-      // files and codes, never secret values). One it does not know is reported as a code and a
-      // fixed sentence: its message could quote anything, and the server is off the probe.
-      const known = isSondeError(e);
-      const code = known ? e.code : downloaded ? 'INSTALL_INTERNAL_ERROR' : 'DOWNLOAD_FAILED';
-      const message = known ? e.message.slice(0, 1000) : `the ${downloaded ? 'install' : 'download'} failed on an error the agent does not know; its log has the details`;
+      const { code, message } = reportable(e, downloaded ? 'install' : 'download');
       this.commands.set(c.commandId, abort.signal.aborted ? 'cancelled' : 'done');
       this.event({ type: 'download-failed', commandId: c.commandId, code, message });
       if (!isSondeError(e)) this.log.error({ err: (e as Error).stack }, 'install command failed');
+    } finally {
+      this.current = null;
+    }
+  }
+
+  /**
+   * A rollback the server asked for: the engine's own rollback (`sonde agent rollback`), with the
+   * same refusals, in an installer process, reported like an install against the command.
+   */
+  private async runRollbackCommand(c: Extract<Command, { type: 'rollback' }>): Promise<void> {
+    this.current = { commandId: c.commandId, abort: new AbortController() };
+    this.commands.set(c.commandId, 'running');
+    try {
+      const d = (await this.installer.rollback()).deployment;
+      this.commands.set(c.commandId, 'done', d.id);
+      this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
+    } catch (e) {
+      const { code, message } = reportable(e, 'rollback');
+      this.commands.set(c.commandId, 'refused');
+      this.event({ type: 'command-refused', commandId: c.commandId, code, message });
+      if (!isSondeError(e)) this.log.error({ err: (e as Error).stack }, 'rollback command failed');
     } finally {
       this.current = null;
     }
@@ -392,4 +379,14 @@ export class AgentDaemon {
   get layout(): ReturnType<typeof layoutOf> {
     return this.engine.context.layout;
   }
+}
+
+/**
+ * What the server is told about a failure. One the agent knows keeps its code and message (a
+ * SondeError's message names files and codes, never secret values). One it does not know is a
+ * code and a fixed sentence: its message could quote anything, and the server is off the probe.
+ */
+function reportable(e: unknown, what: 'download' | 'install' | 'rollback'): { code: string; message: string } {
+  if (isSondeError(e)) return { code: e.code, message: e.message.slice(0, 1000) };
+  return { code: what === 'download' ? 'DOWNLOAD_FAILED' : 'INSTALL_INTERNAL_ERROR', message: `the ${what} failed on an error the agent does not know; its log has the details` };
 }

@@ -40,8 +40,8 @@ async function serve(req: ChildRequest): Promise<void> {
     onProgress: (p) => void reply({ type: 'progress', progress: p }),
   });
   try {
-    if (req.op === 'install') {
-      const r = await engine.install(req.pack);
+    if (req.op === 'install' || req.op === 'rollback') {
+      const r = req.op === 'install' ? await engine.install(req.pack) : await engine.rollback();
       await reply({ type: 'outcome', deployment: r.deployment, committed: r.committed });
     } else {
       await reply({ type: 'recovered', deployment: await engine.recover() });

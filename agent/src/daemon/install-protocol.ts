@@ -15,6 +15,7 @@ export interface ChildEngineOptions {
 
 export type ChildRequest =
   | { readonly op: 'install'; readonly pack: string; readonly engine: ChildEngineOptions }
+  | { readonly op: 'rollback'; readonly engine: ChildEngineOptions }
   | { readonly op: 'recover'; readonly engine: ChildEngineOptions };
 
 export type ChildReply =

@@ -59,10 +59,25 @@ export class Installer {
     return outcome;
   }
 
-  private async installOnce(path: string): Promise<InstallOutcome> {
-    const r = await this.run({ op: 'install', pack: path, engine: this.engine });
+  /** Returns to the previous committed release (the engine's rollback, its refusals included). */
+  async rollback(): Promise<InstallOutcome> {
+    this.log.info('rollback started');
+    const outcome = await this.runOnce({ op: 'rollback', engine: this.engine });
+    const d = outcome.deployment;
+    const fields = { deploymentId: d.id, outcome: d.outcome, version: d.toVersion, code: d.errorCode, reason: d.errorMessage };
+    if (outcome.committed) this.log.info(fields, 'rollback committed');
+    else this.log.warn(fields, `rollback ${d.outcome ?? 'failed'}`);
+    return outcome;
+  }
+
+  private installOnce(path: string): Promise<InstallOutcome> {
+    return this.runOnce({ op: 'install', pack: path, engine: this.engine });
+  }
+
+  private async runOnce(req: Extract<ChildRequest, { op: 'install' | 'rollback' }>): Promise<InstallOutcome> {
+    const r = await this.run(req);
     if (r.type === 'outcome') return { deployment: r.deployment, committed: r.committed };
-    if (r.type !== 'died') throw new Error(`the installer process answered an install with ${r.type}`);
+    if (r.type !== 'died') throw new Error(`the installer process answered an ${req.op} with ${r.type}`);
     // The child died mid-install: finish or roll back what it left, now, rather than at the
     // next daemon start.
     const d = await this.recover();

@@ -99,6 +99,8 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.object({ v: z.literal(1), type: z.literal('install'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional(), pack: packRefSchema }).strict(),
   z.object({ v: z.literal(1), type: z.literal('cancel'), commandId: id, probeId, issuedAt: isoTime, target: id }).strict(),
   z.object({ v: z.literal(1), type: z.literal('report-now'), commandId: id, probeId, issuedAt: isoTime }).strict(),
+  /** Back to the previous committed release: the agent's own rollback, with its refusals. */
+  z.object({ v: z.literal(1), type: z.literal('rollback'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional() }).strict(),
 ]);
 export type Command = z.infer<typeof commandSchema>;
 

@@ -4,7 +4,7 @@ import { registerRolloutCommands } from './rollout-command.js';
 
 /**
  * The staff CLI against a running server (docs/server.md): `sonde upload`, `sonde packs`,
- * `sonde probes`, `sonde probe`. Server and token from --server/--token or SONDE_SERVER/SONDE_TOKEN.
+ * `sonde probes`, `sonde probe`, `sonde rollback`. Server and token from --server/--token or SONDE_SERVER/SONDE_TOKEN.
  */
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -53,6 +53,20 @@ export function registerStaffCommands(program: Command): void {
       useJsonOutput(flags.json === true);
       const { probeAction } = await import('./staff-actions.js');
       await probeAction(id, flags);
+    });
+
+  api(
+    program
+      .command('rollback')
+      .description('return probes to their previous committed release: one probe, a group, or every probe a rollout committed; exits 0 once the commands are queued'),
+  )
+    .option('--probe <id>', 'a probe to roll back (repeatable)', collect, [])
+    .option('--group <group>', 'every probe of a group')
+    .option('--rollout <id>', 'every probe the rollout committed (a rollout under way is aborted first)')
+    .action(async (flags) => {
+      useJsonOutput(flags.json === true);
+      const { rollbackAction } = await import('./rollback-action.js');
+      await rollbackAction(flags);
     });
 
   registerRolloutCommands(program);

@@ -7,7 +7,7 @@ import { ServerError } from '../errors.js';
 import type { IngestQueue } from '../inventory/ingest-queue.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { Bus } from '../mqtt/bus.js';
-import { TERMINAL_STATUSES, type CommandChange, type CommandRecord, type Store } from '../store/types.js';
+import { ACKNOWLEDGED_TYPES, TERMINAL_STATUSES, type CommandChange, type CommandRecord, type Store } from '../store/types.js';
 
 /**
  * Commands to probes (issue 5): the seam the rollouts module drives. A command is stored first
@@ -23,7 +23,8 @@ import { TERMINAL_STATUSES, type CommandChange, type CommandRecord, type Store }
 export type CommandSpec =
   | { readonly type: 'install'; readonly packSha256: string }
   | { readonly type: 'cancel'; readonly target: string }
-  | { readonly type: 'report-now' };
+  | { readonly type: 'report-now' }
+  | { readonly type: 'rollback' };
 
 export interface SendOptions {
   /** Recorded with each command, so a rollout can find its commands and their outcomes. */
@@ -112,7 +113,7 @@ export class CommandService {
             }
           : spec.type === 'cancel'
             ? { ...common, type: 'cancel', target: spec.target }
-            : { ...common, type: 'report-now' };
+            : { ...common, type: spec.type };
       // The shared schema is what the agent parses: a command it would refuse is never stored.
       const checked = commandSchema.parse(body);
       return {
@@ -139,8 +140,8 @@ export class CommandService {
   }
 
   /**
-   * Publishes in chunks. Install commands count as sent once published (and stay unacknowledged
-   * until the probe answers); commands nothing acknowledges count as delivered only when the
+   * Publishes in chunks. Install and rollback commands count as sent once published (and stay
+   * unacknowledged until the probe answers); commands nothing acknowledges count as delivered only when the
    * probe is online, else they wait for it to come back.
    */
   private async publish(records: readonly CommandRecord[]): Promise<void> {
@@ -172,9 +173,9 @@ export class CommandService {
     }
     // One transaction for the whole call: a command published but not yet marked is still
     // unacknowledged, and goes out again on the probe's next connection.
-    const others = records.filter((c) => c.type !== 'install' && published.has(c.commandId));
+    const others = records.filter((c) => !ACKNOWLEDGED_TYPES.has(c.type) && published.has(c.commandId));
     const online = others.length ? new Set(await this.o.store.probes.match({ probeIds: others.map((c) => c.probeId), online: true })) : new Set<string>();
-    const sent = records.filter((c) => published.has(c.commandId) && (c.type === 'install' || online.has(c.probeId))).map((c) => c.commandId);
+    const sent = records.filter((c) => published.has(c.commandId) && (ACKNOWLEDGED_TYPES.has(c.type) || online.has(c.probeId))).map((c) => c.commandId);
     if (sent.length) await this.o.store.commands.markSent(sent, new Date().toISOString());
   }
 

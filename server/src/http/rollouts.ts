@@ -116,6 +116,14 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
   },
   {
     method: 'POST',
+    path: `${R}/{id}/rollback`,
+    tag,
+    summary: 'Take a rollout back: abort it if under way, then send every probe it committed a rollback command (to its previous committed release)',
+    access: 'operator',
+    responses: { '202': '{ rollout, commands }', '404': 'ROLLOUT_NOT_FOUND' },
+  },
+  {
+    method: 'POST',
     path: `${R}/{id}/promote`,
     tag,
     summary: "Approve the promotion of a completed rollout's pack to the next environment (integration → qa → uat → production)",
@@ -188,6 +196,14 @@ export function registerRolloutRoutes(app: FastifyInstance, service: RolloutServ
     const { rollout, retried } = await service.retry(id, who(req), body.probeIds);
     req.auditNote = { target: id, detail: { retried: retried.length, state: rollout.state } };
     return { rollout: rolloutView(rollout), retried };
+  });
+
+  app.post(`${R}/:id/rollback`, { config: { access: 'operator' } }, async (req, reply) => {
+    const { id } = parseWith(idParam, req.params, 'params');
+    parseWith(noBody, req.body ?? {}, 'body');
+    const { rollout, commands } = await service.rollback(id, who(req));
+    req.auditNote = { target: id, detail: { rollback: commands.length, state: rollout.state } };
+    return reply.code(202).send({ rollout: rolloutView(rollout), commands });
   });
 
   app.post(`${R}/:id/promote`, { config: { access: 'admin' } }, async (req) => {

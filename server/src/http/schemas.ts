@@ -47,6 +47,13 @@ export const enrollBody = z
 export const commandBody = z.discriminatedUnion('type', [
   z.object({ type: z.literal('install'), packSha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
   z.object({ type: z.literal('report-now') }).strict(),
+  z.object({ type: z.literal('rollback') }).strict(),
+]);
+
+/** `POST /api/v1/rollbacks`: the probes to return to their previous committed release, by id or by group. */
+export const rollbackBody = z.union([
+  z.object({ probeIds: z.array(z.string().regex(PROBE_ID, 'must be a probe id')).min(1).max(10_000) }).strict(),
+  z.object({ group: label }).strict(),
 ]);
 
 export const tokenCreateBody = z

@@ -204,6 +204,23 @@ export class RolloutService {
     });
   }
 
+  /**
+   * Take a rollout back: a rollout still under way is aborted first (no further installs go
+   * out, unacknowledged ones are cancelled), then every probe the rollout committed is sent a
+   * rollback command (the agent's own rollback, with its refusals). Probes the rollout did not
+   * commit are left as they are. The commands carry no rolloutId: they are not the rollout's
+   * installs, and their outcomes must not count as its progress.
+   */
+  rollback(id: string, who: Actor): Promise<{ rollout: RolloutRecord; commands: { probeId: string; commandId: string }[] }> {
+    return this.engine.run(async () => {
+      let r = await this.get(id);
+      if (nextRollout(r.state, 'abort')) r = await this.engine.fire(r, 'abort', who, { reason: 'rollback' });
+      const committed = (await this.repo.targets(r.id, { states: ['committed'], limit: 1_000_000, offset: 0 })).map((t) => t.probeId);
+      const sent = committed.length === 0 ? [] : await this.ctx.commands.sendMany(committed, { type: 'rollback' });
+      return { rollout: r, commands: sent.map((c) => ({ probeId: c.probeId, commandId: c.commandId })) };
+    });
+  }
+
   /** Approve the promotion of a completed rollout's pack to the next environment. */
   promote(id: string, who: Actor): Promise<ApprovalRecord> {
     return this.engine.run(async () => {

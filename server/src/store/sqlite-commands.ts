@@ -1,6 +1,6 @@
 import type { Command } from '../../../base/src/protocol/messages.js';
 import { placeholders, type SqliteDb } from './sqlite-db.js';
-import type { CommandRecord, CommandRepository, CommandStatus } from './types.js';
+import { ACKNOWLEDGED_TYPES, type CommandRecord, type CommandRepository, type CommandStatus } from './types.js';
 
 export interface CommandRow {
   command_id: string;
@@ -38,9 +38,10 @@ export function toCommand(r: CommandRow): CommandRecord {
 
 const IN_CHUNK = 500;
 const UNACKNOWLEDGED = `('pending', 'sent')`;
-/** What handing a command over makes of its status: only install commands are acknowledged. */
-const SENT_STATUS = `CASE WHEN status NOT IN ('pending', 'sent') THEN status WHEN type = 'install' THEN 'sent' ELSE 'delivered' END`;
-const SENT_FINISHED = `CASE WHEN type <> 'install' AND status IN ('pending', 'sent') THEN ? ELSE finished_at END`;
+/** What handing a command over makes of its status: only install and rollback commands are acknowledged. */
+const ACKNOWLEDGED = `('install', 'rollback')`;
+const SENT_STATUS = `CASE WHEN status NOT IN ('pending', 'sent') THEN status WHEN type IN ${ACKNOWLEDGED} THEN 'sent' ELSE 'delivered' END`;
+const SENT_FINISHED = `CASE WHEN type NOT IN ${ACKNOWLEDGED} AND status IN ('pending', 'sent') THEN ? ELSE finished_at END`;
 
 /** Commands the server sent or will send, and what became of each (from the probes' events). */
 export class SqliteCommands implements CommandRepository {
@@ -129,7 +130,7 @@ export class SqliteCommands implements CommandRepository {
         now,
         r.command_id,
       );
-      const status = r.type === 'install' ? 'sent' : 'delivered';
+      const status = ACKNOWLEDGED_TYPES.has(r.type) ? 'sent' : 'delivered';
       return toCommand({ ...r, status, sent_at: r.sent_at ?? now, updated_at: now, finished_at: status === 'delivered' ? now : r.finished_at });
     });
   }

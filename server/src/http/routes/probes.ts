@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { RouteDoc, ServerContext } from '../../context.js';
 import { parseWith } from '../replies.js';
-import { commandBody, commandParam, enrollBody, probeListQuery, probeParam, probePatchBody } from '../schemas.js';
+import { commandBody, commandParam, enrollBody, probeListQuery, probeParam, probePatchBody, rollbackBody } from '../schemas.js';
+import { ServerError } from '../../errors.js';
 import { commandView, probeView } from '../views.js';
 
 /** The inventory: probes, their attributes, enrollment, and commands to one probe. */
@@ -45,10 +46,19 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     method: 'POST',
     path: '/api/v1/probes/{id}/commands',
     tag: 'commands',
-    summary: 'Send one probe a command (install a pack, report now); kept until the probe acknowledges it',
+    summary: 'Send one probe a command (install a pack, roll back, report now); kept until the probe acknowledges it',
     access: 'operator',
     body: commandBody,
     responses: { '202': 'the command', '404': 'PROBE_NOT_FOUND or PACK_NOT_FOUND' },
+  },
+  {
+    method: 'POST',
+    path: '/api/v1/rollbacks',
+    tag: 'commands',
+    summary: 'Return probes (by id, or a whole group) to their previous committed release: one rollback command each, with the agent\'s own refusals',
+    access: 'operator',
+    body: rollbackBody,
+    responses: { '202': '{ commands }: one per probe', '400': 'BODY_INVALID', '404': 'PROBE_NOT_FOUND (a probe id, or a group with no probe)' },
   },
   {
     method: 'GET',
@@ -117,6 +127,15 @@ export function registerProbeRoutes(app: FastifyInstance, ctx: ServerContext): v
     const c = await ctx.commands.send(id, body);
     req.auditNote = { target: id, detail: { commandId: c.commandId, type: c.type, packSha256: c.packSha256 } };
     return reply.code(202).send(commandView(c));
+  });
+
+  app.post('/api/v1/rollbacks', { config: { access: 'operator' } }, async (req, reply) => {
+    const body = parseWith(rollbackBody, req.body, 'body');
+    const ids = 'probeIds' in body ? body.probeIds : await ctx.probes.match({ group: body.group });
+    if (ids.length === 0) throw new ServerError('PROBE_NOT_FOUND', `no probe is in group ${JSON.stringify('group' in body ? body.group : '')}`);
+    const commands = await ctx.commands.sendMany(ids, { type: 'rollback' });
+    req.auditNote = { target: 'group' in body ? `group:${body.group}` : (ids.length === 1 ? ids[0]! : `${ids.length} probes`), detail: { type: 'rollback', probes: ids.length } };
+    return reply.code(202).send({ commands: commands.map(commandView) });
   });
 
   app.get('/api/v1/commands/:commandId', { config: { access: 'viewer' } }, async (req) => {

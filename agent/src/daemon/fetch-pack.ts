@@ -1,0 +1,59 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Command } from '../../../base/src/protocol/messages.js';
+import { LinkError } from '../link/errors.js';
+import type { Outbox } from '../link/outbox.js';
+import type { AgentConfig } from './config.js';
+import { isLoopbackUrl, type Credentials } from './credentials.js';
+
+/** What fetching a pack needs from the daemon: where it goes, how, and where its events go. */
+export interface FetchContext {
+  readonly staging: string;
+  readonly config: AgentConfig;
+  readonly creds: Credentials;
+  readonly log: Logger;
+  readonly event: (e: Parameters<Outbox['add']>[0]) => void;
+}
+
+/**
+ * Downloads the pack an install command names into staging/downloads/<sha256>.spk, resuming a
+ * .part a stop or a crash left, with download-started/progress (every tenth)/complete events.
+ * Returns the path; throws a LinkError (or the abort's reason) when it cannot.
+ */
+export async function fetchPack(c: Extract<Command, { type: 'install' }>, resumed: boolean, signal: AbortSignal, x: FetchContext): Promise<string> {
+  const dir = join(x.staging, 'downloads');
+  await mkdir(dir, { recursive: true });
+  const dest = join(dir, `${c.pack.sha256}.spk`);
+  // The bearer token (also the MQTT password) goes with the request: off loopback only over
+  // TLS, as for the server's own URLs (credentials.ts).
+  const url = new URL(c.pack.url);
+  if (url.protocol === 'http:' && !isLoopbackUrl(c.pack.url)) {
+    throw new LinkError('DOWNLOAD_FAILED', `${url.protocol}//${url.host} is off loopback: packs are fetched over https: there`);
+  }
+  x.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
+  let lastTenth = -1;
+  const { download } = await import('../link/download.js');
+  const got = await download({
+    url: c.pack.url,
+    sha256: c.pack.sha256,
+    size: c.pack.size,
+    dest,
+    token: x.creds.token,
+    ...(x.creds.ca ? { ca: x.creds.ca } : {}),
+    signal,
+    retry: { attempts: x.config.download.attempts, maxDelayMs: x.config.download.maxDelayMs },
+    idleTimeoutMs: x.config.download.idleTimeoutMs,
+    onInterrupted: (reason, keptBytes, waitMs) => x.log.warn({ commandId: c.commandId, reason, keptBytes, waitMs }, 'download interrupted; resuming from the bytes kept'),
+    onProgress: (bytes, total) => {
+      const tenth = Math.floor((bytes / Math.max(total, 1)) * 10);
+      if (tenth > lastTenth) {
+        lastTenth = tenth;
+        x.event({ type: 'download-progress', commandId: c.commandId, bytes, totalBytes: total });
+      }
+    },
+  });
+  x.log.info({ commandId: c.commandId, requests: got.requests, resumedFrom: got.resumedFrom }, 'download complete');
+  x.event({ type: 'download-complete', commandId: c.commandId, packSha256: c.pack.sha256 });
+  return dest;
+}
