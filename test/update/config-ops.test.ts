@@ -105,6 +105,49 @@ describe('config migration order', () => {
     }
   });
 
+  it('refuses an op path that is not dot-separated plain keys, wherever the stray character is', async () => {
+    for (const path of ['.a', 'a.', 'a b', 'a..b', 'a/b', '']) {
+      const dir = await opsDir(`path-${Buffer.from(path).toString('hex')}`, { '0002-p.json': [{ op: 'set', path, value: 1 }] });
+      await expect(loadConfigMigrations(dir), JSON.stringify(path)).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('0002-p.json') });
+    }
+  });
+
+  it('returns the files in version order even when the folder lists them otherwise', async () => {
+    const files: Record<string, unknown> = {};
+    // Written in a scrambled order: a folder often lists files in the order they were made.
+    for (const v of Array.from({ length: 39 }, (_, i) => ((i * 17) % 39) + 2)) files[`${String(v).padStart(4, '0')}-v${v}.json`] = [{ op: 'set', path: 'v', value: v }];
+    const loaded = await loadConfigMigrations(await opsDir('many', files));
+    expect(loaded.map((m) => m.version)).toEqual(Array.from({ length: 39 }, (_, i) => i + 2));
+  });
+
+  it('treats a missing ops folder as no migration, but any other read error as an error', async () => {
+    const file = join(tmp.dir, 'not-a-folder');
+    await writeFile(file, 'x');
+    await expect(loadConfigMigrations(file)).rejects.toMatchObject({ code: 'ENOTDIR' });
+  });
+
+  it('loads each of the four ops from a file', async () => {
+    const dir = await opsDir('four', {
+      '0002-all.json': [
+        { op: 'set', path: 'a', value: 1 },
+        { op: 'rename', from: 'a', to: 'b' },
+        { op: 'default', path: 'c', value: 3 },
+        { op: 'remove', path: 'c' },
+      ],
+    });
+    const [m] = await loadConfigMigrations(dir);
+    expect(m!.ops.map((o) => o.op)).toEqual(['set', 'rename', 'default', 'remove']);
+    expect(migrateConfig({}, [m!], 0).doc).toStrictEqual({ b: 1, configVersion: 2 });
+  });
+
+  it('names the path in every refusal of a path', () => {
+    expect(thrown(() => applyOp({ a: { b: 1 } }, { op: 'rename', from: 'a.b', to: 'x.__proto__' })).message).toContain('config path x.__proto__');
+    expect(thrown(() => applyOp({ port: 1 }, { op: 'set', path: 'port.n', value: 1 })).message).toContain('config path port.n');
+    expect(thrown(() => applyOp({}, { op: 'set', path: 'x.__proto__', value: 1 })).message).toContain('config path x.__proto__');
+    expect(thrown(() => applyOp({ a: 1, b: 2 }, { op: 'rename', from: 'a', to: 'b.c' })).message).toContain('config path b.c');
+    expect(thrown(() => applyTemplate({}, JSON.parse('{"__proto__":{}}') as ConfigDoc)).message).toContain('the release template');
+  });
+
   it('stops at the first op that cannot apply and leaves the caller\'s document as it was', () => {
     const input: ConfigDoc = { port: 8080 };
     const migrations: ConfigMigration[] = [{ version: 2, name: 'bad', ops: [{ op: 'set', path: 'ok', value: 1 }, { op: 'set', path: 'port.n', value: 1 }] }];
@@ -112,8 +155,28 @@ describe('config migration order', () => {
     expect(input).toEqual({ port: 8080 });
   });
 
-  it('a rename onto a value that is not an object is refused; a rename of a missing key or one under a scalar is a no-op', () => {
-    expect(thrown(() => applyOp({ a: 1, b: 2 }, { op: 'rename', from: 'a', to: 'b.c' })).code).toBe('CONFIG_INVALID');
+  it('a rename onto a value that is not an object is refused before anything moves; a rename of a missing key or one under a scalar is a no-op', () => {
+    for (const [doc, to] of [
+      [{ a: 1, b: 2 }, 'b.c'],
+      [{ a: 1, b: { c: 5 } }, 'b.c.d'],
+      [{ a: 1, b: [1] }, 'b.c'],
+      [{ a: 1, b: null }, 'b.c'],
+    ] as [ConfigDoc, string][]) {
+      const before = structuredClone(doc);
+      expect(thrown(() => applyOp(doc, { op: 'rename', from: 'a', to })).code).toBe('CONFIG_INVALID');
+      expect(doc).toStrictEqual(before);
+    }
+    const onto: ConfigDoc = { a: { deep: true }, x: 5 };
+    applyOp(onto, { op: 'rename', from: 'a', to: 'x' });
+    expect(onto).toStrictEqual({ x: { deep: true } });
+    const into: ConfigDoc = { a: 1 };
+    applyOp(into, { op: 'rename', from: 'a', to: 'n.m' });
+    expect(into).toStrictEqual({ n: { m: 1 } });
+    const absent: ConfigDoc = { a: 1 };
+    applyOp(absent, { op: 'rename', from: 'missing', to: 'c' });
+    expect(absent).toStrictEqual({ a: 1 });
+    expect(getPath({ a: { b: 1 } }, 'a.b')).toBe(1);
+    expect(getPath({ a: { b: 1 } }, 'a')).toStrictEqual({ b: 1 });
     const doc: ConfigDoc = { a: 1 };
     applyOp(doc, { op: 'rename', from: 'a.b', to: 'c' });
     applyOp(doc, { op: 'remove', path: 'a.b' });
@@ -138,9 +201,9 @@ describe('template merge', () => {
   });
 
   it('never merges into an array, and never replaces a value of another type the operator set', () => {
-    const existing: ConfigDoc = { list: [1], scalar: 'x', obj: { a: 1 }, nul: null };
-    const template: ConfigDoc = { list: { a: 1 }, scalar: { a: 1 }, obj: [2], nul: { a: 1 } };
-    expect(applyTemplate(existing, template)).toEqual(existing);
+    const existing: ConfigDoc = { list: [1], scalar: 'x', obj: { a: 1 }, nul: null, other: { b: 1 } };
+    const template: ConfigDoc = { list: { a: 1 }, scalar: { a: 1 }, obj: [2], nul: { a: 1 }, other: 'str' };
+    expect(applyTemplate(existing, template)).toStrictEqual(existing);
     expect(applyTemplate({ list: { a: 1 } }, { list: [2] })).toEqual({ list: { a: 1 } });
   });
 
