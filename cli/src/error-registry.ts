@@ -3,6 +3,7 @@ import { CLI_CODES } from '../../base/src/cli/cli-error.js';
 import { UPDATE_CODES } from '../../agent/src/update/errors.js';
 import { DROP_CODES } from '../../agent/src/drop/errors.js';
 import { LINK_CODES } from '../../agent/src/link/errors.js';
+import { DIAGNOSTICS_CODES } from '../../agent/src/diagnostics/errors.js';
 import { SERVER_CODES } from '../../server/src/errors.js';
 import { LAB_CODES } from '../../lxc/src/errors.js';
 
@@ -18,6 +19,7 @@ export const ERROR_CODES: Readonly<Record<string, readonly string[]>> = Object.f
   update: UPDATE_CODES,
   drop: DROP_CODES,
   link: LINK_CODES,
+  diagnostics: DIAGNOSTICS_CODES,
   server: SERVER_CODES,
   lab: LAB_CODES,
 });

@@ -12,6 +12,7 @@ import type { SamplePaths } from '../../images/src/samples/index.js';
 import { loadAgentConfig } from '../../agent/src/daemon/config.js';
 import { loadCredentials } from '../../agent/src/daemon/credentials.js';
 import { AgentDaemon } from '../../agent/src/daemon/daemon.js';
+import { RecentLog } from '../../agent/src/daemon/recent-log.js';
 import { eventSchema, stateSchema, type Command, type ProbeEvent, type ProbeState } from '../../base/src/protocol/messages.js';
 import { parseTopic } from '../../base/src/protocol/topics.js';
 import { Engine } from '../../agent/src/update/engine.js';
@@ -349,8 +350,11 @@ export async function startDaemon(p: ProbeFixture): Promise<InProcessDaemon> {
       done();
     },
   });
-  const log = pino({ level: config.log.level, base: { app: 'sonde-agent' } }, stream);
-  const daemon = await AgentDaemon.start(config, creds, log);
+  // As `sonde agent run` does: the log also goes to the in-memory copy diagnostics bundles carry.
+  const recentLog = new RecentLog();
+  const level = config.log.level as pino.Level;
+  const log = pino({ level, base: { app: 'sonde-agent' } }, pino.multistream([{ level, stream }, { level, stream: recentLog }]));
+  const daemon = await AgentDaemon.start(config, creds, log, { recentLog });
   let stopped = false;
   return {
     daemon,

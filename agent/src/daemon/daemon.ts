@@ -15,6 +15,8 @@ import { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
 import type { Credentials } from './credentials.js';
 import { fetchPack } from './fetch-pack.js';
+import { runDiagnose } from './diagnose-command.js';
+import type { RecentLog } from './recent-log.js';
 import { SystemdNotifier } from './notify.js';
 import { buildState } from './state-report.js';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
@@ -37,6 +39,8 @@ export interface DropSource {
 export interface DaemonDeps {
   /** The FTP drop; the daemon works without one. It may be loaded on demand (a promise). */
   readonly makeDrop?: (d: AgentDaemon) => DropSource | Promise<DropSource>;
+  /** The in-memory copy of the agent's log that diagnostics bundles carry. */
+  readonly recentLog?: RecentLog;
 }
 
 /** How many attempts of one command a crash may interrupt before that is its outcome. */
@@ -64,6 +68,7 @@ export class AgentDaemon {
   private queue: QueuedCommand[] = [];
   private current: { commandId: string; abort: AbortController } | null = null;
   private stopping = false;
+  private recentLog: RecentLog | null = null;
 
   private constructor(
     readonly config: AgentConfig,
@@ -100,6 +105,7 @@ export class AgentDaemon {
     // The daemon's own engine only reads (state reports) and starts the app at boot.
     const engine = await Engine.open({ root: config.root, state: config.state, ...(config.keyring ? { keyring: config.keyring } : {}), ...(config.model ? { model: config.model } : {}) });
     const daemon: AgentDaemon = new AgentDaemon(config, creds, log, engine);
+    daemon.recentLog = deps.recentLog ?? null;
     await daemon.boot(deps);
     return daemon;
   }
@@ -166,6 +172,7 @@ export class AgentDaemon {
     // 3. Commands accepted before a restart.
     for (const c of this.commands.pending()) {
       if (c.command.type === 'install' || c.command.type === 'rollback') this.enqueue(c.command, true);
+      else if (c.command.type === 'diagnose') void this.diagnose(c.command);
     }
     // 4. The FTP drop.
     if (deps.makeDrop) {
@@ -277,6 +284,11 @@ export class AgentDaemon {
         }
         return;
       }
+      case 'diagnose':
+        if (this.stopping || !this.commands.accept(c, 'queued')) return;
+        this.event({ type: 'command-accepted', commandId: c.commandId });
+        void this.diagnose(c);
+        return;
       case 'install':
       case 'rollback':
         if (this.commands.get(c.commandId)) {
@@ -296,6 +308,12 @@ export class AgentDaemon {
       default:
         return assertNever(c, 'command');
     }
+  }
+
+  private diagnose(c: Extract<Command, { type: 'diagnose' }>): Promise<void> {
+    const { engine, config, creds, log, commands } = this;
+    const state = (): ReturnType<typeof buildState> => buildState(engine, creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 });
+    return runDiagnose(c, { engine, config, creds, log, commands, recentLog: this.recentLog, state, event: (e) => this.event(e) });
   }
 
   private enqueue(c: QueuedCommand, resumed: boolean): void {

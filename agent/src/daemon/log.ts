@@ -30,9 +30,12 @@ function prettyStream(out: NodeJS.WriteStream): Writable {
   });
 }
 
-export function createLogger(level: string, out: NodeJS.WriteStream = process.stdout): Logger {
+/** The logger; with `recent`, every line also goes to that in-memory copy (diagnostics bundles). */
+export function createLogger(level: string, out: NodeJS.WriteStream = process.stdout, recent?: Writable): Logger {
   const options = { level, base: { app: 'sonde-agent' }, redact: { paths: REDACT, censor: '[redacted]' } };
-  return out.isTTY ? pino(options, prettyStream(out)) : pino(options, pino.destination({ fd: out === process.stderr ? 2 : 1, sync: false }));
+  const main = out.isTTY ? prettyStream(out) : pino.destination({ fd: out === process.stderr ? 2 : 1, sync: false });
+  if (!recent) return pino(options, main);
+  return pino(options, pino.multistream([{ level: level as pino.Level, stream: main }, { level: level as pino.Level, stream: recent }]));
 }
 
 export type { Logger };

@@ -2,6 +2,7 @@ import { loadAgentConfig } from './config.js';
 import { loadCredentials } from './credentials.js';
 import { AgentDaemon, type DaemonDeps } from './daemon.js';
 import { createLogger } from './log.js';
+import { RecentLog } from './recent-log.js';
 
 /**
  * `sonde agent run --config FILE`: load and check the config and credentials (a bad one exits 1
@@ -11,10 +12,11 @@ import { createLogger } from './log.js';
 export async function runDaemon(configPath: string, deps: DaemonDeps = {}): Promise<void> {
   const config = await loadAgentConfig(configPath);
   const creds = await loadCredentials(config.credentials);
-  const log = createLogger(config.log.level);
+  const recentLog = new RecentLog();
+  const log = createLogger(config.log.level, process.stdout, recentLog);
   // The drop's modules load once the app runs and the links are up (the daemon's boot order).
   const makeDrop = deps.makeDrop ?? (async (d: AgentDaemon) => (await import('./drop-source.js')).dropSourceFor(d));
-  const daemon = await AgentDaemon.start(config, creds, log, { makeDrop });
+  const daemon = await AgentDaemon.start(config, creds, log, { makeDrop, recentLog });
   await new Promise<void>((resolve) => {
     let signalled = false;
     const onSignal = (sig: NodeJS.Signals): void => {

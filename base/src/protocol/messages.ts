@@ -95,12 +95,26 @@ export const packRefSchema = z
   })
   .strict();
 
+/** The largest diagnostics bundle a server may ask for (it caps its own uploads at its setting). */
+export const MAX_DIAGNOSTICS_BYTES = 64 * 1024 * 1024;
+
 export const commandSchema = z.discriminatedUnion('type', [
   z.object({ v: z.literal(1), type: z.literal('install'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional(), pack: packRefSchema }).strict(),
   z.object({ v: z.literal(1), type: z.literal('cancel'), commandId: id, probeId, issuedAt: isoTime, target: id }).strict(),
   z.object({ v: z.literal(1), type: z.literal('report-now'), commandId: id, probeId, issuedAt: isoTime }).strict(),
   /** Back to the previous committed release: the agent's own rollback, with its refusals. */
   z.object({ v: z.literal(1), type: z.literal('rollback'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional() }).strict(),
+  /** Collect a diagnostics bundle and upload it (HTTP, resumable) to `upload.url`, at most `upload.maxBytes`. */
+  z
+    .object({
+      v: z.literal(1),
+      type: z.literal('diagnose'),
+      commandId: id,
+      probeId,
+      issuedAt: isoTime,
+      upload: z.object({ url: z.string().url().max(2048), maxBytes: z.number().int().positive().max(MAX_DIAGNOSTICS_BYTES) }).strict(),
+    })
+    .strict(),
 ]);
 export type Command = z.infer<typeof commandSchema>;
 

@@ -90,9 +90,21 @@ export class ApiClient {
     });
   }
 
-  private send<T>(m: string, path: string, headers: Record<string, string>, write: (req: ReturnType<typeof httpRequest>) => void): Promise<{ status: number; body: T; headers: IncomingMessage['headers'] }> {
+  /** GET of a binary body (a diagnostics bundle): the bytes, or the server's refusal with its code. */
+  async bytes(path: string): Promise<{ body: Buffer; headers: IncomingMessage['headers'] }> {
+    const r = await this.send<Buffer>('GET', path, {}, (req) => req.end(), true);
+    return { body: r.body, headers: r.headers };
+  }
+
+  private send<T>(
+    m: string,
+    path: string,
+    headers: Record<string, string>,
+    write: (req: ReturnType<typeof httpRequest>) => void,
+    binary = false,
+  ): Promise<{ status: number; body: T; headers: IncomingMessage['headers'] }> {
     const url = new URL(path, `${this.t.server}/`);
-    const options = { method: m, headers: { ...headers, authorization: `Bearer ${this.t.token}`, accept: 'application/json' }, ...(this.t.ca ? { ca: this.t.ca } : {}) };
+    const options = { method: m, headers: { ...headers, authorization: `Bearer ${this.t.token}`, accept: binary ? '*/*' : 'application/json' }, ...(this.t.ca ? { ca: this.t.ca } : {}) };
     return new Promise((resolve, reject) => {
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
         const chunks: Buffer[] = [];
@@ -100,6 +112,10 @@ export class ApiClient {
         res.on('error', reject);
         res.on('end', () => {
           const status = res.statusCode ?? 0;
+          if (binary && status < 400) {
+            resolve({ status, body: Buffer.concat(chunks) as T, headers: res.headers });
+            return;
+          }
           const text = Buffer.concat(chunks).toString('utf8');
           let parsed: unknown = null;
           if (text) {

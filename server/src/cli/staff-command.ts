@@ -43,14 +43,32 @@ export function registerStaffCommands(program: Command): void {
       await probesAction(flags);
     });
 
-  api(program.command('probe').description('one probe: state, deployments, commands; or change its channel, groups, tags').argument('<id>'))
+  api(
+    program
+      .command('probe')
+      .description('one probe: state, deployments, commands; or change its channel, groups, tags; or `diagnose` it')
+      .argument('<id>')
+      .argument('[action]', 'diagnose: ask the probe for a diagnostics bundle'),
+  )
     .option('--set-channel <channel>', 'stable, old-stable or beta')
     .option('--add-group <group>', 'repeatable', collect, [])
     .option('--remove-group <group>', 'repeatable', collect, [])
     .option('--add-tag <tag>', 'repeatable', collect, [])
     .option('--remove-tag <tag>', 'repeatable', collect, [])
-    .action(async (id: string, flags) => {
+    .option('--wait', 'diagnose: wait for the bundle and download it')
+    .option('-o, --output <file>', 'diagnose: where to write the bundle (implies --wait)')
+    .option('--timeout <duration>', 'diagnose: how long --wait waits (e.g. 90s, 5m)', '2m')
+    .action(async (id: string, action: string | undefined, flags) => {
       useJsonOutput(flags.json === true);
+      if (action === 'diagnose') {
+        const { diagnoseAction } = await import('./diagnose-action.js');
+        await diagnoseAction(id, flags);
+        return;
+      }
+      if (action !== undefined) {
+        const { CliError } = await import('../../../base/src/cli/cli-error.js');
+        throw new CliError('USAGE', `unknown action ${JSON.stringify(action)} for sonde probe: the only one is diagnose`);
+      }
       const { probeAction } = await import('./staff-actions.js');
       await probeAction(id, flags);
     });

@@ -24,7 +24,11 @@ export type CommandSpec =
   | { readonly type: 'install'; readonly packSha256: string }
   | { readonly type: 'cancel'; readonly target: string }
   | { readonly type: 'report-now' }
-  | { readonly type: 'rollback' };
+  | { readonly type: 'rollback' }
+  | { readonly type: 'diagnose' };
+
+/** The largest diagnostics bundle a probe may upload (it trims its log to fit). */
+export const DIAGNOSTICS_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface SendOptions {
   /** Recorded with each command, so a rollout can find its commands and their outcomes. */
@@ -113,7 +117,13 @@ export class CommandService {
             }
           : spec.type === 'cancel'
             ? { ...common, type: 'cancel', target: spec.target }
-            : { ...common, type: spec.type };
+            : spec.type === 'diagnose'
+              ? {
+                  ...common,
+                  type: 'diagnose',
+                  upload: { url: `${(p.httpBase ?? this.o.defaultHttpBase).replace(/\/+$/, '')}/api/v1/probes/${p.id}/diagnostics/${commandId}`, maxBytes: DIAGNOSTICS_MAX_BYTES },
+                }
+              : { ...common, type: spec.type };
       // The shared schema is what the agent parses: a command it would refuse is never stored.
       const checked = commandSchema.parse(body);
       return {

@@ -39,7 +39,7 @@ export function toCommand(r: CommandRow): CommandRecord {
 const IN_CHUNK = 500;
 const UNACKNOWLEDGED = `('pending', 'sent')`;
 /** What handing a command over makes of its status: only install and rollback commands are acknowledged. */
-const ACKNOWLEDGED = `('install', 'rollback')`;
+const ACKNOWLEDGED = `('install', 'rollback', 'diagnose')`;
 const SENT_STATUS = `CASE WHEN status NOT IN ('pending', 'sent') THEN status WHEN type IN ${ACKNOWLEDGED} THEN 'sent' ELSE 'delivered' END`;
 const SENT_FINISHED = `CASE WHEN type NOT IN ${ACKNOWLEDGED} AND status IN ('pending', 'sent') THEN ? ELSE finished_at END`;
 

@@ -198,7 +198,7 @@ export interface PackRepository {
 export const COMMAND_STATUSES = ['pending', 'sent', 'accepted', 'running', 'succeeded', 'failed', 'refused', 'cancelled', 'delivered'] as const;
 export type CommandStatus = (typeof COMMAND_STATUSES)[number];
 /** Command types the probe acknowledges with events (accepted, running, an outcome); the others are delivered once handed over. */
-export const ACKNOWLEDGED_TYPES: ReadonlySet<string> = new Set(['install', 'rollback']);
+export const ACKNOWLEDGED_TYPES: ReadonlySet<string> = new Set(['install', 'rollback', 'diagnose']);
 export const TERMINAL_STATUSES: ReadonlySet<CommandStatus> = new Set<CommandStatus>(['succeeded', 'failed', 'refused', 'cancelled', 'delivered']);
 
 export interface CommandRecord {
