@@ -11,6 +11,7 @@ import { PROBE_LINK_ROUTES, registerProbeLinkRoutes } from './routes/probe-link.
 import { PROBE_ROUTES, registerProbeRoutes } from './routes/probes.js';
 import { registerTokenRoutes, TOKEN_ROUTES } from './routes/tokens.js';
 import { SONDE_VERSION } from '../../../base/src/version.js';
+import { recordRoutes } from './method-not-allowed.js';
 
 /**
  * The HTTP API (docs/http-api.md): one fastify instance, routes by group in routes/, access
@@ -32,10 +33,19 @@ export async function buildHttpApp(ctx: ServerContext, modules: readonly ServerM
     forceCloseConnections: true,
     routerOptions: { maxParamLength: 256 },
   });
+  const methodsOf = recordRoutes(app);
   installAccessControl(app, ctx.store);
   installAudit(app, ctx.store, ctx.metrics);
   app.setErrorHandler(errorHandler(ctx.log));
-  app.setNotFoundHandler((req, reply) => sendError(req, reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}`));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const allowed = methodsOf(path);
+    if (allowed.length > 0 && !allowed.includes(req.method)) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(req, reply, 405, 'METHOD_NOT_ALLOWED', `${path.slice(0, 200)} answers ${allowed.join(', ')}, not ${req.method}`);
+    }
+    return sendError(req, reply, 404, 'NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}`);
+  });
 
   const docs: RouteDoc[] = [...CORE_ROUTES, ...modules.flatMap((m) => m.routes ?? [])];
   const document = openApiDocument(docs, SERVER_VERSION);

@@ -22,6 +22,7 @@ export const PACK_CONTENT_ROUTES: readonly RouteDoc[] = [
     access: 'probe-or-viewer (a probe: only packs a command to it names)',
     responses: {
       '200': 'the whole pack (application/octet-stream)',
+      '304': 'If-None-Match names its ETag: the client has it',
       '206': 'the range asked for, with Content-Range',
       '400': 'PACK_ID_INVALID',
       '403': 'FORBIDDEN',
@@ -30,6 +31,15 @@ export const PACK_CONTENT_ROUTES: readonly RouteDoc[] = [
     },
   },
 ];
+
+/** RFC 9110 13.1.2: `*`, or a list of entity tags (weak ones compare weakly). */
+function ifNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag === etag || tag === `W/${etag}`;
+  });
+}
 
 export function registerPackContentRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/api/v1/packs/:sha256/content', { config: { access: 'probe-or-viewer' } }, async (req, reply) => {
@@ -45,11 +55,17 @@ export function registerPackContentRoutes(app: FastifyInstance, ctx: ServerConte
     const etag = `"${sha256}"`;
     const ifRange = req.headers['if-range'];
     const range = ifRange !== undefined && ifRange !== etag ? ({ kind: 'full' } as const) : parseRange(req.headers.range, size);
-    reply.header('accept-ranges', 'bytes').header('etag', etag).header('cache-control', 'private, max-age=31536000, immutable');
+    reply.header('accept-ranges', 'bytes').header('etag', etag);
+    // A pack's bytes never change (its id is their sha256): a cache may keep them for good, and
+    // a client that has them gets 304. An error answer is never cached as if it were the pack.
+    if (ifNoneMatch(req.headers['if-none-match'], etag)) {
+      return reply.code(304).header('cache-control', 'private, max-age=31536000, immutable').send();
+    }
     if (range.kind === 'unsatisfiable') {
-      reply.header('content-range', `bytes */${size}`);
+      reply.header('content-range', `bytes */${size}`).header('cache-control', 'no-store');
       return sendError(req, reply, 416, 'RANGE_NOT_SATISFIABLE', `the pack has ${size} bytes`);
     }
+    reply.header('cache-control', 'private, max-age=31536000, immutable');
     const path = ctx.packs.files.pathOf(sha256);
     reply.type('application/octet-stream');
     if (range.kind === 'partial') {
