@@ -20,14 +20,17 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** `30s`, `15m`, `2h`, `7d` or plain milliseconds. */
+/**
+ * `500ms`, `30s`, `15m`, `2h`, `7d`. A bare number is refused: is `30` seconds or minutes? The
+ * message says how to write it.
+ */
 export function parseDuration(text: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  const t = text.trim();
+  if (/^\d+$/.test(t)) throw new Error(`${t} has no unit: write ${t}s, ${t}m, ${t}h or ${t}d (or ${t}ms)`);
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(t);
   if (!m) throw new Error(`not a duration: ${text} (e.g. 90s, 30m, 2h, 7d)`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit]!;
-  return n * factor;
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * factor;
 }
 
 /** `512M`, `4G`, `100k` or plain bytes. */
