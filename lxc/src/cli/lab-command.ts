@@ -47,7 +47,7 @@ export function registerLabCommand(program: Command): void {
 
   labOpt(lab.command('down'))
     .description('remove one probe, or with --all every probe, the bridge, the lab server and the lab folder')
-    .argument('[name]')
+    .argument('[name]', 'the probe to remove (none with --all)')
     .option('--all', 'everything the lab made')
     .action(async (name: string | undefined, flags, cmd: Command) => {
       const { downAction } = await import('./lab-actions.js');
@@ -56,7 +56,7 @@ export function registerLabCommand(program: Command): void {
 
   labOpt(lab.command('shell'))
     .description('an interactive shell inside a probe')
-    .argument('<name>')
+    .argument('<name>', 'the probe')
     .action(async (name: string, flags, cmd: Command) => {
       const { shellAction } = await import('./lab-actions.js');
       await shellAction(name, labOfProbe(name, flags, cmd));
@@ -64,7 +64,7 @@ export function registerLabCommand(program: Command): void {
 
   labOpt(lab.command('logs'))
     .description("a probe's logs: the agent's (default), the app's, the FTP server's or its boot")
-    .argument('<name>')
+    .argument('<name>', 'the probe')
     .option('--source <which>', 'agent, app, ftp or boot', 'agent')
     .option('--lines <n>', 'only the last N lines')
     .action(async (name: string, flags, cmd: Command) => {
@@ -74,8 +74,8 @@ export function registerLabCommand(program: Command): void {
 
   labOpt(lab.command('ftp-put'))
     .description("upload a pack to a probe's FTP drop (as NAME.part, renamed when complete)")
-    .argument('<name>')
-    .argument('<pack>')
+    .argument('<name>', 'the probe')
+    .argument('<pack>', 'the .spk file to upload')
     .action(async (name: string, pack: string, flags, cmd: Command) => {
       const { ftpPutAction } = await import('./lab-actions.js');
       await ftpPutAction(name, pack, labOfProbe(name, flags, cmd));

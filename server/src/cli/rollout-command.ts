@@ -20,7 +20,7 @@ export function registerRolloutCommands(program: Command): void {
 
   api(rollout.command('create').description('create a rollout and start it (operator)'))
     .requiredOption('--pack <sha256>', 'the pack, as `sonde packs` lists it')
-    .option('--name <name>')
+    .option('--name <name>', 'a name shown in listings')
     .option('--environment <env>', 'integration, qa, uat or production (a later one needs the earlier one completed and a promotion approved)')
     .option('--channel <channel>', 'target: stable, old-stable or beta')
     .option('--group <group>', 'target: a group')
@@ -42,7 +42,7 @@ export function registerRolloutCommands(program: Command): void {
       await rolloutCreateAction(flags);
     });
 
-  api(rollout.command('status').description('one rollout: progress per wave, window, approvals; without an id, the list').argument('[id]'))
+  api(rollout.command('status').description('one rollout: progress per wave, window, approvals; without an id, the list').argument('[id]', 'the rollout id (ro-…); none: list the rollouts'))
     .option('--state <states>', 'list only rollouts in these states (comma-separated)')
     .action(async (id: string | undefined, flags) => {
       useJsonOutput(flags.json === true);
@@ -56,14 +56,14 @@ export function registerRolloutCommands(program: Command): void {
     ['resume', 'resume a paused rollout'],
     ['abort', 'abort: probes not yet commanded are skipped, unacknowledged commands cancelled'],
   ] as const) {
-    api(rollout.command(action).description(`${what} (operator)`).argument('<id>')).action(async (id: string, flags) => {
+    api(rollout.command(action).description(`${what} (operator)`).argument('<id>', 'the rollout id (ro-…)')).action(async (id: string, flags) => {
       useJsonOutput(flags.json === true);
       const { rolloutAction } = await import('./rollout-actions.js');
       await rolloutAction(action, id, flags);
     });
   }
 
-  api(rollout.command('approve').description('approve the next wave (operator), or with --promote the promotion to the next environment (admin)').argument('<id>'))
+  api(rollout.command('approve').description('approve the next wave (operator), or with --promote the promotion to the next environment (admin)').argument('<id>', 'the rollout id (ro-…)'))
     .option('--promote', "approve promoting this completed rollout's pack to the next environment")
     .action(async (id: string, flags) => {
       useJsonOutput(flags.json === true);
@@ -71,7 +71,7 @@ export function registerRolloutCommands(program: Command): void {
       await rolloutApproveAction(id, flags);
     });
 
-  api(rollout.command('retry').description('send the failed and rolled-back probes a new command (operator)').argument('<id>'))
+  api(rollout.command('retry').description('send the failed and rolled-back probes a new command (operator)').argument('<id>', 'the rollout id (ro-…)'))
     .option('--probe <id>', 'only this probe (repeatable)', collect, [])
     .action(async (id: string, flags) => {
       useJsonOutput(flags.json === true);

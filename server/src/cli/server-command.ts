@@ -32,7 +32,7 @@ export function registerServerCommand(program: Command): void {
   server
     .command('enroll')
     .description('print the credential file for a probe (a new token; an earlier one stops working)')
-    .argument('<probe-id>')
+    .argument('<probe-id>', 'the probe to enroll (a-z, 0-9, ., _, -; at most 63)')
     .requiredOption('--data <dir>', 'the server data directory')
     .option('--server-url <url>', 'the server URL the probe uses (default: the first --listen address of the last start, else loopback)')
     .option('--mqtt-url <url>', 'the MQTT URL the probe uses (default: derived from the server URL)')
@@ -64,7 +64,8 @@ export function registerServerCommand(program: Command): void {
     .command('trust')
     .description('the vendor roots uploads are verified against')
     .command('add')
-    .argument('<root.crt>')
+    .description('add a vendor root certificate to the keyring uploads are verified against')
+    .argument('<root.crt>', 'the root certificate (PEM)')
     .requiredOption('--data <dir>', 'the server data directory')
     .action(async (cert: string, flags) => {
       const { trustAddAction } = await import('./server-actions.js');
@@ -87,7 +88,7 @@ export function registerServerCommand(program: Command): void {
   server
     .command('backup')
     .description('a consistent copy of the database and the pack store, taken while the server runs')
-    .argument('<file>')
+    .argument('<file>', 'the backup archive to write (.tar)')
     .requiredOption('--data <dir>', 'the server data directory')
     .action(async (file: string, flags) => {
       const { backupAction } = await import('./server-actions.js');
@@ -97,7 +98,7 @@ export function registerServerCommand(program: Command): void {
   server
     .command('restore')
     .description('a new data directory from a backup')
-    .argument('<file>')
+    .argument('<file>', 'the backup archive to restore')
     .requiredOption('--data <dir>', 'a new or empty directory')
     .action(async (file: string, flags) => {
       const { restoreAction } = await import('./server-actions.js');
@@ -119,7 +120,7 @@ export function registerServerCommand(program: Command): void {
   server
     .command('import')
     .description('load an export; every pack is verified against this server keyring first')
-    .argument('<file>')
+    .argument('<file>', 'the export file to import')
     .requiredOption('--data <dir>', 'the server data directory')
     .action(async (file: string, flags) => {
       const { importAction } = await import('./server-actions.js');

@@ -33,8 +33,8 @@ export function registerStaffCommands(program: Command): void {
 
   api(program.command('probes').description('the probe inventory'))
     .option('--channel <channel>', 'stable, old-stable or beta')
-    .option('--group <group>')
-    .option('--tag <tag>')
+    .option('--group <group>', 'only probes in this group')
+    .option('--tag <tag>', 'only probes with this tag')
     .option('--online', 'only probes online now')
     .option('--offline', 'only probes offline now')
     .action(async (flags) => {
@@ -47,7 +47,7 @@ export function registerStaffCommands(program: Command): void {
     program
       .command('probe')
       .description('one probe: state, deployments, commands; or change its channel, groups, tags; or `diagnose` it')
-      .argument('<id>')
+      .argument('<id>', 'the probe id')
       .argument('[action]', 'diagnose: ask the probe for a diagnostics bundle'),
   )
     .option('--set-channel <channel>', 'stable, old-stable or beta')
