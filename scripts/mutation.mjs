@@ -23,6 +23,7 @@ const TARGETS = {
     'test/security/expired-signer.test.ts',
     'test/security/retired-key-backdating.test.ts',
     'test/security/trust-store.test.ts',
+    'test/security/trust-store-forgery.test.ts',
   ],
   'pack/src/root-rotation.ts': ['test/fuzz/root-rotation-fuzz.test.ts', 'test/security/root-rotation-walk.test.ts'],
   'pack/src/revocations.ts': ['test/security/revoked-signer.test.ts', 'test/security/trust-store.test.ts', 'test/security/chain-rfc5280.test.ts'],

@@ -88,6 +88,15 @@ extendedKeyUsage = anyExtendedKeyUsage
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, keyAgreement
 extendedKeyUsage = codeSigning
+[leaf_no_akid]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = codeSigning
+[root_unknown_critical]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+1.3.6.1.4.1.55555.2 = critical, ASN1:NULL
 [leaf_unknown_critical]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -111,7 +120,10 @@ export type OddProfile =
   | 'leaf_ca'
   | 'leaf_no_key_usage'
   | 'leaf_no_digital_signature'
-  | 'leaf_unknown_critical';
+  | 'leaf_unknown_critical'
+  /** A valid code-signing leaf without key identifiers: only names tie it to its issuer. */
+  | 'leaf_no_akid'
+  | 'root_unknown_critical';
 
 export interface OddCert {
   readonly name: string;
@@ -121,19 +133,26 @@ export interface OddCert {
   readonly certPath: string;
 }
 
-/** A folder of openssl-made certificates: `make(name, profile, issuer?)` issues one (self-signed without an issuer). */
-export async function oddPki(dir: string): Promise<{ make: (name: string, profile: OddProfile, issuer?: OddCert) => Promise<OddCert>; signer: (leaf: OddCert, ...cas: OddCert[]) => Promise<Signer> }> {
+/**
+ * A folder of openssl-made certificates: `make(name, profile, issuer?)` issues one (self-signed
+ * without an issuer). `cn` gives it another certificate's common name (an impostor); the files
+ * keep `name`.
+ */
+export async function oddPki(dir: string): Promise<{
+  make: (name: string, profile: OddProfile, issuer?: OddCert, cn?: string) => Promise<OddCert>;
+  signer: (leaf: OddCert, ...cas: OddCert[]) => Promise<Signer>;
+}> {
   await mkdir(dir, { recursive: true });
   const config = join(dir, 'openssl.cnf');
   await writeFile(config, CONFIG);
   const serial = (): string => `0x${(randomBytes(16)[0]! & 0x7f).toString(16).padStart(2, '0')}${randomBytes(15).toString('hex')}`;
   const openssl = (args: string[]): Promise<unknown> => run('openssl', args);
   return {
-    async make(name, profile, issuer) {
+    async make(name, profile, issuer, cn) {
       const keyPath = join(dir, `${name}.key`);
       const certPath = join(dir, `${name}.crt`);
       await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyPath]);
-      const subject = `/O=Odd PKI/CN=${name}`;
+      const subject = `/O=Odd PKI/CN=${cn ?? name}`;
       if (issuer === undefined) {
         await openssl(['req', '-new', '-x509', '-config', config, '-extensions', profile, '-key', keyPath, '-subj', subject, '-sha256', '-days', '3650', '-set_serial', serial(), '-out', certPath]);
       } else {
