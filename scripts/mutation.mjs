@@ -29,7 +29,7 @@ const TARGETS = {
   'pack/src/revocations.ts': ['test/security/revoked-signer.test.ts', 'test/security/trust-store.test.ts', 'test/security/chain-rfc5280.test.ts'],
   'agent/src/update/policy.ts': ['test/update/units.test.ts', 'test/update/policy.test.ts'],
   'agent/src/update/machine.ts': ['test/update/units.test.ts', 'test/update/outcome.test.ts'],
-  'agent/src/update/migrations.ts': ['test/update/units.test.ts'],
+  'agent/src/update/migrations.ts': ['test/update/units.test.ts', 'test/update/migrations.test.ts'],
   'pack/src/safe-extract.ts': [
     'test/security/tar-path-escape.test.ts',
     'test/security/tar-duplicate-entry.test.ts',

@@ -352,6 +352,10 @@ describe('the install state machine', () => {
     for (const s of STATES) expect(RESUME[s], s).toBe(isOutcome(s) || s === 'rolling-back' ? 'continue' : 'roll-back');
   });
 
+  it('counts a probe as possibly switched from the switch on, rolled back included, and never before', () => {
+    expect(STATES.filter(mayHaveSwitched)).toEqual(['switching', 'trial', 'rolling-back', 'rolled-back']);
+  });
+
   it('turns an interruption into failed before the switch and into rolling-back once it may have switched', () => {
     for (const s of STATES.filter((x) => RESUME[x] === 'roll-back')) {
       expect(next(s, 'interrupted'), s).toBe(mayHaveSwitched(s) ? 'rolling-back' : 'failed');
