@@ -31,9 +31,28 @@ export class PackCursor {
     return decodeHeader(block);
   }
 
+  /**
+   * The first entry, the marker. A file that does not begin with the marker entry's name is not a
+   * Sonde pack at all, however long it is (`PACK_FORMAT`, "not a Sonde pack"); one that begins
+   * with it and stops is a pack cut short (`PACK_TRUNCATED`).
+   */
+  async expectMarker(maxBytes: number): Promise<Buffer> {
+    const block = await this.reader.readUpTo(BLOCK);
+    if (block.length === 0) throw new PackError('PACK_TRUNCATED', 'the file is empty: a pack cut before its first byte');
+    const name = Buffer.from(`${ENTRY_MARKER}\0`);
+    const seen = block.subarray(0, Math.min(block.length, name.length));
+    if (!seen.equals(name.subarray(0, seen.length))) throw new PackError('PACK_FORMAT', 'not a Sonde pack: the file does not begin with a sonde-bundle entry');
+    if (block.length < BLOCK) throw new PackError('PACK_TRUNCATED', `the pack ends inside the header of ${ENTRY_MARKER}`);
+    return this.entryBody(decodeHeader(block), ENTRY_MARKER, maxBytes);
+  }
+
   async expectEntry(name: string, maxBytes: number): Promise<Buffer> {
     const h = await this.nextHeader(name);
     if (h === null) throw new PackError('PACK_FORMAT', `the pack ends where ${name} was expected`);
+    return this.entryBody(h, name, maxBytes);
+  }
+
+  private async entryBody(h: OuterHeader, name: string, maxBytes: number): Promise<Buffer> {
     if (h.name !== name) throw new PackError('PACK_FORMAT', `found entry ${JSON.stringify(h.name)} where ${name} was expected`);
     if (h.size > maxBytes) throw new PackError('PACK_FORMAT', `${name} is ${h.size} bytes; at most ${maxBytes} allowed`);
     const body = await this.reader.readExact(h.size, name);
@@ -100,7 +119,7 @@ export async function readPack(source: PackSource): Promise<UnverifiedPack> {
   const reader = openReader(source);
   const cursor = new PackCursor(reader);
   try {
-    const marker = await cursor.expectEntry(ENTRY_MARKER, MAX_MARKER_BYTES);
+    const marker = await cursor.expectMarker(MAX_MARKER_BYTES);
     if (marker.toString('utf8') !== PACK_MARKER) {
       if (marker.toString('utf8').startsWith('sonde-bundle ')) {
         throw new PackError('PACK_UNSUPPORTED_VERSION', `this agent reads ${PACK_MARKER.trim()}, the pack is ${marker.toString('utf8').trim()}`);
