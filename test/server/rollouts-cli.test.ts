@@ -96,4 +96,18 @@ describe('sonde rollout', () => {
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stdout)).toMatchObject({ ok: false, code: 'ROLLOUT_NOT_FOUND' });
   });
+
+  it('takes the short pack id `sonde packs` prints wherever a pack is named, and says when one names no pack or is not an id', async () => {
+    const listed = await sonde('packs');
+    expect(listed.stdout).toContain(pack.sha256.slice(0, 16));
+    const created = await sonde('rollout', 'create', '--pack', pack.sha256.slice(0, 16), '--group', 'cli', '--keep-current', '--draft', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ packSha256: pack.sha256, state: 'draft' });
+    expect(await sonde('rollout', 'abort', (JSON.parse(created.stdout) as { id: string }).id)).toMatchObject({ code: 0 });
+    const none = await sonde('rollout', 'create', '--pack', 'ffffff0000', '--group', 'cli', '--draft');
+    expect(none).toMatchObject({ code: 1 });
+    expect(none.stderr).toContain('PACK_NOT_FOUND');
+    const short = await sonde('rollout', 'create', '--pack', 'abc', '--group', 'cli', '--draft');
+    expect(short.stderr).toContain('PACK_ID_INVALID');
+  });
 });

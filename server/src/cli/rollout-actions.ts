@@ -1,4 +1,5 @@
 import { CliError } from '../../../base/src/cli/cli-error.js';
+import { resolvePackRef } from './pack-ref.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
 import { parseDuration, printJson, table } from '../../../base/src/cli/output.js';
 
@@ -134,8 +135,9 @@ function path(id: string, action = ''): string {
 }
 
 export async function rolloutCreateAction(f: CreateFlags): Promise<void> {
-  const body = createBody(f);
   const client = new ApiClient(await resolveTarget(f));
+  const pack = await resolvePackRef(f.pack, async () => (await client.json<{ sha256: string }[]>('GET', '/api/v1/packs')).body.map((p) => p.sha256));
+  const body = createBody({ ...f, pack });
   const { body: r } = await client.json<RolloutView>('POST', '/api/v1/rollouts', body);
   if (f.json) return printJson(r);
   process.stdout.write(`created ${r.id}: ${r.product} ${r.version}, ${r.waveCount} wave(s), ${r.state}\n`);

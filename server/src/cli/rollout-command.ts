@@ -19,7 +19,7 @@ export function registerRolloutCommands(program: Command): void {
   const rollout = program.command('rollout').description('staged rollouts: a pack to a target, canary first, then waves');
 
   api(rollout.command('create').description('create a rollout and start it (operator)'))
-    .requiredOption('--pack <sha256>', 'the pack, as `sonde packs` lists it')
+    .requiredOption('--pack <id>', 'the pack: its sha256, or the short id `sonde packs` prints (at least 6 hex digits)')
     .option('--name <name>', 'a name shown in listings')
     .option('--environment <env>', 'integration, qa, uat or production (a later one needs the earlier one completed and a promotion approved)')
     .option('--channel <channel>', 'target: stable, old-stable or beta')

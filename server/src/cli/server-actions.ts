@@ -17,6 +17,7 @@ import { startServer } from '../server.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { ROLES, type Role } from '../store/types.js';
 import { exportPacks, importPacks } from '../transfer/transfer.js';
+import { resolvePackRef } from './pack-ref.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
 import { parseDuration, parseSize, printJson } from '../../../base/src/cli/output.js';
 
@@ -190,7 +191,9 @@ export async function restoreAction(file: string, flags: { data: string }): Prom
 export async function exportAction(flags: { data: string; out: string; pack: string[]; all?: boolean }): Promise<void> {
   if (!flags.all && flags.pack.length === 0) throw new CliError('USAGE', 'name the packs to export (--pack SHA256, repeatable) or --all');
   await withLocal(flags.data, async (l) => {
-    const m = await exportPacks(l.store, l.paths, resolve(flags.out), flags.all ? 'all' : flags.pack);
+    const known = async (): Promise<string[]> => (await l.store.packs.list()).map((p) => p.sha256);
+    const packs = flags.all ? 'all' : await Promise.all(flags.pack.map((ref) => resolvePackRef(ref, known)));
+    const m = await exportPacks(l.store, l.paths, resolve(flags.out), packs);
     await l.audit('server export', resolve(flags.out), { packs: m.packs.map((p) => p.sha256) });
     for (const p of m.packs) process.stdout.write(`exported ${p.sha256}  ${p.product} ${p.version} (${p.kind})\n`);
   });

@@ -110,7 +110,7 @@ export function registerServerCommand(program: Command): void {
     .description('chosen packs (and rollout definitions) to one file, for an air-gapped server')
     .requiredOption('--data <dir>', 'the server data directory')
     .requiredOption('--out <file>', 'the export file')
-    .option('--pack <sha256>', 'a pack to export (repeatable)', collect, [])
+    .option('--pack <id>', 'a pack to export: sha256 or the short id `sonde packs` prints (repeatable)', collect, [])
     .option('--all', 'every pack')
     .action(async (flags) => {
       const { exportAction } = await import('./server-actions.js');

@@ -1,3 +1,4 @@
+/** Durations and short pack ids on the command line (issue 23). */
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../../base/src/cli/output.js';
 import { sonde } from '../helpers/probe-state.js';
@@ -19,5 +20,17 @@ describe('durations', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('USAGE');
     expect(r.stderr).toContain('3600 has no unit: write 3600s');
+  });
+});
+
+describe('short pack ids', () => {
+  it('resolve a unique prefix, and refuse an ambiguous one listing the candidates', async () => {
+    const { resolvePackRef } = await import('../../server/src/cli/pack-ref.js');
+    const known = async (): Promise<string[]> => [`abcdef12${'0'.repeat(56)}`, `abcdef34${'0'.repeat(56)}`, `99${'1'.repeat(62)}`];
+    expect(await resolvePackRef('abcdef12', known)).toBe(`abcdef12${'0'.repeat(56)}`);
+    expect(await resolvePackRef('ABCDEF34', known)).toBe(`abcdef34${'0'.repeat(56)}`);
+    await expect(resolvePackRef('abcdef', known)).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('names 2 packs') });
+    const full = `12${'3'.repeat(62)}`;
+    expect(await resolvePackRef(full, async () => [])).toBe(full);
   });
 });
