@@ -48,7 +48,7 @@ describe('sonde rollout', () => {
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toMatch(/^state +awaiting-approval, wave 1 of 2$/m);
     expect(shown.stdout).toMatch(/^updated +1 of 4 \(committed\)/m);
-    expect(shown.stdout).toMatch(/^0 +canary +1 +1 /m);
+    expect(shown.stdout).toMatch(/^1 +canary +1 +1 /m);
 
     const approved = await sonde('rollout', 'approve', r.id);
     expect(approved.code, approved.stderr).toBe(0);
@@ -109,5 +109,22 @@ describe('sonde rollout', () => {
     expect(none.stderr).toContain('PACK_NOT_FOUND');
     const short = await sonde('rollout', 'create', '--pack', 'abc', '--group', 'cli', '--draft');
     expect(short.stderr).toContain('PACK_ID_INVALID');
+  });
+
+  it('follows a rollout live with --watch, a line per change with its time zone, until it completes, and numbers waves from 1 as everywhere', async () => {
+    fleet.verdict = () => 'commit';
+    const created = await sonde('rollout', 'create', '--pack', pack.sha256, '--group', 'cli', '--keep-current', '--canary', '1', '--wait', '1s', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const id = (JSON.parse(created.stdout) as { id: string }).id;
+    const watched = await sonde('rollout', 'status', id, '--watch');
+    expect(watched.code, watched.stderr).toBe(0);
+    const lines = watched.stdout.split('\n').filter((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  /.test(l));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.at(-1)).toMatch(/completed, wave 2 of 2: committed 4 of 4/);
+    expect(watched.stdout).toMatch(/^state +completed, wave 2 of 2$/m);
+    expect(watched.stdout).toMatch(/^1 +canary +1 /m);
+    expect(watched.stdout).toMatch(/^2 +wave +3 /m);
+    const noId = await sonde('rollout', 'status', '--watch');
+    expect(noId.code).toBe(2);
   });
 });

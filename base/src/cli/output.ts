@@ -33,6 +33,12 @@ export function parseDuration(text: string): number {
   return Number(m[1]) * factor;
 }
 
+/** A time for a table: `2026-12-06 10:28:30Z`, to the second, always with its zone (UTC). */
+export function shortTime(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : `${d.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+}
+
 /** `512M`, `4G`, `100k` or plain bytes. */
 export function parseSize(text: string): number {
   const m = /^(\d+)([kKmMgG]i?[bB]?)?$/.exec(text.trim());

@@ -1,7 +1,7 @@
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { resolvePackRef } from './pack-ref.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { parseDuration, printJson, table } from '../../../base/src/cli/output.js';
+import { parseDuration, printJson, shortTime, table } from '../../../base/src/cli/output.js';
 
 /**
  * `sonde rollout create|status|start|pause|resume|abort|approve|retry` (docs/rollouts.md): thin
@@ -143,8 +143,12 @@ export async function rolloutCreateAction(f: CreateFlags): Promise<void> {
   process.stdout.write(`created ${r.id}: ${r.product} ${r.version}, ${r.waveCount} wave(s), ${r.state}\n`);
 }
 
-export async function rolloutStatusAction(id: string | undefined, f: ApiFlags & JsonFlag & { state?: string }): Promise<void> {
+export async function rolloutStatusAction(id: string | undefined, f: ApiFlags & JsonFlag & { state?: string; watch?: boolean }): Promise<void> {
   const client = new ApiClient(await resolveTarget(f));
+  if (f.watch) {
+    if (id === undefined) throw new CliError('USAGE', '--watch follows one rollout: give its id');
+    return watch(client, id, f.json === true);
+  }
   if (id === undefined) {
     const q = f.state ? `?state=${encodeURIComponent(f.state)}` : '';
     const { body } = await client.json<RolloutView[]>('GET', `/api/v1/rollouts${q}`);
@@ -152,7 +156,7 @@ export async function rolloutStatusAction(id: string | undefined, f: ApiFlags & 
     process.stdout.write(
       `${table(
         ['ID', 'NAME', 'STATE', 'VERSION', 'ENVIRONMENT', 'WAVE', 'CREATED'],
-        body.map((r) => [r.id, r.name ?? '-', r.state, `${r.product} ${r.version}`, r.environment ?? '-', `${r.wave + 1}/${r.waveCount}`, r.createdAt.slice(0, 19).replace('T', ' ')]),
+        body.map((r) => [r.id, r.name ?? '-', r.state, `${r.product} ${r.version}`, r.environment ?? '-', `${r.wave + 1}/${r.waveCount}`, shortTime(r.createdAt)]),
       )}\n${body.length} rollout(s)\n`,
     );
     return;
@@ -160,6 +164,38 @@ export async function rolloutStatusAction(id: string | undefined, f: ApiFlags & 
   const { body: r } = await client.json<StatusView>('GET', path(id));
   if (f.json) return printJson(r);
   process.stdout.write(`${describe(r)}\n`);
+}
+
+const FINAL_STATES = new Set(['completed', 'aborted']);
+
+/** One line per change: the time (with its zone), the state, and the counts that moved. */
+function progressLine(r: StatusView): string {
+  const p = r.progress;
+  const state = `${r.state}${r.pausedReason ? ` (${r.pausedReason})` : ''}${r.waitUntil ? ` until ${shortTime(r.waitUntil)}` : ''}`;
+  return `${shortTime(new Date().toISOString())}  ${state}, wave ${Math.max(r.wave + 1, 0)} of ${r.waveCount}: committed ${p.updated} of ${p.size}, failed ${p.failed}, rolled back ${p.rolledBack}, in flight ${p.sent + p.accepted + p.installing}, pending ${p.pending}`;
+}
+
+/**
+ * `sonde rollout status ID --watch`: follows the rollout until it completes or is aborted,
+ * printing a line whenever its state or counts change (with --json, one status object per
+ * change), then the full status. Polls once a second: one request, however large the rollout.
+ */
+async function watch(client: ApiClient, id: string, json: boolean): Promise<void> {
+  let last = '';
+  for (;;) {
+    const { body: r } = await client.json<StatusView>('GET', path(id));
+    const line = progressLine(r);
+    const key = line.slice(line.indexOf('  ') + 2);
+    if (key !== last) {
+      last = key;
+      process.stdout.write(json ? `${JSON.stringify(r)}\n` : `${line}\n`);
+    }
+    if (FINAL_STATES.has(r.state)) {
+      if (!json) process.stdout.write(`\n${describe(r)}\n`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 function describe(r: StatusView): string {
@@ -180,12 +216,14 @@ function describe(r: StatusView): string {
     '',
     table(
       ['WAVE', 'KIND', 'SIZE', 'COMMITTED', 'FAILED', 'ROLLED-BACK', 'IN FLIGHT', 'PENDING', 'SKIPPED', 'STARTED'],
-      r.waves.map((w) => [String(w.wave), w.kind, String(w.size), String(w.committed), String(w.failed), String(w.rolledBack), String(w.sent + w.accepted + w.installing), String(w.pending), String(w.skipped), w.started ? 'yes' : 'no']),
+      // Waves are counted from 1 everywhere the CLI shows them (the canary is wave 1); the API's
+      // `wave` fields are 0-based indexes.
+      r.waves.map((w) => [String(w.wave + 1), w.kind, String(w.size), String(w.committed), String(w.failed), String(w.rolledBack), String(w.sent + w.accepted + w.installing), String(w.pending), String(w.skipped), w.started ? 'yes' : 'no']),
     ),
   ];
   if (r.approvals.length) {
     lines.push('', 'approvals:');
-    for (const a of r.approvals) lines.push(`  ${a.kind}${a.wave !== null ? ` of wave ${a.wave}` : ''}${a.environment && a.kind === 'promotion' ? ` to ${a.environment}` : ''} by ${a.approvedByName} at ${a.approvedAt}`);
+    for (const a of r.approvals) lines.push(`  ${a.kind}${a.wave !== null ? ` of wave ${a.wave + 1}` : ''}${a.environment && a.kind === 'promotion' ? ` to ${a.environment}` : ''} by ${a.approvedByName} at ${a.approvedAt}`);
   }
   return lines.join('\n');
 }

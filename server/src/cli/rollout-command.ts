@@ -44,6 +44,7 @@ export function registerRolloutCommands(program: Command): void {
 
   api(rollout.command('status').description('one rollout: progress per wave, window, approvals; without an id, the list').argument('[id]', 'the rollout id (ro-…); none: list the rollouts'))
     .option('--state <states>', 'list only rollouts in these states (comma-separated)')
+    .option('--watch', 'follow the rollout live until it completes or is aborted, a line per change')
     .action(async (id: string | undefined, flags) => {
       useJsonOutput(flags.json === true);
       const { rolloutStatusAction } = await import('./rollout-actions.js');

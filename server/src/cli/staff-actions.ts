@@ -1,6 +1,6 @@
 import { progressBar } from '../../../base/src/cli/progress.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { bytes, printJson, table } from '../../../base/src/cli/output.js';
+import { bytes, printJson, shortTime, table } from '../../../base/src/cli/output.js';
 
 /**
  * The staff CLI (issue 5): `sonde upload`, `sonde packs`, `sonde probes`, `sonde probe`. Each is
@@ -52,7 +52,7 @@ export async function packsAction(flags: ApiFlags & JsonFlag): Promise<void> {
   process.stdout.write(
     `${table(
       ['SHA256', 'PRODUCT', 'VERSION', 'KIND', 'SIZE', 'UPLOADED'],
-      body.map((p) => [p.sha256.slice(0, 16), p.product, p.version, p.kind, bytes(p.size), p.uploadedAt.slice(0, 19).replace('T', ' ')]),
+      body.map((p) => [p.sha256.slice(0, 16), p.product, p.version, p.kind, bytes(p.size), shortTime(p.uploadedAt)]),
     )}\n`,
   );
 }
@@ -79,7 +79,7 @@ export async function probesAction(flags: ProbesFlags): Promise<void> {
   process.stdout.write(
     `${table(
       ['ID', 'CHANNEL', 'VERSION', 'HEALTH', 'ONLINE', 'LAST SEEN', 'GROUPS', 'TAGS'],
-      body.map((p) => [p.id, p.channel, p.version ?? '-', p.health ?? '-', p.online ? 'yes' : 'no', p.lastSeen?.slice(0, 19).replace('T', ' ') ?? 'never', p.groups.join(',') || '-', p.tags.join(',') || '-']),
+      body.map((p) => [p.id, p.channel, p.version ?? '-', p.health ?? '-', p.online ? 'yes' : 'no', (p.lastSeen ? shortTime(p.lastSeen) : 'never'), p.groups.join(',') || '-', p.tags.join(',') || '-']),
     )}\n${headers['x-total-count'] ?? body.length} probe(s)\n`,
   );
 }
