@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../pack/src/manifest.js';
 import type { Engine } from '../../agent/src/update/engine.js';
 import type { EngineOptions } from '../../agent/src/update/context.js';
-import { UPDATE_CODES, UpdateError } from '../../agent/src/update/errors.js';
+import { UPDATE_CODES } from '../../agent/src/update/errors.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
-import { checkPolicy, requiredBytes, type PolicyFacts } from '../../agent/src/update/policy.js';
+import { requiredBytes, type PolicyFacts } from '../../agent/src/update/policy.js';
+import { CREATED, facts, manifest, MiB, product, refusal } from '../helpers/policy-facts.js';
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import { storeRecipientKey } from '../../agent/src/update/probe-keys.js';
 import { loadPrivateKey } from '../../pack/src/key-files.js';
@@ -21,58 +22,6 @@ import { freePort } from '../probe-app/probe-root.js';
  * Policy checks (DESIGN.md, "Policy checks happen before staging"): every refusal has its own
  * documented code, and a refused pack leaves the probe exactly as it was.
  */
-const MiB = 1024 * 1024;
-const CREATED = '2025-03-01T10:00:00.000Z';
-
-function manifest(over: Partial<Manifest> = {}): Manifest {
-  return {
-    kind: 'servicepack',
-    product: 'probe-app',
-    version: '1.1.0',
-    compatible: ['probe-x1'],
-    requires: '>=1.0.0 <1.1.0',
-    minAgentVersion: '0.1.0',
-    securityVersion: 1,
-    createdAt: CREATED,
-    payloads: [],
-    ...over,
-  };
-}
-
-/** A product manifest: no `requires`. */
-function product(over: Partial<Manifest> = {}): Manifest {
-  const { requires: _dropped, ...m } = manifest({ kind: 'product', ...over });
-  return m;
-}
-
-/** A probe running probe-app 1.0.0 at noon, idle, with room, that would take `manifest()`. */
-function facts(over: Partial<PolicyFacts> = {}): PolicyFacts {
-  return {
-    manifest: manifest(),
-    model: 'probe-x1',
-    installed: { product: 'probe-app', version: '1.0.0', securityVersion: 1 },
-    securityFloor: 1,
-    newestCreatedAtSameSecurity: '2025-02-01T00:00:00.000Z',
-    newestAppliedSameKind: null,
-    agentVersion: '0.1.0',
-    freeBytes: 10_000 * MiB,
-    requiredBytes: 100 * MiB,
-    busyReason: null,
-    maintenanceWindow: null,
-    now: new Date(2025, 2, 1, 12, 0),
-    ...over,
-  };
-}
-
-function refusal(f: PolicyFacts): UpdateError | null {
-  try {
-    checkPolicy(f);
-    return null;
-  } catch (e) {
-    if (e instanceof UpdateError) return e;
-    throw e;
-  }
-}
 
 const REFUSALS: { code: string; why: string; facts: PolicyFacts; message: RegExp }[] = [
   { code: 'POLICY_INCOMPATIBLE_MODEL', why: 'the probe is another model', facts: facts({ model: 'probe-z9' }), message: /probe-z9.*probe-x1/ },
