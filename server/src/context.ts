@@ -44,6 +44,10 @@ export interface RouteDoc {
   readonly query?: unknown;
   readonly responses: Readonly<Record<string, string>>;
   readonly tag: string;
+  /** Request headers the route reads (name: what it means). */
+  readonly requestHeaders?: Readonly<Record<string, string>>;
+  /** Response headers it sets, by status (status: name: what it means). */
+  readonly responseHeaders?: Readonly<Record<string, Readonly<Record<string, string>>>>;
 }
 
 export interface ServerModule {

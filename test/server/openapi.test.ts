@@ -34,6 +34,21 @@ describe('/api/v1/openapi.json', () => {
     expect(JSON.stringify(doc.paths['/api/v1/tokens']!['post']!.requestBody)).toContain('"additionalProperties":false');
   });
 
+  it('passes a maintained OpenAPI validator (swagger-parser) with an operationId for each route, servers, and the headers the API uses', async () => {
+    const { default: SwaggerParser } = await import('@apidevtools/swagger-parser');
+    const doc = (await s.api<Record<string, unknown>>('GET', '/api/v1/openapi.json', { token: null })).body;
+    await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeTruthy();
+    const ops = Object.values(doc['paths'] as Record<string, Record<string, { operationId?: string; responses: Record<string, { headers?: Record<string, unknown> }>; parameters?: { name: string; in: string }[] }>>).flatMap((p) => Object.values(p));
+    const ids = ops.map((o) => o.operationId);
+    expect(ids.every((id) => typeof id === 'string' && /^[a-z][A-Za-z0-9]+$/.test(id))).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(doc['servers']).toEqual([{ url: '/', description: expect.any(String) }]);
+    const paths = doc['paths'] as Record<string, Record<string, { responses: Record<string, { headers?: Record<string, unknown>; content?: unknown }>; parameters?: { name: string; in: string }[] }>>;
+    expect(Object.keys(paths['/api/v1/probes']!['get']!.responses['200']!.headers ?? {})).toContain('X-Total-Count');
+    expect(paths['/api/v1/packs/{sha256}/content']!['get']!.parameters!.filter((p) => p.in === 'header').map((p) => p.name)).toEqual(['Range', 'If-Range', 'If-None-Match']);
+    expect(JSON.stringify(paths['/api/v1/packs']!['get']!.responses['401']!.content)).toContain('#/components/schemas/Error');
+  });
+
   it('refuses to register a route that declares no access', async () => {
     const { default: Fastify } = await import('fastify');
     const { installAccessControl } = await import('../../server/src/http/access.js');

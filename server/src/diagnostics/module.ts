@@ -43,6 +43,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     tag: 'diagnostics',
     summary: 'Download a diagnostics bundle (tar.gz)',
     access: 'operator',
+    responseHeaders: { '200': { 'X-Sonde-Sha256': 'the bundle sha256', 'Content-Disposition': 'attachment; filename=…' } },
     responses: { '200': 'application/gzip', '404': 'NOT_FOUND' },
   },
   {
@@ -51,6 +52,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     tag: 'diagnostics',
     summary: 'The probe itself: how much of its bundle the server holds (also as HEAD: Upload-Offset, X-Sonde-Complete)',
     access: 'probe-self',
+    responseHeaders: { '200': { 'Upload-Offset': 'bytes of the bundle the server holds', 'X-Sonde-Complete': 'true once the whole bundle is held' } },
     responses: { '200': '{ receivedBytes, complete }', '404': 'NOT_FOUND' },
   },
   {
@@ -59,6 +61,8 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     tag: 'diagnostics',
     summary: 'The probe itself: upload (a range of) its bundle, Content-Range and X-Sonde-Sha256 required',
     access: 'probe-self',
+    requestHeaders: { 'Content-Range': 'bytes FROM-LAST/TOTAL (required)', 'X-Sonde-Sha256': 'the whole bundle sha256 (required)' },
+    responseHeaders: { '200': { 'Upload-Offset': 'bytes held' }, '201': { 'Upload-Offset': 'bytes held' }, '416': { 'Upload-Offset': 'where to resume' } },
     responses: {
       '200': '{ receivedBytes, complete: false }',
       '201': '{ receivedBytes, complete: true }',

@@ -11,13 +11,24 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string): R
   for (const r of routes) {
     const params = [...r.path.matchAll(/\{([A-Za-z0-9]+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
     const query = r.query ? queryParameters(r.query as z.ZodType) : [];
+    const headers = Object.entries(r.requestHeaders ?? {}).map(([name, description]) => ({ name, in: 'header', required: false, description, schema: { type: 'string' } }));
     const op: Record<string, unknown> = {
+      operationId: operationId(r.method, r.path),
       summary: r.summary,
       tags: [r.tag],
       'x-sonde-access': r.access,
       ...(r.access === 'public' ? { security: [] } : {}),
-      ...(params.length + query.length ? { parameters: [...params, ...query] } : {}),
-      responses: Object.fromEntries(Object.entries(r.responses).map(([status, description]) => [status, { description }])),
+      ...(params.length + query.length + headers.length ? { parameters: [...params, ...query, ...headers] } : {}),
+      responses: Object.fromEntries(
+        Object.entries({ ...r.responses, ...(r.access === 'public' ? {} : { '401': r.responses['401'] ?? 'AUTH_REQUIRED' }) }).map(([status, description]) => [
+          status,
+          {
+            description,
+            ...(r.responseHeaders?.[status] ? { headers: Object.fromEntries(Object.entries(r.responseHeaders[status]).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }])) } : {}),
+            ...(Number(status) >= 400 ? { content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } } : {}),
+          },
+        ]),
+      ),
     };
     if (r.body) op['requestBody'] = { required: true, content: { 'application/json': { schema: jsonSchema(r.body as z.ZodType) } } };
     if (r.method === 'POST' && r.path === '/api/v1/packs') {
@@ -32,10 +43,34 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string): R
       version,
       description: 'Packs, inventory and commands for fleets of network probes. Errors answer { statusCode, code, error, message }; the codes are in docs/errors.md.',
     },
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A staff token (viewer, operator, admin) or a probe token' } } },
+    servers: [{ url: '/', description: 'this server (the document is served by the server it describes)' }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A staff token (viewer, operator, admin) or a probe token' } },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['statusCode', 'code', 'error', 'message'],
+          properties: {
+            statusCode: { type: 'integer' },
+            code: { type: 'string', description: 'a stable code, documented in docs/errors.md' },
+            error: { type: 'string' },
+            message: { type: 'string' },
+          },
+        },
+      },
+    },
     security: [{ bearer: [] }],
     paths,
   };
+}
+
+/** `GET /api/v1/probes/{id}/diagnostics` → `getProbesIdDiagnostics`: stable, unique per route. */
+export function operationId(method: string, path: string): string {
+  const words = path
+    .replace(/^\/api\/v1\//, '/')
+    .split(/[/{}._-]+/)
+    .filter(Boolean);
+  return `${method.toLowerCase()}${words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('')}`;
 }
 
 function jsonSchema(schema: z.ZodType): unknown {

@@ -20,6 +20,13 @@ export const PACK_CONTENT_ROUTES: readonly RouteDoc[] = [
     tag: 'packs',
     summary: 'Download a pack (Range: bytes=…; ETag is the sha256)',
     access: 'probe-or-viewer (a probe: only packs a command to it names)',
+    requestHeaders: { Range: 'bytes=N-, bytes=N-M or bytes=-N', 'If-Range': 'the ETag; another validator gets the whole pack', 'If-None-Match': 'the ETag (strong, weak or *): 304' },
+    responseHeaders: {
+      '200': { ETag: 'the pack sha256, quoted', 'Accept-Ranges': 'bytes' },
+      '206': { 'Content-Range': 'bytes START-END/SIZE', ETag: 'the pack sha256, quoted' },
+      '304': { ETag: 'the pack sha256, quoted' },
+      '416': { 'Content-Range': 'bytes */SIZE' },
+    },
     responses: {
       '200': 'the whole pack (application/octet-stream)',
       '304': 'If-None-Match names its ETag: the client has it',

@@ -14,6 +14,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     summary: 'List probes (filters: channel, group, tag, online; limit, offset); the total is in X-Total-Count',
     access: 'viewer',
     query: probeListQuery,
+    responseHeaders: { '200': { 'X-Total-Count': 'probes matching the filters, all pages together' } },
     responses: { '200': 'an array of probes', '401': 'AUTH_REQUIRED' },
   },
   {
