@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ServerError } from './errors.js';
+import { DEFAULT_RETENTION } from './store/retention.js';
 
 /**
  * `sonde server` options, parsed strictly (an unknown key is refused and named) and frozen
@@ -43,6 +44,12 @@ export const serverOptionsSchema = z
      */
     mqttConcurrency: z.number().int().positive().default(1000),
     pollRepeatMs: z.number().int().positive().default(60_000),
+    /** Retention (store/retention.ts): how long events, the audit log and finished history are kept. */
+    keepEventsMs: z.number().int().positive().default(DEFAULT_RETENTION.eventsMaxAgeMs),
+    keepAuditMs: z.number().int().positive().default(DEFAULT_RETENTION.auditMaxAgeMs),
+    keepHistoryMs: z.number().int().positive().default(DEFAULT_RETENTION.historyMaxAgeMs),
+    /** How often the retention pass runs (and once at start). */
+    retentionEveryMs: z.number().int().positive().default(3_600_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

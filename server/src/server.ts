@@ -13,6 +13,7 @@ import { buildHttpApp, SERVER_VERSION } from './http/app.js';
 import { IngestQueue } from './inventory/ingest-queue.js';
 import { ProbeService } from './inventory/probe-service.js';
 import { StuckCheck } from './inventory/stuck-check.js';
+import { RetentionJob, retentionPolicy } from './inventory/retention-job.js';
 import { createServerLogger } from './log.js';
 import { Metrics } from './metrics/registry.js';
 import { DEFAULT_MODULES } from './modules.js';
@@ -193,6 +194,9 @@ async function boot(
   const stuck = new StuckCheck(store, webhooks, log.child({ component: 'stuck-check' }), options.stuckAfterMs, options.stuckCheckEveryMs);
   stuck.start();
   cleanups.push(() => stuck.stop());
+  const retention = new RetentionJob(store, retentionPolicy(options), log.child({ component: 'retention' }), options.retentionEveryMs);
+  retention.start();
+  cleanups.push(() => retention.stop());
   for (const m of modules) {
     if (m.stop) cleanups.push(() => m.stop!());
     await m.start?.(context);

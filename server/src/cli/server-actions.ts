@@ -35,6 +35,9 @@ export interface ServeFlags {
   mqttUrl?: string;
   webhookUrl?: string;
   stuckAfter?: string;
+  keepEvents?: string;
+  keepAudit?: string;
+  keepHistory?: string;
   maxPackSize?: string;
   logLevel?: string;
 }
@@ -63,6 +66,9 @@ export async function serveAction(flags: ServeFlags): Promise<void> {
     ...(flags.mqttUrl ? { mqttUrl: flags.mqttUrl } : {}),
     ...(flags.webhookUrl ? { webhookUrl: flags.webhookUrl } : {}),
     ...(flags.stuckAfter ? { stuckAfterMs: usage(() => parseDuration(flags.stuckAfter!)) } : {}),
+    ...(flags.keepEvents ? { keepEventsMs: usage(() => parseDuration(flags.keepEvents!)) } : {}),
+    ...(flags.keepAudit ? { keepAuditMs: usage(() => parseDuration(flags.keepAudit!)) } : {}),
+    ...(flags.keepHistory ? { keepHistoryMs: usage(() => parseDuration(flags.keepHistory!)) } : {}),
     ...(flags.maxPackSize ? { maxPackBytes: usage(() => parseSize(flags.maxPackSize!)) } : {}),
     ...(flags.logLevel ? { logLevel: flags.logLevel as 'info' } : {}),
   });

@@ -21,6 +21,9 @@ export function registerServerCommand(program: Command): void {
     .option('--mqtt-url <url>', 'use an external broker (Mosquitto) instead of the embedded one')
     .option('--webhook-url <url>', 'POST a JSON event here when a rollout pauses itself or a probe is stuck')
     .option('--stuck-after <duration>', 'a command silent this long makes a probe.stuck webhook (default 30m)')
+    .option('--keep-events <duration>', 'delete probe events older than this (default 90d; each probe keeps its newest 500)')
+    .option('--keep-audit <duration>', 'delete audit rows older than this (default 400d; at most 1,000,000 kept)')
+    .option('--keep-history <duration>', 'delete finished commands and deployments older than this (default 400d; each probe keeps its newest 100 deployments)')
     .option('--max-pack-size <size>', 'largest pack accepted (default 4G)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(async (flags) => {

@@ -221,4 +221,14 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     id: '0003-rollout-targets-order',
     statements: [`DROP INDEX IF EXISTS rollout_targets_wave`, `CREATE INDEX rollout_targets_state ON rollout_targets (rollout_id, state, wave, position)`],
   },
+  // Retention (retention.ts) deletes by age: without these, each pass read whole tables.
+  {
+    id: '0004-retention-indexes',
+    statements: [
+      `CREATE INDEX events_received ON events (received_at)`,
+      `CREATE INDEX audit_at ON audit (at)`,
+      `CREATE INDEX commands_finished ON commands (finished_at)`,
+      `CREATE INDEX deployments_finished ON deployments (finished_at)`,
+    ],
+  },
 ]);

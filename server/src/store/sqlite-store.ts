@@ -7,6 +7,7 @@ import { SqliteProbes } from './sqlite-probes.js';
 import { SqliteTokens } from './sqlite-tokens.js';
 import { SqliteRollouts } from '../rollouts/sqlite-rollouts.js';
 import type { IngestBatch, IngestResult, Store } from './types.js';
+import { pruneStore, type PruneResult, type RetentionPolicy } from './retention.js';
 
 /**
  * The better-sqlite3 Store: one database file (`<data>/sonde.db`, WAL), its migrations applied
@@ -40,6 +41,10 @@ export class SqliteStore implements Store {
       throw e;
     }
     return new SqliteStore(sql);
+  }
+
+  async prune(policy: RetentionPolicy, now: Date): Promise<PruneResult> {
+    return pruneStore(this.sql, policy, now);
   }
 
   async ingest(batch: IngestBatch): Promise<IngestResult> {

@@ -1,6 +1,7 @@
 import type { Command, ProbeEvent, ProbeState } from '../../../base/src/protocol/messages.js';
 import type { Manifest } from '../../../pack/src/index.js';
 import type { RolloutRepository } from '../rollouts/rollout-repository.js';
+import type { PruneResult, RetentionPolicy } from './retention.js';
 
 /**
  * The fleet server's repository interface (issue 5: "better-sqlite3 storage behind a small
@@ -330,6 +331,8 @@ export interface Store {
   /** The rollouts module's repository (server/src/rollouts/rollout-repository.ts). */
   readonly rollouts: RolloutRepository;
   ingest(batch: IngestBatch): Promise<IngestResult>;
+  /** One retention pass (retention.ts): what is older or beyond the counts goes. */
+  prune(policy: RetentionPolicy, now: Date): Promise<PruneResult>;
   /** A consistent copy of the whole database while it is in use (the SQLite backup API). */
   backup(destination: string): Promise<void>;
   close(): Promise<void>;
