@@ -36,6 +36,7 @@ const TARGETS = {
     'test/security/tar-entry-type.test.ts',
     'test/security/tar-size-and-count.test.ts',
     'test/security/decompression-bomb.test.ts',
+    'test/security/safe-extractor.test.ts',
   ],
   'agent/src/update/config-ops.ts': ['test/update/units.test.ts', 'test/update/config-ops.test.ts'],
   'agent/src/update/site-vars.ts': ['test/update/units.test.ts', 'test/update/site-vars.test.ts'],
