@@ -74,10 +74,14 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs `sonde ...args` with `input` on stdin (stdin is closed at once without it), in `cwd` when given. */
-export function sonde(args: readonly string[], input = '', cwd?: string): Promise<CliRun> {
+/**
+ * Runs `sonde ...args` with `input` on stdin (stdin is closed at once without it), in `cwd` when
+ * given, with `env` added to the environment (e.g. SONDE_SERVER and SONDE_TOKEN).
+ */
+export function sonde(args: readonly string[], input = '', cwd?: string, env?: Readonly<Record<string, string>>): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = execFile(process.execPath, [CLI, ...args], { maxBuffer: 16 * 1024 * 1024, timeout: 60_000, ...(cwd ? { cwd } : {}) }, (e, stdout, stderr) => {
+    const options = { maxBuffer: 16 * 1024 * 1024, timeout: 60_000, ...(cwd ? { cwd } : {}), ...(env ? { env: { ...process.env, ...env } } : {}) };
+    const child = execFile(process.execPath, [CLI, ...args], options, (e, stdout, stderr) => {
       const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? ((e as { code: number }).code) : -1) : 0;
       if (e && code === -1) reject(e);
       else resolve({ args, code, stdout, stderr });

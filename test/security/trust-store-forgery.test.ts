@@ -1,12 +1,12 @@
 import type { X509Certificate } from 'node:crypto';
-import { createPrivateKey } from 'node:crypto';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readExtensions } from '../../pack/src/cert-extensions.js';
-import { fingerprintHex, signRevocations } from '../../pack/src/revocations.js';
+import { fingerprintHex } from '../../pack/src/revocations.js';
 import { admitTrustPayload, keyringFromCertificates, loadKeyring, verifyChain, verifyTrustPackSigner, type ChainContext } from '../../pack/src/trust.js';
 import { oddPki, type OddCert } from '../helpers/odd-pki.js';
+import { signedList, verdict } from '../helpers/trust-verdict.js';
 import { scratch } from '../helpers/packs.js';
 
 /**
@@ -25,15 +25,6 @@ let rootKey = '';
 const ctx: ChainContext = { timeFloor: null, extensionsOf: readExtensions };
 const at = (c: X509Certificate): Date => new Date(Date.parse(c.validFrom) + 1000);
 
-function verdict(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-    return { code: 'ok', message: '' };
-  } catch (e) {
-    return { code: (e as { code?: string }).code ?? 'none', message: (e as Error).message };
-  }
-}
-
 async function thrown(p: Promise<unknown>): Promise<Error & { code?: string }> {
   return p.then(
     () => {
@@ -43,10 +34,7 @@ async function thrown(p: Promise<unknown>): Promise<Error & { code?: string }> {
   );
 }
 
-function list(issuer: OddCert, key: string, sequence: number, revoked: { serial?: string; fingerprint256?: string }[]): string {
-  const body = { issuer: fingerprintHex(issuer.cert), sequence, issuedAt: new Date().toISOString(), revoked: revoked.map((r) => ({ ...r, revokedAt: new Date().toISOString() })) };
-  return JSON.stringify(signRevocations(body, createPrivateKey(key)));
-}
+const list = signedList;
 
 beforeAll(async () => {
   tmp = await scratch('sonde-trust-forgery-');

@@ -1,12 +1,12 @@
 import type { X509Certificate } from 'node:crypto';
-import { createPrivateKey } from 'node:crypto';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readExtensions } from '../../pack/src/cert-extensions.js';
-import { fingerprintHex, normaliseSerial, signRevocations } from '../../pack/src/revocations.js';
+import { fingerprintHex, normaliseSerial } from '../../pack/src/revocations.js';
 import { admitTrustPayload, keyringFromCertificates, loadKeyring, verifyChain, verifyTrustPackSigner, type ChainContext, type Keyring } from '../../pack/src/trust.js';
 import { oddPki, type OddCert } from '../helpers/odd-pki.js';
+import { averdict, signedList, verdict } from '../helpers/trust-verdict.js';
 import { scratch } from '../helpers/packs.js';
 
 /**
@@ -30,27 +30,8 @@ const keyringOf = (): Keyring => (sharedKeyring ??= keyringFromCertificates([roo
 const ctx = (timeFloor: Date | null = null): ChainContext => ({ timeFloor, extensionsOf: readExtensions });
 const at = (c: X509Certificate): Date => new Date(Date.parse(c.validFrom) + 1000);
 
-/** The code a call throws (or 'ok'), and its message. */
-function verdict(fn: () => unknown): { code: string; message: string } {
-  try {
-    fn();
-    return { code: 'ok', message: '' };
-  } catch (e) {
-    return { code: (e as { code?: string }).code ?? 'none', message: (e as Error).message };
-  }
-}
-async function averdict(fn: () => Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await fn();
-    return { code: 'ok', message: '' };
-  } catch (e) {
-    return { code: (e as { code?: string }).code ?? 'none', message: (e as Error).message };
-  }
-}
-
 function list(issuer: OddCert, sequence: number, revoked: { serial?: string; fingerprint256?: string }[]): string {
-  const body = { issuer: fingerprintHex(issuer.cert), sequence, issuedAt: new Date().toISOString(), revoked: revoked.map((r) => ({ ...r, revokedAt: new Date().toISOString() })) };
-  return JSON.stringify(signRevocations(body, createPrivateKey(readFileSyncCache.get(issuer.keyPath)!)));
+  return signedList(issuer, readFileSyncCache.get(issuer.keyPath)!, sequence, revoked);
 }
 const readFileSyncCache = new Map<string, string>();
 

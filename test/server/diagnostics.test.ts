@@ -27,18 +27,8 @@ let probe: ProbeFixture;
 let daemon: InProcessDaemon | null = null;
 let viewer: string;
 
-async function cli(args: string[], token = s.admin, cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const saved = { server: process.env['SONDE_SERVER'], token: process.env['SONDE_TOKEN'] };
-  process.env['SONDE_SERVER'] = s.url;
-  process.env['SONDE_TOKEN'] = token;
-  try {
-    return await sonde(args, '', cwd);
-  } finally {
-    for (const [k, v] of [['SONDE_SERVER', saved.server], ['SONDE_TOKEN', saved.token]] as const) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
+function cli(args: string[], token = s.admin, cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return sonde(args, '', cwd, { SONDE_SERVER: s.url, SONDE_TOKEN: token });
 }
 
 async function unpack(file: string): Promise<{ dir: string; files: string[]; text: string }> {

@@ -35,21 +35,8 @@ interface CommandView {
 
 const ID = 'rb-probe';
 
-function env(token = s.admin): NodeJS.ProcessEnv {
-  return { SONDE_SERVER: s.url, SONDE_TOKEN: token };
-}
-
-async function cli(args: string[], token?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const saved = { server: process.env['SONDE_SERVER'], token: process.env['SONDE_TOKEN'] };
-  Object.assign(process.env, env(token));
-  try {
-    return await sonde(args);
-  } finally {
-    for (const [k, v] of [['SONDE_SERVER', saved.server], ['SONDE_TOKEN', saved.token]] as const) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
+function cli(args: string[], token = s.admin): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return sonde(args, '', undefined, { SONDE_SERVER: s.url, SONDE_TOKEN: token });
 }
 
 async function finished(commandId: string): Promise<CommandView> {

@@ -2,24 +2,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyOp, applyTemplate, getPath, loadConfigMigrations, migrateConfig, type ConfigDoc, type ConfigMigration } from '../../agent/src/update/config-ops.js';
-import { UpdateError } from '../../agent/src/update/errors.js';
 import { scratch } from '../helpers/packs.js';
+import { thrown } from '../helpers/thrown.js';
 
 /**
  * Config migration and template merge, beyond units.test.ts: a pack's config ops and template come
  * from a signed release, but a mistake in one (or a vendor key used carelessly) must never reach
  * the agent's own objects, and the order and merge rules are what a probe's config depends on.
  */
-function thrown(fn: () => unknown): UpdateError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UpdateError) return e;
-    throw e;
-  }
-  throw new Error('expected an UpdateError');
-}
-
 let tmp: { dir: string; cleanup: () => Promise<void> };
 beforeAll(async () => {
   tmp = await scratch('sonde-config-ops-');

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fillTemplate, isVarName, readSiteVars, referencedVars, setSiteVar, siteVarNames } from '../../agent/src/update/site-vars.js';
 import { UpdateError } from '../../agent/src/update/errors.js';
 import { scratch } from '../helpers/packs.js';
+import { thrown } from '../helpers/thrown.js';
 
 /**
  * Site variables beyond units.test.ts: the file that holds the operator's secrets (mode, errors
@@ -16,16 +17,6 @@ beforeAll(async () => {
   tmp = await scratch('sonde-site-vars-');
 });
 afterAll(() => tmp.cleanup());
-
-function thrown(fn: () => unknown): UpdateError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UpdateError) return e;
-    throw e;
-  }
-  throw new Error('expected an UpdateError');
-}
 
 describe('a template that names what only the prototype has', () => {
   it('reads #{toString}, #{constructor} and #{hasOwnProperty} as missing, never as Object\'s own functions', () => {

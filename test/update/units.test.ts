@@ -12,7 +12,6 @@ import {
   type ConfigDoc,
   type ConfigMigration,
 } from '../../agent/src/update/config-ops.js';
-import { UpdateError } from '../../agent/src/update/errors.js';
 import { EVENTS, MAX_RESUMES, OUTCOMES, RESUME, STATES, TRANSITIONS, isOutcome, mayHaveSwitched, next } from '../../agent/src/update/machine.js';
 import { loadMigrations, planMigrations, type Migration } from '../../agent/src/update/migrations.js';
 import { planInstall } from '../../agent/src/update/plan.js';
@@ -20,17 +19,7 @@ import { insideWindow } from '../../agent/src/update/policy.js';
 import { fillTemplate, isVarName, referencedVars } from '../../agent/src/update/site-vars.js';
 import { CONFIG_OPS_0002, CONFIG_OPS_0003, CONFIG_TEMPLATE_V1 } from '../../images/src/samples/index.js';
 import { scratch } from '../helpers/packs.js';
-
-/** The pure parts of the install engine: config ops, templates, migration plans, windows, plans, the machine. */
-function thrown(fn: () => unknown): UpdateError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UpdateError) return e;
-    throw e;
-  }
-  throw new Error('expected an UpdateError');
-}
+import { thrown } from '../helpers/thrown.js';
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 beforeAll(async () => {
