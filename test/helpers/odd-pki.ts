@@ -92,6 +92,8 @@ extendedKeyUsage = codeSigning
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = codeSigning
+subjectKeyIdentifier = none
+authorityKeyIdentifier = none
 [root_unknown_critical]
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyMigrations, dbVersion, loadMigrations, snapshotDatabase, type Migration } from '../../agent/src/update/migrations.js';
@@ -110,6 +110,18 @@ describe('applying migrations', () => {
 });
 
 describe('reading and copying a database', () => {
+  it('leaves no database file open behind it (a daemon that runs for months would run out)', async () => {
+    const openFiles = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+    const path = db(join(tmp.dir, 'fds.db'), 'CREATE TABLE t (x)', 2);
+    const before = await openFiles();
+    for (let i = 0; i < 3; i++) {
+      dbVersion(path);
+      applyMigrations(path, [m(3 + i, `step${i}`, `CREATE TABLE s${i} (x)`)]);
+      await snapshotDatabase(path, join(tmp.dir, `fds-copy-${i}.db`));
+    }
+    expect(await openFiles()).toBe(before);
+  });
+
   it('reads user_version without creating a missing file', () => {
     expect(dbVersion(db(join(tmp.dir, 'v5.db'), 'CREATE TABLE t (x)', 5))).toBe(5);
     const missing = join(tmp.dir, 'missing.db');
