@@ -35,8 +35,9 @@ export async function loadMigrations(dir: string): Promise<Migration[]> {
     entry[m[3] as 'up' | 'down'] = await readFile(join(dir, n), 'utf8');
     byVersion.set(version, entry);
   }
+  // The names were read sorted, and NNNN is zero-padded: the map holds the versions in order.
   const out: Migration[] = [];
-  for (const [version, e] of [...byVersion.entries()].sort((a, b) => a[0] - b[0])) {
+  for (const [version, e] of byVersion.entries()) {
     if (e.up === undefined) throw new UpdateError('MIGRATION_FAILED', `migration ${version} has no .up.sql`);
     out.push({ version, name: e.name, up: e.up, down: e.down ?? null });
   }
