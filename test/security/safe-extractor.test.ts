@@ -1,4 +1,4 @@
-import { lstat, mkdir, readFile, readlink, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InnerHeader } from '../../pack/src/payload-tar.js';
@@ -93,7 +93,18 @@ describe('entries', () => {
     expect(await readFile(join(root, 'f'), 'utf8')).toBe('one');
   });
 
-  it('makes folders 0755 and files with the mode the entry names, writing each chunk where it belongs', async () => {
+  it('makes folders 0755 and files with the mode the entry names, whatever the umask, writing each chunk where it belongs', async () => {
+    const umask = process.umask(0);
+    try {
+      const { x: y, root: r } = await fresh();
+      await write(y, file('implied/deeper/f', 1, 0o600), 'x');
+      await y.entry(dir('made'));
+      await y.finish();
+      for (const d of ['implied', 'implied/deeper', 'made']) expect((await stat(join(r, d))).mode & 0o777, d).toBe(0o755);
+      expect((await stat(join(r, 'implied/deeper/f'))).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(umask);
+    }
     const { x, root } = await fresh();
     await x.entry(dir('conf'));
     await write(x, file('conf/app.json', 10, 0o640), 'hello ', 'world');
@@ -130,12 +141,32 @@ describe('links', () => {
     expect((await lstat(join(root, 'dots..name'))).isSymbolicLink()).toBe(true);
   });
 
-  it('never writes through a symlink or under a file', async () => {
+  it('never writes through a symlink or under a file, at any depth, a hardlink counting as a file', async () => {
     const { x } = await fresh();
     await write(x, symlink('l', 'data'));
     expect(await refusal(x.entry(file('l/evil')))).toEqual({ code: 'UNSAFE_PATH', message: '"l/evil" would be written through the symlink "l"' });
     await write(x, file('f'));
     expect(await refusal(x.entry(file('f/evil')))).toEqual({ code: 'UNSAFE_PATH', message: '"f/evil" would be written under the file "f"' });
+    await write(x, symlink('a/b', '../data'));
+    expect(await refusal(x.entry(file('a/b/c/evil')))).toEqual({ code: 'UNSAFE_PATH', message: '"a/b/c/evil" would be written through the symlink "a/b"' });
+    await write(x, hardlink('h', 'f'));
+    expect(await refusal(x.entry(file('h/evil')))).toEqual({ code: 'UNSAFE_PATH', message: '"h/evil" would be written under the file "h"' });
+  });
+
+  it('leaves no file open, small or large, flushed early or not, finished or aborted (a daemon would run out)', async () => {
+    const openFiles = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+    const before = await openFiles();
+    for (const flush of [false, true]) {
+      const { x } = await fresh(10, flush);
+      await write(x, file('small'), 'x');
+      await write(x, file('large', 300 * 1024), 'y'.repeat(300 * 1024));
+      await x.finish();
+      const { x: cut } = await fresh(10, flush);
+      await cut.entry(file('half', 10));
+      cut.data(Buffer.from('half'));
+      await cut.abort();
+    }
+    expect(await openFiles()).toBe(before);
   });
 
   it('makes a hardlink only to a regular file extracted before it', async () => {
@@ -166,6 +197,8 @@ describe('links', () => {
     await write(fine.x, file('real/f'));
     await write(fine.x, symlink('real/back', './f'));
     await write(fine.x, symlink('nowhere', 'missing/deeper'));
+    // A '..' before the part that does not exist, staying inside, is fine.
+    await write(fine.x, symlink('real/up-then-missing', '../real/missing'));
     expect(await refusal(fine.x.finish())).toEqual({ code: 'ok', message: '' });
   });
 
