@@ -26,7 +26,12 @@ const TARGETS = {
     'test/security/trust-store-forgery.test.ts',
   ],
   'pack/src/root-rotation.ts': ['test/fuzz/root-rotation-fuzz.test.ts', 'test/security/root-rotation-walk.test.ts'],
-  'pack/src/revocations.ts': ['test/security/revoked-signer.test.ts', 'test/security/trust-store.test.ts', 'test/security/chain-rfc5280.test.ts'],
+  'pack/src/revocations.ts': [
+    'test/security/revoked-signer.test.ts',
+    'test/security/trust-store.test.ts',
+    'test/security/chain-rfc5280.test.ts',
+    'test/security/revocation-list.test.ts',
+  ],
   'agent/src/update/policy.ts': ['test/update/units.test.ts', 'test/update/policy.test.ts', 'test/update/policy-edges.test.ts'],
   'agent/src/update/machine.ts': ['test/update/units.test.ts', 'test/update/outcome.test.ts'],
   'agent/src/update/migrations.ts': ['test/update/units.test.ts', 'test/update/migrations.test.ts'],
