@@ -34,8 +34,6 @@ async function thrown(p: Promise<unknown>): Promise<Error & { code?: string }> {
   );
 }
 
-const list = signedList;
-
 beforeAll(async () => {
   tmp = await scratch('sonde-trust-forgery-');
   pki = await oddPki(join(tmp.dir, 'pki'));
@@ -77,7 +75,7 @@ describe('a chain that carries its root', () => {
   });
 
   it('is judged whole: a revoked signer, or one not valid at creation, is refused even with the root in the chain', () => {
-    const revoking = keyringFromCertificates([root.cert], list(root, rootKey, 1, [{ fingerprint256: fingerprintHex(leaf.cert) }]));
+    const revoking = keyringFromCertificates([root.cert], signedList(root, rootKey, 1, [{ fingerprint256: fingerprintHex(leaf.cert) }]));
     expect(verdict(() => verifyChain([leaf.cert, inter.cert, root.cert], at(leaf.cert), revoking, ctx)).code).toBe('CERT_REVOKED');
     const early = new Date(Date.parse(leaf.cert.validFrom) - 1000);
     expect(verdict(() => verifyChain([leaf.cert, inter.cert, root.cert], early, keyringFromCertificates([root.cert]), ctx)).code).toBe('CERT_NOT_VALID_AT_CREATION');
@@ -125,8 +123,8 @@ describe('trust packs', () => {
     const dir = join(tmp.dir, 'payload-stale');
     await mkdir(join(dir, 'roots'), { recursive: true });
     await writeFile(join(dir, 'roots', 'root.crt'), root.pem);
-    await writeFile(join(dir, 'revocations.json'), list(root, rootKey, 2, []));
-    const e = await thrown(admitTrustPayload(keyringFromCertificates([root.cert], list(root, rootKey, 5, [])), dir, root.cert));
+    await writeFile(join(dir, 'revocations.json'), signedList(root, rootKey, 2, []));
+    const e = await thrown(admitTrustPayload(keyringFromCertificates([root.cert], signedList(root, rootKey, 5, [])), dir, root.cert));
     expect(e.code).toBe('REVOCATIONS_NOT_NEWER');
     expect(e.message).toBe('the trust pack revocation list has sequence 2; the probe holds 5, and a list never goes back');
   });

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { bytes, parseDuration, printJson } from '../../../base/src/cli/output.js';
 import { ServerError } from '../errors.js';
+import { TERMINAL_STATUSES, type CommandStatus } from '../store/types.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
 
 /**
@@ -20,11 +21,9 @@ export interface DiagnoseFlags extends ApiFlags {
 
 interface CommandView {
   commandId: string;
-  status: string;
+  status: CommandStatus;
   errorCode: string | null;
 }
-
-const FINAL = new Set(['succeeded', 'failed', 'refused', 'cancelled']);
 
 export async function diagnoseAction(id: string, flags: DiagnoseFlags): Promise<void> {
   let timeoutMs: number;
@@ -42,7 +41,7 @@ export async function diagnoseAction(id: string, flags: DiagnoseFlags): Promise<
   }
   const until = Date.now() + timeoutMs;
   let last = c;
-  while (!FINAL.has(last.status)) {
+  while (!TERMINAL_STATUSES.has(last.status)) {
     if (Date.now() > until) {
       throw new ServerError('DIAGNOSTICS_UNAVAILABLE', `no bundle from ${id} within ${flags.timeout ?? '2m'} (command ${c.commandId} is ${last.status}; an offline probe answers when it next connects)`);
     }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { RouteDoc, ServerContext, ServerModule } from '../context.js';
 import { ServerError } from '../errors.js';
 import { parseWith } from '../http/replies.js';
-import { commandParam, probeParam } from '../http/schemas.js';
+import { commandParam, noBody, probeParam } from '../http/schemas.js';
 import { commandView } from '../http/views.js';
 import { TERMINAL_STATUSES } from '../store/types.js';
 import { DiagnosticsStore, parseContentRange } from './diagnostics-store.js';
@@ -18,7 +18,6 @@ import { DiagnosticsStore, parseContentRange } from './diagnostics-store.js';
  */
 const uploadParams = z.object({ id: z.string(), commandId: z.string() }).strict();
 const sha256Header = z.string().regex(/^[0-9a-f]{64}$/);
-const noBody = z.object({}).strict();
 
 export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
   {

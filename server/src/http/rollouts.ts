@@ -8,6 +8,7 @@ import { ENVIRONMENTS } from '../rollouts/environments.js';
 import { ROLLOUT_STATES, TARGET_STATES } from '../rollouts/machine.js';
 import type { RolloutService } from '../rollouts/rollout-service.js';
 import { approvalView, rolloutView, statusView, targetView } from '../rollouts/views.js';
+import { noBody } from './schemas.js';
 import { parseWith } from './replies.js';
 
 /**
@@ -17,7 +18,6 @@ import { parseWith } from './replies.js';
  * hooks (who, what, when), with the rollout id as target.
  */
 const idParam = z.object({ id: z.string() }).strict();
-const noBody = z.object({}).strict();
 const csv = <T extends readonly [string, ...string[]]>(values: T) =>
   z
     .string()

@@ -12,6 +12,8 @@ const labels = z.array(label).max(32);
 
 export const sha256Param = z.object({ sha256: z.string() }).strict();
 export const probeParam = z.object({ id: z.string() }).strict();
+/** A POST that takes no body: `{}` or none, anything else refused. */
+export const noBody = z.object({}).strict();
 export const commandParam = z.object({ commandId: z.string() }).strict();
 export const tokenParam = z.object({ tokenId: z.string() }).strict();
 
