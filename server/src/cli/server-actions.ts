@@ -208,9 +208,13 @@ export async function exportAction(flags: { data: string; out: string; pack: str
 export async function importAction(file: string, flags: { data: string }): Promise<void> {
   await withLocal(flags.data, async (l) => {
     const r = await importPacks(l.store, l.paths, resolve(file), `import:${userInfo().username}`);
-    await l.audit('server import', resolve(file), { packs: r.packs.map((p) => p.sha256), sections: r.sections });
+    const counts = Object.fromEntries(Object.entries(r.sections).map(([name, s]) => [name, s.imported]));
+    await l.audit('server import', resolve(file), { packs: r.packs.map((p) => p.sha256), sections: counts });
     for (const p of r.packs) process.stdout.write(`${p.created ? 'imported' : 'already present'} ${p.sha256}\n`);
-    for (const [name, n] of Object.entries(r.sections)) process.stdout.write(`imported ${n} ${name}\n`);
+    for (const [name, s] of Object.entries(r.sections)) {
+      process.stdout.write(`imported ${s.imported} ${name}\n`);
+      for (const note of s.notes) process.stdout.write(`  ${note}\n`);
+    }
   });
 }
 

@@ -1,12 +1,11 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { randomBytes } from 'node:crypto';
 import type { ServerContext } from '../context.js';
 import { ServerError } from '../errors.js';
 import type { RolloutDefinition } from './definition.js';
+import { draftRollout } from './draft.js';
 import { RolloutEngine, type Actor } from './engine.js';
-import { nextEnvironment, previousEnvironment, type Environment } from './environments.js';
+import { nextEnvironment, type Environment } from './environments.js';
 import { isFailure, nextRollout, type RolloutState, type TargetState } from './machine.js';
-import { planRollout } from './plan.js';
 import { waveProgress, type WaveProgress } from './progress.js';
 import type { ApprovalRecord, RolloutRecord, TargetChange, TargetRecord, TransitionRecord } from './rollout-repository.js';
 import { nextOpening, windowOpen } from './windows.js';
@@ -39,91 +38,10 @@ export class RolloutService {
   }
 
   async create(d: RolloutDefinition, who: Actor): Promise<RolloutRecord> {
-    const pack = await this.ctx.store.packs.get(d.packSha256);
-    if (!pack) throw new ServerError('PACK_NOT_FOUND', `no pack ${d.packSha256}`);
-    if (d.environment) await this.checkPromotion(d.packSha256, d.environment);
-    if (d.target.probeIds) {
-      const known = new Set(await this.ctx.probes.match({ probeIds: d.target.probeIds }));
-      const missing = d.target.probeIds.filter((id) => !known.has(id));
-      if (missing.length) throw new ServerError('PROBE_NOT_FOUND', `no probe ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
-    }
-    const ids = await this.ctx.probes.match(d.target);
-    if (ids.length === 0) throw new ServerError('ROLLOUT_TARGET_EMPTY', `the target ${JSON.stringify(d.target)} addresses no probe`);
-    const canary = d.strategy.canary;
-    if (canary && 'probeIds' in canary) {
-      const inTarget = new Set(ids);
-      const outside = canary.probeIds.filter((id) => !inTarget.has(id));
-      if (outside.length) throw new ServerError('BODY_INVALID', `body.strategy.canary.probeIds: ${outside.slice(0, 5).join(', ')} not in the target`);
-    }
-    // Creating a rollout of 10,000 probes takes a few hundred milliseconds: the event loop gets
-    // a turn between its steps, so that the probes' states keep being ingested meanwhile.
-    await nextTurn();
-    const probes = await this.ctx.store.probes.planning(ids, pack.summary.version);
-    await nextTurn();
-    const id = `ro-${randomBytes(6).toString('hex')}`;
-    const plan = planRollout({ rolloutId: id, probes, strategy: d.strategy, pack: { product: pack.summary.product, version: pack.summary.version } });
-    if (plan.waveSizes.length === 0) {
-      throw new ServerError('ROLLOUT_TARGET_EMPTY', `every probe the target addresses (${ids.length}) already runs ${pack.summary.product} ${pack.summary.version}`);
-    }
-    const at = this.engine.now().toISOString();
-    const record: RolloutRecord = {
-      id,
-      name: d.name ?? null,
-      packSha256: pack.sha256,
-      packVersion: pack.summary.version,
-      packProduct: pack.summary.product,
-      environment: d.environment ?? null,
-      target: d.target,
-      strategy: d.strategy,
-      windows: d.windows,
-      state: 'draft',
-      wave: -1,
-      waveCount: plan.waveSizes.length,
-      hasCanary: plan.hasCanary,
-      waitUntil: null,
-      pausedReason: null,
-      createdBy: who.actor,
-      createdByName: who.actorName,
-      createdAt: at,
-      startedAt: null,
-      updatedAt: at,
-      finishedAt: null,
-    };
-    const targets: TargetRecord[] = plan.targets.map((t) => ({
-      rolloutId: id,
-      probeId: t.probeId,
-      wave: t.wave,
-      position: t.position,
-      state: t.skipReason ? 'skipped' : 'pending',
-      attempt: 1,
-      commandId: null,
-      errorCode: null,
-      deploymentId: null,
-      skipReason: t.skipReason,
-      acknowledged: false,
-      sentAt: null,
-      updatedAt: at,
-      finishedAt: t.skipReason ? at : null,
-    }));
-    // The pin first: a crash before the rollout row leaves a pin too many, never a rollout whose
-    // pack was collected.
-    await this.ctx.store.packs.pin(pack.sha256, `rollout:${id}`);
-    await nextTurn();
-    await this.repo.create(record, targets);
+    const { record, probes, waveSizes } = await draftRollout(this.ctx.store, d, who, this.engine.now().toISOString());
     if (d.draft) return record;
     await nextTurn();
-    return this.act(id, 'start', who, { probes: ids.length, waves: plan.waveSizes });
-  }
-
-  /** The gate: the environment before completed this pack, and someone approved the promotion. */
-  private async checkPromotion(sha256: string, env: Environment): Promise<void> {
-    const prev = previousEnvironment(env);
-    if (!prev) return;
-    const done = await this.repo.completedIn(sha256, prev);
-    const approved = await this.repo.promotionApproval(sha256, env);
-    if (done && approved) return;
-    const missing = [...(done ? [] : [`no rollout of this pack completed in ${prev}`]), ...(approved ? [] : [`no approval to promote it to ${env}`])];
-    throw new ServerError('PROMOTION_REQUIRED', `pack ${sha256.slice(0, 12)}… cannot be rolled out in ${env}: ${missing.join('; ')}`);
+    return this.act(record.id, 'start', who, { probes, waves: waveSizes });
   }
 
   async get(id: string): Promise<RolloutRecord> {

@@ -10,7 +10,7 @@ import { ServerError } from '../errors.js';
 import { PackService } from '../packs/pack-service.js';
 import { PackStore, isPackId } from '../packs/pack-store.js';
 import type { Store } from '../store/types.js';
-import { TRANSFER_SECTIONS, type TransferSection } from './sections.js';
+import { TRANSFER_SECTIONS, type SectionImport, type TransferSection } from './sections.js';
 
 /**
  * Air-gapped sites (issue 5): `sonde server export` writes chosen packs (and what the transfer
@@ -67,7 +67,7 @@ export async function exportPacks(
 
 export interface ImportResult {
   readonly packs: readonly { readonly sha256: string; readonly created: boolean }[];
-  readonly sections: Readonly<Record<string, number>>;
+  readonly sections: Readonly<Record<string, SectionImport>>;
 }
 
 export async function importPacks(store: Store, paths: DataPaths, file: string, importedBy: string, sections: readonly TransferSection[] = TRANSFER_SECTIONS): Promise<ImportResult> {
@@ -80,10 +80,12 @@ export async function importPacks(store: Store, paths: DataPaths, file: string, 
     } catch (e) {
       throw new ServerError('ARCHIVE_INVALID', `${file} is not a Sonde export (${EXPORT_MANIFEST} missing or malformed)`, { cause: e });
     }
+    // 1. What the sections carry is judged first: a malformed one refuses the whole file.
+    for (const s of sections) if (manifest.sections[s.name] !== undefined) s.check(manifest.sections[s.name]);
     const files = new PackStore(join(staging, 'packs'), join(staging, 'checking'));
     await mkdir(join(staging, 'checking'), { recursive: true });
     const service = new PackService(store, new PackStore(paths.packs, paths.uploads), paths.keyring, pino({ level: 'silent' }), Number.MAX_SAFE_INTEGER);
-    // 1. Every pack is checked (bytes, signature, chain, payload hashes) before any is taken.
+    // 2. Every pack is checked (bytes, signature, chain, payload hashes) before any is taken.
     for (const p of manifest.packs) {
       const path = files.pathOf(p.sha256);
       let digest: string;
@@ -95,17 +97,18 @@ export async function importPacks(store: Store, paths: DataPaths, file: string, 
       if (digest !== p.sha256) throw new ServerError('ARCHIVE_INVALID', `pack ${p.sha256} in the export is damaged`);
       await service.check(path);
     }
-    // 2. Then they go through the same door as an upload.
+    // 3. Then they go through the same door as an upload.
     const packs: { sha256: string; created: boolean }[] = [];
     for (const p of manifest.packs) {
       const r = await service.uploadFile(files.pathOf(p.sha256), importedBy);
       packs.push({ sha256: r.pack.sha256, created: r.created });
     }
-    const counts: Record<string, number> = {};
+    // 4. Then the sections, which may refer to the packs.
+    const results: Record<string, SectionImport> = {};
     for (const s of sections) {
-      if (manifest.sections[s.name] !== undefined) counts[s.name] = (await s.import(store, manifest.sections[s.name])).imported;
+      if (manifest.sections[s.name] !== undefined) results[s.name] = await s.import(store, manifest.sections[s.name], importedBy);
     }
-    return { packs, sections: counts };
+    return { packs, sections: results };
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
