@@ -4,6 +4,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandSchema } from '../../base/src/protocol/messages.js';
 import type { CommandChange } from '../../server/src/store/types.js';
+import { sonde } from '../helpers/probe-state.js';
 import { api, serverSamples, SimProbe, startTestServer, waitFor, type TestServer } from './harness.js';
 
 /**
@@ -165,6 +166,43 @@ describe('the commands service', () => {
       expect(r.body.status).toBe('cancelled');
       const cancel = await waitFor('the cancel', () => p.commands.find((x) => x.type === 'cancel'));
       expect(cancel).toMatchObject({ type: 'cancel', target: c.commandId });
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('sonde cancel --probe cancels every unfinished install of a probe; one it accepted ends cancelled once the probe says it stopped it', async () => {
+    const creds = await s.enroll('cmd-cancel-cli');
+    const p = await SimProbe.connect(s.mqttUrl, creds);
+    const cli = (args: string[], token = s.admin) => sonde(args, '', undefined, { SONDE_SERVER: s.url, SONDE_TOKEN: token });
+    try {
+      const c = await s.server.context.commands.send('cmd-cancel-cli', { type: 'install', packSha256: packSha });
+      await waitFor('the command', () => p.commands.some((x) => x.commandId === c.commandId));
+      await p.event('command-accepted', { commandId: c.commandId });
+      await p.event('download-started', { commandId: c.commandId });
+      await s.settle();
+      const viewer = (await s.api<{ token: string }>('POST', '/api/v1/tokens', { body: { name: 'cancel-viewer', role: 'viewer' } })).body.token;
+      const refused = await cli(['cancel', '--probe', 'cmd-cancel-cli'], viewer);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/FORBIDDEN/);
+      expect((await s.server.context.commands.get(c.commandId)).status).toBe('running');
+
+      const r = await cli(['cancel', '--probe', 'cmd-cancel-cli']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(c.commandId);
+      expect(r.stdout).toContain('cancel sent to the probe (it was running)');
+      await waitFor('the cancel', () => p.commands.find((x) => x.type === 'cancel' && x.target === c.commandId));
+      // Until the probe answers, the command is what the probe last said.
+      expect((await s.server.context.commands.get(c.commandId)).status).toBe('running');
+      await p.event('download-failed', { commandId: c.commandId, code: 'COMMAND_CANCELLED', message: 'cancelled by the server during the download; the partial file was removed' });
+      await s.settle();
+      expect(await s.server.context.commands.get(c.commandId)).toMatchObject({ status: 'cancelled', errorCode: 'COMMAND_CANCELLED' });
+
+      const nothing = await cli(['cancel', '--probe', 'cmd-cancel-cli']);
+      expect(nothing.stdout).toContain('nothing to cancel');
+      const usage = await cli(['cancel']);
+      expect(usage.code).toBe(2);
+      expect(usage.stderr).toMatch(/USAGE/);
     } finally {
       await p.close();
     }

@@ -1,20 +1,18 @@
-import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { loadPrivateKey } from '../../../pack/src/index.js';
-import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { releaseMemory } from '../../../base/src/os/memory.js';
 import type { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../../../base/src/protocol/messages.js';
-import { Engine, type InstallOutcome } from '../update/engine.js';
+import { Engine } from '../update/engine.js';
 import type { Outcome } from '../update/machine.js';
 import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';
 import { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
 import type { Credentials } from './credentials.js';
-import { fetchPack } from './fetch-pack.js';
+import { CommandQueue } from './command-queue.js';
 import { runDiagnose } from './diagnose-command.js';
 import type { RecentLog } from './recent-log.js';
 import { SystemdNotifier } from './notify.js';
@@ -46,12 +44,6 @@ export interface DaemonDeps {
 /** How many attempts of one command a crash may interrupt before that is its outcome. */
 const MAX_INTERRUPTED = 3;
 
-/** The commands that run under the install lock, one at a time. */
-type QueuedCommand = Extract<Command, { type: 'install' | 'rollback' }>;
-
-/** How many install commands may wait behind the running one before more are refused. */
-const MAX_QUEUED = 1;
-
 export class AgentDaemon {
   readonly engine: Engine;
   readonly installer: Installer;
@@ -65,8 +57,7 @@ export class AgentDaemon {
   private gcTimer: NodeJS.Timeout | null = null;
   private installing: Promise<unknown> = Promise.resolve();
   private busy = false;
-  private queue: QueuedCommand[] = [];
-  private current: { commandId: string; abort: AbortController } | null = null;
+  private readonly queue: CommandQueue;
   private stopping = false;
   private recentLog: RecentLog | null = null;
 
@@ -96,6 +87,18 @@ export class AgentDaemon {
       log,
       (p) => this.onInstallProgress(p),
     );
+    this.queue = new CommandQueue({
+      commands: this.commands,
+      installer: this.installer,
+      config,
+      creds,
+      log,
+      staging: layout.staging,
+      event: (e) => this.event(e),
+      reportOutcome: (...a) => this.reportOutcome(...a),
+      withInstallLock: (fn) => this.withInstallLock(fn),
+      busy: () => this.busy,
+    });
   }
 
   static async start(config: AgentConfig, creds: Credentials, log: Logger, deps: DaemonDeps = {}): Promise<AgentDaemon> {
@@ -113,7 +116,8 @@ export class AgentDaemon {
   private onInstallProgress(p: InstallProgress): void {
     // Tie the deployment to its command as soon as it exists, so that an install a crash
     // interrupts is reported against its command after the restart (commandOf).
-    if (this.current) this.commands.set(this.current.commandId, 'running', p.deploymentId);
+    const running = this.queue.runningCommand;
+    if (running) this.commands.set(running, 'running', p.deploymentId);
     this.outbox.add({ type: 'install-state', deploymentId: p.deploymentId, state: p.state, ...(p.detail ? { code: p.detail } : {}) });
     void this.link?.drain();
   }
@@ -171,7 +175,7 @@ export class AgentDaemon {
     this.poller.start();
     // 3. Commands accepted before a restart.
     for (const c of this.commands.pending()) {
-      if (c.command.type === 'install' || c.command.type === 'rollback') this.enqueue(c.command, true);
+      if (c.command.type === 'install' || c.command.type === 'rollback') this.queue.resume(c.command);
       else if (c.command.type === 'diagnose') void this.diagnose(c.command);
     }
     // 4. The FTP drop.
@@ -271,19 +275,9 @@ export class AgentDaemon {
       case 'report-now':
         void this.reportState();
         return;
-      case 'cancel': {
-        const queued = this.queue.findIndex((q) => q.commandId === c.target);
-        if (queued >= 0) {
-          this.queue.splice(queued, 1);
-          this.commands.set(c.target, 'cancelled');
-          this.event({ type: 'command-refused', commandId: c.target, code: 'COMMAND_UNKNOWN', message: 'cancelled before it started' });
-        } else if (this.current?.commandId === c.target) {
-          this.current.abort.abort(new Error('cancelled'));
-        } else {
-          this.log.warn({ code: 'COMMAND_UNKNOWN', target: c.target }, 'cancel for no known command');
-        }
+      case 'cancel':
+        this.queue.cancel(c.target);
         return;
-      }
       case 'diagnose':
         if (this.stopping || !this.commands.accept(c, 'queued')) return;
         this.event({ type: 'command-accepted', commandId: c.commandId });
@@ -296,14 +290,7 @@ export class AgentDaemon {
           return;
         }
         if (this.stopping) return;
-        if (this.queue.length >= MAX_QUEUED && (this.busy || this.current)) {
-          this.commands.accept(c, 'refused');
-          this.event({ type: 'command-refused', commandId: c.commandId, code: 'COMMAND_BUSY', message: 'another install is running and one is already queued' });
-          return;
-        }
-        this.commands.accept(c, 'queued');
-        this.event({ type: 'command-accepted', commandId: c.commandId, ...(this.busy ? { message: 'queued behind the running install' } : {}) });
-        this.enqueue(c, false);
+        this.queue.take(c);
         return;
       default:
         return assertNever(c, 'command');
@@ -316,66 +303,6 @@ export class AgentDaemon {
     return runDiagnose(c, { engine, config, creds, log, commands, recentLog: this.recentLog, state, event: (e) => this.event(e) });
   }
 
-  private enqueue(c: QueuedCommand, resumed: boolean): void {
-    this.queue.push(c);
-    void this.withInstallLock(async () => {
-      const idx = this.queue.findIndex((q) => q.commandId === c.commandId);
-      if (idx < 0) return; // cancelled while queued
-      this.queue.splice(idx, 1);
-      if (c.type === 'install') await this.runInstallCommand(c, resumed);
-      else await this.runRollbackCommand(c);
-    });
-  }
-
-  private async runInstallCommand(c: Extract<Command, { type: 'install' }>, resumed: boolean): Promise<void> {
-    const abort = new AbortController();
-    this.current = { commandId: c.commandId, abort };
-    this.commands.set(c.commandId, 'running');
-    let downloaded = false;
-    try {
-      const dest = await fetchPack(c, resumed, abort.signal, { staging: this.layout.staging, config: this.config, creds: this.creds, log: this.log, event: (e) => this.event(e) });
-      downloaded = true;
-      const outcome: InstallOutcome = await this.installer.install(dest);
-      const d = outcome.deployment;
-      this.commands.set(c.commandId, 'done', d.id);
-      this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
-      await rm(dest, { force: true });
-    } catch (e) {
-      if (abort.signal.aborted && this.stopping) {
-        // Parked: the .part stays, the command stays queued, the next start resumes it.
-        this.commands.set(c.commandId, 'queued');
-        return;
-      }
-      const { code, message } = reportable(e, downloaded ? 'install' : 'download');
-      this.commands.set(c.commandId, abort.signal.aborted ? 'cancelled' : 'done');
-      this.event({ type: 'download-failed', commandId: c.commandId, code, message });
-      if (!isSondeError(e)) this.log.error({ err: (e as Error).stack }, 'install command failed');
-    } finally {
-      this.current = null;
-    }
-  }
-
-  /**
-   * A rollback the server asked for: the engine's own rollback (`sonde agent rollback`), with the
-   * same refusals, in an installer process, reported like an install against the command.
-   */
-  private async runRollbackCommand(c: Extract<Command, { type: 'rollback' }>): Promise<void> {
-    this.current = { commandId: c.commandId, abort: new AbortController() };
-    this.commands.set(c.commandId, 'running');
-    try {
-      const d = (await this.installer.rollback()).deployment;
-      this.commands.set(c.commandId, 'done', d.id);
-      this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
-    } catch (e) {
-      const { code, message } = reportable(e, 'rollback');
-      this.commands.set(c.commandId, 'refused');
-      this.event({ type: 'command-refused', commandId: c.commandId, code, message });
-      if (!isSondeError(e)) this.log.error({ err: (e as Error).stack }, 'rollback command failed');
-    } finally {
-      this.current = null;
-    }
-  }
-
   /** SIGTERM: stop taking work, park a download, let a running install finish, say goodbye. */
   async stop(): Promise<void> {
     if (this.stopping) return;
@@ -386,8 +313,7 @@ export class AgentDaemon {
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.poller?.stop();
     await this.drop?.stop();
-    this.current?.abort.abort(new Error('stopping'));
-    this.queue = [];
+    this.queue.stop();
     await this.installing;
     await this.link?.stop();
     this.engine.close(); // agent.db's connection, which the outbox and the command store share
@@ -397,14 +323,4 @@ export class AgentDaemon {
   get layout(): ReturnType<typeof layoutOf> {
     return this.engine.context.layout;
   }
-}
-
-/**
- * What the server is told about a failure. One the agent knows keeps its code and message (a
- * SondeError's message names files and codes, never secret values). One it does not know is a
- * code and a fixed sentence: its message could quote anything, and the server is off the probe.
- */
-function reportable(e: unknown, what: 'download' | 'install' | 'rollback'): { code: string; message: string } {
-  if (isSondeError(e)) return { code: e.code, message: e.message.slice(0, 1000) };
-  return { code: what === 'download' ? 'DOWNLOAD_FAILED' : 'INSTALL_INTERNAL_ERROR', message: `the ${what} failed on an error the agent does not know; its log has the details` };
 }

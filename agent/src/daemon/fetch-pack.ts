@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Command } from '../../../base/src/protocol/messages.js';
 import { LinkError } from '../link/errors.js';
@@ -21,10 +21,14 @@ export interface FetchContext {
  * .part a stop or a crash left, with download-started/progress (every tenth)/complete events.
  * Returns the path; throws a LinkError (or the abort's reason) when it cannot.
  */
+/** Where the pack a command names is downloaded (its partial file: the same path and `.part`). */
+export function downloadPath(staging: string, sha256: string): string {
+  return join(staging, 'downloads', `${sha256}.spk`);
+}
+
 export async function fetchPack(c: Extract<Command, { type: 'install' }>, resumed: boolean, signal: AbortSignal, x: FetchContext): Promise<string> {
-  const dir = join(x.staging, 'downloads');
-  await mkdir(dir, { recursive: true });
-  const dest = join(dir, `${c.pack.sha256}.spk`);
+  const dest = downloadPath(x.staging, c.pack.sha256);
+  await mkdir(dirname(dest), { recursive: true });
   // The bearer token (also the MQTT password) goes with the request: off loopback only over
   // TLS, as for the server's own URLs (credentials.ts).
   const url = new URL(c.pack.url);

@@ -4,7 +4,7 @@ import { registerRolloutCommands } from './rollout-command.js';
 
 /**
  * The staff CLI against a running server (docs/server.md): `sonde upload`, `sonde packs`,
- * `sonde probes`, `sonde probe`, `sonde rollback`. Server and token from --server/--token or SONDE_SERVER/SONDE_TOKEN.
+ * `sonde probes`, `sonde probe`, `sonde rollback`, `sonde cancel`. Server and token from --server/--token or SONDE_SERVER/SONDE_TOKEN.
  */
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -85,6 +85,19 @@ export function registerStaffCommands(program: Command): void {
       useJsonOutput(flags.json === true);
       const { rollbackAction } = await import('./rollback-action.js');
       await rollbackAction(flags);
+    });
+
+  api(
+    program
+      .command('cancel')
+      .description('cancel install and rollback commands: dropped if still queued, a download stopped; an install under way runs to its outcome'),
+  )
+    .option('--command <id>', 'a command to cancel (repeatable)', collect, [])
+    .option('--probe <id>', "every unfinished install and rollback of this probe")
+    .action(async (flags) => {
+      useJsonOutput(flags.json === true);
+      const { cancelAction } = await import('./cancel-action.js');
+      await cancelAction(flags);
     });
 
   registerRolloutCommands(program);

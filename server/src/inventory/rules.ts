@@ -9,12 +9,17 @@ import { TERMINAL_STATUSES, type CommandStatus } from '../store/types.js';
  * install-state such as staged or switched.
  */
 
+/** The code an agent reports for a command it stopped on the server's cancel (docs/errors.md). */
+export const CANCELLED_ON_PROBE = 'COMMAND_CANCELLED';
+
 export interface CommandUpdate {
   readonly status: CommandStatus;
   readonly errorCode: string | null;
 }
 
 export function commandUpdateFor(e: ProbeEvent): CommandUpdate | null {
+  // The probe's word that it stopped a command the server cancelled (queued, or downloading).
+  if ((e.type === 'command-refused' || e.type === 'download-failed') && e.code === CANCELLED_ON_PROBE) return { status: 'cancelled', errorCode: CANCELLED_ON_PROBE };
   switch (e.type) {
     case 'command-accepted':
       return { status: 'accepted', errorCode: null };
