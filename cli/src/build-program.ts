@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerVerifyCommands } from '../../agent/src/cli/verify-command.js';
 import { registerKeysCommand } from '../../images/src/cli/keys-command.js';
 import { registerPackCommand } from '../../images/src/cli/pack-command.js';
+import { registerDiagnosticsCommand } from '../../images/src/cli/diagnostics-command.js';
 import { registerDemoCommand } from '../../lxc/src/cli/demo-command.js';
 import { registerAgentCommand } from '../../agent/src/cli/agent-command.js';
 import { registerServerCommand } from '../../server/src/cli/server-command.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
 
   registerKeysCommand(program);
   registerPackCommand(program);
+  registerDiagnosticsCommand(program);
   registerVerifyCommands(program);
   registerAgentCommand(program);
   registerDemoCommand(program);

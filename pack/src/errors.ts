@@ -43,6 +43,8 @@ export const PACK_CODES = [
   'DUPLICATE_ENTRY',
   'STAGING_NOT_EMPTY',
   'STAGING_WRITE_FAILED',
+  'DIAGNOSTICS_REQUEST_INVALID',
+  'DIAGNOSTICS_REQUEST_EXPIRED',
 ] as const;
 
 export type PackCode = (typeof PACK_CODES)[number];

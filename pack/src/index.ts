@@ -73,6 +73,13 @@ export async function followRootRotations(keyring: Keyring, statements: readonly
 export { fingerprintHex, normaliseSerial, signRevocations, verifyRevocations, type RevocationBody, type RevocationEntry, type RevocationList } from './revocations.js';
 export { parseCertificates } from './pem.js';
 
+// Signed diagnostics requests through the drop, and files sealed to a recipient (the answer).
+// Loaded on first use: the daemon handles a request a few times in its life.
+export type { DiagnosticsRequestBody, VerifiedRequest } from './diagnostics-request.js';
+export async function diagnosticsRequests(): Promise<typeof import('./diagnostics-request.js')> {
+  return import('./diagnostics-request.js');
+}
+
 // Size a pack on disk (an upload still being written, a pack in the inbox).
 export { measurePack, type PackExtent } from './extent.js';
 

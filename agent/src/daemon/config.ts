@@ -33,7 +33,13 @@ const configSchema = z
     reconnect: z.object({ minMs: ms.default(1000), maxMs: ms.default(60_000) }).strict().default({ minMs: 1000, maxMs: 60_000 }),
     poll: z.object({ intervalMs: ms.default(60_000), maxIntervalMs: ms.default(900_000), afterOfflineMs: ms.default(30_000) }).strict().default({ intervalMs: 60_000, maxIntervalMs: 900_000, afterOfflineMs: 30_000 }),
     drop: z
-      .object({ scanIntervalMs: ms.default(1000), stableMs: ms.default(2000), incompleteExpiryMs: ms.default(24 * 3600_000) })
+      .object({
+        scanIntervalMs: ms.default(1000),
+        stableMs: ms.default(2000),
+        incompleteExpiryMs: ms.default(24 * 3600_000),
+        /** Where answers to signed diagnostics requests go (an operator fetches them); default <state>/drop-outbox. */
+        outbox: z.string().optional(),
+      })
       .strict()
       .default({ scanIntervalMs: 1000, stableMs: 2000, incompleteExpiryMs: 24 * 3600_000 }),
     retention: z
@@ -70,6 +76,7 @@ export function parseAgentConfig(json: unknown, baseDir: string): AgentConfig {
     ...(c.keyring ? { keyring: abs(c.keyring) } : {}),
     ...(c.recipientKey ? { recipientKey: abs(c.recipientKey) } : {}),
     ...(c.inbox ? { inbox: abs(c.inbox) } : {}),
+    drop: { ...c.drop, ...(c.drop.outbox !== undefined ? { outbox: abs(c.drop.outbox) } : {}) },
   });
 }
 

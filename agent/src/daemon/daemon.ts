@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadPrivateKey } from '../../../pack/src/index.js';
 import { releaseMemory } from '../../../base/src/os/memory.js';
@@ -295,6 +296,21 @@ export class AgentDaemon {
       default:
         return assertNever(c, 'command');
     }
+  }
+
+  /** A signed diagnostics request from the FTP drop: the bundle, sealed, into the drop's outbox. */
+  async answerDropRequest(path: string): Promise<{ ok: true; file: string } | { ok: false; code: string; message: string }> {
+    const { answerDropRequest } = await import('../diagnostics/drop-request.js');
+    return answerDropRequest(path, {
+      engine: this.engine,
+      probeId: this.creds.probeId,
+      state: () => buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 }),
+      recentLog: this.recentLog ? (n) => this.recentLog!.text(n) : null,
+      agentConfig: this.config,
+      seedKeyring: this.config.keyring,
+      outbox: this.config.drop.outbox ?? join(this.layout.state, 'drop-outbox'),
+      log: this.log,
+    });
   }
 
   private diagnose(c: Extract<Command, { type: 'diagnose' }>): Promise<void> {

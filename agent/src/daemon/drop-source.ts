@@ -25,6 +25,9 @@ function toEvent(daemon: AgentDaemon, e: DropEvent): void {
         ...(e.version ? { version: e.version } : {}),
       });
       return;
+    case 'drop-answered':
+      daemon.log.info({ event: e.type, name: e.name, detail: e.message }, 'ftp drop: diagnostics request answered');
+      return;
     case 'drop-incomplete':
     case 'drop-deferred':
     case 'drop-error':
@@ -51,6 +54,7 @@ export function dropSourceFor(daemon: AgentDaemon): DropSource {
         daemon.reportOutcome(r.deploymentId, r.outcome, r.errorCode, r.errorMessage, r.version);
         return r;
       }),
+    answer: (path) => daemon.answerDropRequest(path),
     onEvent: (e) => toEvent(daemon, e),
   });
   return {

@@ -17,6 +17,9 @@ export interface DropInstallResult {
 
 export type DropInstall = (path: string) => Promise<DropInstallResult>;
 
+/** A signed diagnostics request (NAME.sdr) answered into the outbox, or refused with its code. */
+export type DropRequestAnswer = (path: string) => Promise<{ readonly ok: true; readonly file: string } | { readonly ok: false; readonly code: string; readonly message: string }>;
+
 export type DropEvent =
   /** A complete upload was found and is about to be handled. */
   | { readonly type: 'drop-received'; readonly name: string; readonly size: number; readonly sha256: string }
@@ -26,6 +29,8 @@ export type DropEvent =
   | { readonly type: 'drop-installed'; readonly name: string; readonly movedTo: string; readonly deploymentId: string | null; readonly version: string | null; readonly sha256: string | null }
   /** Already installed (same bytes, or the engine's ALREADY_INSTALLED); moved to processed/. */
   | { readonly type: 'drop-duplicate'; readonly name: string; readonly movedTo: string; readonly deploymentId: string | null; readonly version: string | null; readonly sha256: string | null }
+  /** A diagnostics request answered (the sealed bundle is in the outbox); moved to processed/. */
+  | { readonly type: 'drop-answered'; readonly name: string; readonly movedTo: string; readonly message: string | null }
   /** Refused, failed, rolled back or expired incomplete; moved to rejected/. */
   | {
       readonly type: 'drop-rejected';

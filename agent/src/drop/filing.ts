@@ -40,6 +40,9 @@ export function decisionOf(r: DropInstallResult, facts: Pick<Decision, 'sha256' 
   };
 }
 
+/** The outcomes filed in processed/: done, and never to be done again for the same bytes. */
+const PROCESSED: ReadonlySet<DropOutcome> = new Set<DropOutcome>(['committed', 'duplicate', 'answered']);
+
 export class DropFiling {
   constructor(
     readonly processed: string,
@@ -64,14 +67,14 @@ export class DropFiling {
     return null;
   }
 
-  /** An earlier drop of the very same bytes that is installed (committed, or itself a duplicate). */
+  /** An earlier drop of the very same bytes that is installed (committed, or itself a duplicate), or a request already answered. */
   installedBefore(receipts: readonly FiledReceipt[], sha256: string): FiledReceipt | null {
-    return receipts.find((f) => f.dir === this.processed && f.receipt.sha256 === sha256 && (f.receipt.outcome === 'committed' || f.receipt.outcome === 'duplicate')) ?? null;
+    return receipts.find((f) => f.dir === this.processed && f.receipt.sha256 === sha256 && PROCESSED.has(f.receipt.outcome)) ?? null;
   }
 
   /** Receipt first, then the move. Returns the receipt, or null when it could not be written. */
   async file(s: Subject, d: Decision): Promise<FiledReceipt | null> {
-    const dir = d.outcome === 'committed' || d.outcome === 'duplicate' ? this.processed : this.rejected;
+    const dir = PROCESSED.has(d.outcome) ? this.processed : this.rejected;
     const decidedAt = new Date();
     const receipt: DropReceipt = {
       receiptVersion: 1,
@@ -114,6 +117,7 @@ export class DropFiling {
     const common = { name: r.inboxName, movedTo, deploymentId: r.deploymentId, version: r.version };
     if (f.dir === this.processed && r.outcome === 'committed') return { type: 'drop-installed', ...common, sha256: r.sha256 };
     if (f.dir === this.processed && r.outcome === 'duplicate') return { type: 'drop-duplicate', ...common, sha256: r.sha256 };
+    if (f.dir === this.processed && r.outcome === 'answered') return { type: 'drop-answered', name: r.inboxName, movedTo, message: r.message };
     return { type: 'drop-rejected', ...common, outcome: r.outcome, code: r.code, message: r.message };
   }
 }

@@ -1,18 +1,22 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { layoutOf } from '../update/layout.js';
 import { DropError } from './errors.js';
-import type { DropEvent, DropInstall, DropStatus, IncompleteUpload, WaitingReason, WaitingUpload } from './drop-types.js';
+import type { DropEvent, DropInstall, DropRequestAnswer, DropStatus, IncompleteUpload, WaitingReason, WaitingUpload } from './drop-types.js';
 import { DropFiling, decisionOf, errnoOf, withoutInstall, type Decision, type Subject } from './filing.js';
 import { openForWriting } from './open-writers.js';
 import { measurePack, type PackExtent } from '../../../pack/src/index.js';
 import type { FiledReceipt } from './receipt.js';
 import { DEFAULT_RETENTION, pruneFolder, type RetentionPolicy } from './retention.js';
 import { UploadTracker, signatureOf } from './upload-tracker.js';
+
+/** A signed diagnostics request's file name ends so (agent/src/diagnostics/drop-request.ts). */
+export const DIAGNOSTICS_REQUEST_SUFFIX = '.sdr';
 
 /**
  * The FTP drop (DESIGN.md, "The agent" → Drops; docs/ftp-drop.md). The probe's FTP server writes
@@ -29,6 +33,8 @@ export interface DropInboxOptions {
   /** Where the FTP server writes; defaults to <state>/inbox. Keep it on the state's file system. */
   readonly inbox?: string;
   readonly install: DropInstall;
+  /** Answers a signed diagnostics request (`NAME.sdr`); without it, such a file is refused. */
+  readonly answer?: DropRequestAnswer;
   readonly onEvent?: (event: DropEvent) => void;
   /** How long size and mtime must stay unchanged (default 2000 ms). */
   readonly stableMs?: number;
@@ -187,6 +193,10 @@ export class DropInbox {
     // Earlier installs of this pass took time: the file must still be the one that was checked.
     const st = await lstat(path).catch(() => null);
     if (!st || signatureOf(st) !== upload.signature) return;
+    if (name.endsWith(DIAGNOSTICS_REQUEST_SUFFIX)) {
+      await this.handleRequest(c, st, pass);
+      return;
+    }
     let extent: PackExtent;
     let sha256: string;
     try {
@@ -255,6 +265,47 @@ export class DropInbox {
       this.installing = null;
     }
     await this.fileInPass(c, pass, decision);
+  }
+
+  /**
+   * A diagnostics request (docs/ftp-drop.md, "Diagnostics through the drop"): answered once per
+   * distinct file (the same bytes again are a duplicate), filed like a pack with its receipt. It
+   * does not take the install lock: collecting a bundle only reads.
+   */
+  private async handleRequest(c: Subject, st: Stats, pass: Pass): Promise<void> {
+    const { name, path, upload } = c;
+    let sha256: string;
+    try {
+      sha256 = upload.sha256 ??= await sha256Of(path);
+    } catch (e) {
+      await this.fileInPass(c, pass, withoutInstall(null, null, { outcome: 'failed', code: 'DROP_UNREADABLE', message: `${name} cannot be read (${errnoOf(e)})` }));
+      return;
+    }
+    if (upload.announced !== 'received') this.emit({ type: 'drop-received', name, size: st.size, sha256 });
+    upload.announced = 'received';
+    const receipts = (pass.receipts ??= await this.filing.receipts());
+    const interrupted = await this.filing.interrupted(receipts, name, sha256);
+    if (interrupted) {
+      pass.filed = true;
+      await this.filing.complete(c, interrupted);
+      return;
+    }
+    if (this.filing.installedBefore(receipts, sha256)) {
+      await this.fileInPass(c, pass, withoutInstall(sha256, null, { outcome: 'duplicate', code: null, message: 'the same request was answered before' }));
+      return;
+    }
+    const startedAt = new Date().toISOString();
+    const r = this.options.answer
+      ? await this.options.answer(path)
+      : { ok: false as const, code: 'DIAGNOSTICS_REQUEST_INVALID', message: 'this agent answers no diagnostics request through its drop' };
+    const times = { installStartedAt: startedAt, installEndedAt: new Date().toISOString() };
+    await this.fileInPass(
+      c,
+      pass,
+      r.ok
+        ? withoutInstall(sha256, null, { outcome: 'answered', code: null, message: `the sealed bundle is outbox/${r.file}`, ...times })
+        : withoutInstall(sha256, null, { outcome: 'failed', code: r.code, message: r.message, ...times }),
+    );
   }
 
   /** A pack that ends early: listed as incomplete until it changes, or filed once it expired. */

@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
  *
  * Receipts hold codes, engine messages, names and hashes only; never a site variable or a key.
  */
-export const DROP_OUTCOMES = ['committed', 'duplicate', 'rolled-back', 'failed', 'incomplete'] as const;
+export const DROP_OUTCOMES = ['committed', 'duplicate', 'rolled-back', 'failed', 'incomplete', 'answered'] as const;
 export type DropOutcome = (typeof DROP_OUTCOMES)[number];
 
 export const RECEIPT_SUFFIX = '.receipt.json';

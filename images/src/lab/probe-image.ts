@@ -25,6 +25,8 @@ export const FTP_ROOT = '/srv/sonde-ftp';
 /** Host routes (`<addr> via <gateway>` lines) to a fleet server elsewhere on this machine. */
 export const PROBE_ROUTES = '/etc/sonde/routes';
 export const FTP_INBOX = `${FTP_ROOT}/incoming`;
+/** The drop's outbox (sealed diagnostics bundles), downloadable by anonymous FTP. */
+export const FTP_OUTBOX = `${FTP_ROOT}/outgoing`;
 
 const INITTAB = `# Sonde lab probe: busybox init (images/src/lab/probe-image.ts)
 ::sysinit:/etc/init.d/rcS
@@ -53,7 +55,7 @@ exec /usr/bin/node ${AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${AGEN
 `;
 
 /** docs/ftp-drop.md's vsftpd config, on every address of the probe's own network namespace. */
-const VSFTPD_CONF = `# Sonde FTP drop (docs/ftp-drop.md): anonymous uploads into incoming/, nothing else
+const VSFTPD_CONF = `# Sonde FTP drop (docs/ftp-drop.md): anonymous uploads into incoming/, downloads from outgoing/
 listen=YES
 listen_ipv6=NO
 background=NO
@@ -147,7 +149,7 @@ export function labAgentConfig(): object {
     report: { stateIntervalMs: 10000 },
     reconnect: { minMs: 500, maxMs: 5000 },
     poll: { intervalMs: 5000, maxIntervalMs: 30000, afterOfflineMs: 10000 },
-    drop: { scanIntervalMs: 500, stableMs: 1000, incompleteExpiryMs: 600000 },
+    drop: { scanIntervalMs: 500, stableMs: 1000, incompleteExpiryMs: 600000, outbox: FTP_OUTBOX },
     download: { attempts: 50, maxDelayMs: 2000, idleTimeoutMs: 4000 },
     log: { level: 'info' },
   };
@@ -197,6 +199,9 @@ export async function writeBaseLayer(dir: string, init: ProbeInit = 'busybox'): 
   await chmod(join(dir, FTP_ROOT.slice(1)), 0o555);
   await chown(join(dir, FTP_INBOX.slice(1)), FTP_UID, FTP_GID);
   await chmod(join(dir, FTP_INBOX.slice(1)), 0o755);
+  // The outbox is root's (the agent writes it); anonymous FTP reads its 0644 files.
+  await mkdir(join(dir, FTP_OUTBOX.slice(1)), { recursive: true });
+  await chmod(join(dir, FTP_OUTBOX.slice(1)), 0o755);
 }
 
 /**
