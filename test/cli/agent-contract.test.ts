@@ -64,7 +64,7 @@ describe('the sonde agent contract', () => {
     expect(s.lastOutcome).toMatchObject({ outcome: 'rolled-back', errorCode: 'HEALTH_CHECK_FAILED' });
 
     const history = await sonde(['agent', 'history', '--root', R, '--json']);
-    const h = JSON.parse(history.stdout) as { outcome: string; pack: { version: string } }[];
+    const h = (JSON.parse(history.stdout) as { ok: boolean; deployments: { outcome: string; pack: { version: string } }[] }).deployments;
     expect(h.map((x) => [x.pack.version, x.outcome])).toEqual([
       ['1.2.0-bad', 'rolled-back'],
       ['1.1.0', 'committed'],

@@ -75,7 +75,7 @@ describe('sonde agent on a probe with a daemon', () => {
     expect(byConfig.code, byConfig.stderr).toBe(0);
     expect(JSON.parse(byConfig.stdout)).toMatchObject({ root: probe.root, version: '1.0.0', runner: 'process', lastOutcome: { outcome: 'committed' } });
     const byRoot = await run(['agent', 'history', '--root', probe.root, '--json'], { SONDE_AGENT_CONFIG: probe.configPath });
-    expect(JSON.parse(byRoot.stdout)).toEqual([expect.objectContaining({ outcome: 'committed', after: expect.objectContaining({ version: '1.0.0' }) })]);
+    expect(JSON.parse(byRoot.stdout)).toEqual({ ok: true, deployments: [expect.objectContaining({ outcome: 'committed', after: expect.objectContaining({ version: '1.0.0' }) })] });
     // Nothing was made at the default state folder of that root.
     expect(existsSync(join(probe.root, 'var', 'sonde', 'agent.db'))).toBe(false);
   }, 120_000);
@@ -124,12 +124,12 @@ describe('sonde agent vars needed', () => {
     const needed = (pack: string) => run(['agent', 'vars', 'needed', pack, '--root', root, '--keyring', s.keys.rootCert, '--key', s.keys.fleetKey, '--json']);
     const r = await needed(s.packs['1.1.0']);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ names: ['CollectorPassword'], missing: ['CollectorPassword'] });
-    expect(JSON.parse((await needed(s.packs['1.0.0'])).stdout)).toEqual({ names: [], missing: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, names: ['CollectorPassword'], missing: ['CollectorPassword'] });
+    expect(JSON.parse((await needed(s.packs['1.0.0'])).stdout)).toEqual({ ok: true, names: [], missing: [] });
     const set = await sonde(['agent', 'vars', 'set', 'CollectorPassword', '--root', root], 'canary-value\n');
     expect(set.code, set.stderr).toBe(0);
     const after = await needed(s.packs['1.1.0']);
-    expect(JSON.parse(after.stdout)).toEqual({ names: ['CollectorPassword'], missing: [] });
+    expect(JSON.parse(after.stdout)).toEqual({ ok: true, names: ['CollectorPassword'], missing: [] });
     expect(after.stdout).not.toContain('canary-value');
     // Only the config payload was looked at, in a scratch folder: the probe root holds what it held.
     expect((await readdir(root)).sort()).toEqual(['etc']);

@@ -97,7 +97,7 @@ describe.skipIf(LAB_SKIP)('a lab brought up from the vendor lab file', () => {
     const st = await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/cli/src/sonde.js', 'agent', 'status', '--json']);
     expect(JSON.parse(st.stdout)).toMatchObject({ product: 'websvc', version: '2.0.0', runner: 'exec', app: { running: true } });
     // Both packs went through the probe's own install, in order.
-    const history = JSON.parse((await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/cli/src/sonde.js', 'agent', 'history', '--json'])).stdout) as { pack: { version: string }; outcome: string }[];
+    const history = (JSON.parse((await lab.exec(name, ['/usr/bin/node', '/opt/sonde/dist/cli/src/sonde.js', 'agent', 'history', '--json'])).stdout) as { deployments: { pack: { version: string }; outcome: string }[] }).deployments;
     expect(history.map((h) => [h.pack.version, h.outcome])).toEqual([['2.0.0', 'committed'], ['1.0.0', 'committed']]);
   });
 });

@@ -155,7 +155,8 @@ describe('the fleet server contract', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^error AUTH_REQUIRED: /);
     const packs = await sonde(['packs', '--json'], env);
-    expect((JSON.parse(packs.stdout) as unknown[]).length).toBe(2);
+    expect(JSON.parse(packs.stdout)).toMatchObject({ ok: true, packs: [expect.anything(), expect.anything()] });
+    expect((JSON.parse(packs.stdout) as { packs: unknown[] }).packs).toHaveLength(2);
   });
 
   it('stops on SIGTERM and prints no admin token on the next start of the same directory', async () => {

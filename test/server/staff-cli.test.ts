@@ -48,7 +48,9 @@ describe('the staff CLI', () => {
     expect(table.stdout).toMatch(/^cli-1 +stable +1\.0\.0/m);
     expect(table.stdout).toMatch(/2 probe\(s\)/);
     const json = await sonde('probes', '--json', '--channel', 'stable');
-    expect((JSON.parse(json.stdout) as { id: string }[]).map((p) => p.id)).toEqual(['cli-1', 'cli-2']);
+    const listed = JSON.parse(json.stdout) as { ok: boolean; probes: { id: string }[]; total: number };
+    expect(listed).toMatchObject({ ok: true, total: 2 });
+    expect(listed.probes.map((p) => p.id)).toEqual(['cli-1', 'cli-2']);
   });
 
   it('sonde probe ID --set-channel --add-group --add-tag changes it and shows it', async () => {

@@ -111,7 +111,7 @@ describe('sonde agent vars', () => {
     expect(await stagingLeftovers(R)).toEqual([]);
 
     const history = await cli(['agent', 'history', '--root', R, '--json']);
-    const [last] = JSON.parse(history.stdout) as { outcome: string; errorCode: string; transitions: { to: string }[] }[];
+    const [last] = (JSON.parse(history.stdout) as { deployments: { outcome: string; errorCode: string; transitions: { to: string }[] }[] }).deployments;
     expect(last).toMatchObject({ outcome: 'failed', errorCode: 'SITE_VARS_MISSING' });
     expect(last!.transitions.map((t) => t.to)).toEqual(['received', 'verified', 'failed']);
   });
@@ -127,7 +127,7 @@ describe('sonde agent vars', () => {
     const list = await cli(['agent', 'vars', 'list', '--root', R]);
     expect(list).toMatchObject({ code: 0, stdout: 'CollectorPassword\n' });
     const json = await cli(['agent', 'vars', 'list', '--root', R, '--json']);
-    expect(JSON.parse(json.stdout)).toEqual({ names: ['CollectorPassword'] });
+    expect(JSON.parse(json.stdout)).toEqual({ ok: true, names: ['CollectorPassword'] });
   });
 
   it('runs the release story through the CLI with the canary set', async () => {
@@ -165,7 +165,7 @@ describe('sonde agent vars', () => {
       ['recover', 0],
       ['history --json', 0],
     ]);
-    const h = JSON.parse(runs[runs.length - 1]!.stdout) as { outcome: string; errorCode: string | null }[];
+    const h = (JSON.parse(runs[runs.length - 1]!.stdout) as { deployments: { outcome: string; errorCode: string | null }[] }).deployments;
     expect(h.slice(0, 7).map((x) => `${x.outcome}${x.errorCode ? ` ${x.errorCode}` : ''}`)).toEqual([
       'failed ALREADY_INSTALLED',
       'failed POLICY_DOWNGRADE',

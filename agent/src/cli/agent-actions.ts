@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import { loadPrivateKey } from '../../../pack/src/index.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
+import { jsonEnvelope, printJson } from '../../../base/src/cli/output.js';
 import { Engine, type InstallOutcome } from '../update/engine.js';
 import type { EngineOptions } from '../update/context.js';
 import { layoutOf } from '../update/layout.js';
@@ -31,7 +32,9 @@ async function engineFor(flags: AgentFlags, opts: { readOnly?: boolean } = {}): 
 function report(engine: Engine, outcome: InstallOutcome, json: boolean): number {
   const d = outcome.deployment;
   if (json) {
-    process.stdout.write(`${JSON.stringify({ ok: outcome.committed, ...receiptOf(engine.context, d) })}\n`);
+    // A refusal or a rollback is a failure of the command: the envelope's code and message, then the receipt.
+    const failure = outcome.committed ? {} : { code: d.errorCode ?? 'INSTALL_INTERNAL_ERROR', message: d.errorMessage ?? `the deployment ended in ${d.state}` };
+    process.stdout.write(`${jsonEnvelope({ ...failure, ...receiptOf(engine.context, d) }, outcome.committed)}\n`);
   } else if (outcome.committed) {
     const a = d.after;
     process.stdout.write(`COMMITTED ${d.product ?? ''} ${d.toVersion ?? ''} (${d.kind ?? 'rollback'})${a?.slot ? ` in slot ${a.slot}` : ''}${a ? `, db ${a.dbVersion ?? '-'}, config ${a.configVersion ?? '-'}` : ''}\n`);
@@ -64,7 +67,7 @@ export async function recoverAction(flags: AgentFlags): Promise<void> {
   const engine = await engineFor(flags);
   try {
     const d = await engine.recover();
-    if (flags.json) process.stdout.write(`${JSON.stringify({ recovered: d ? outcomeOf(d) : null })}\n`);
+    if (flags.json) printJson({ recovered: d ? outcomeOf(d) : null });
     else process.stdout.write(d ? `recovered deployment ${d.id}: ${shownOutcome(d)}${d.errorCode ? ` (${d.errorCode})` : ''}\n` : 'nothing to recover\n');
   } finally {
     engine.close();
@@ -76,7 +79,7 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
   try {
     const s = { ...(await readStatus(engine.context)), trust: await readTrust(engine.context) };
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify(s)}\n`);
+      printJson(s);
       return;
     }
     const lines = [
@@ -101,7 +104,7 @@ export async function historyAction(flags: AgentFlags): Promise<void> {
   try {
     const h = engine.context.journal.history();
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify(h.map((d) => receiptOf(engine.context, d)))}\n`);
+      printJson({ deployments: h.map((d) => receiptOf(engine.context, d)) });
       return;
     }
     for (const d of h) {
@@ -144,5 +147,5 @@ export async function varsListAction(flags: AgentFlags): Promise<void> {
   requireProbeRoot(where);
   const json = flags.json === true;
   const names = await siteVarNames(layoutOf(where.root, where.state).siteVars);
-  process.stdout.write(json ? `${JSON.stringify({ names })}\n` : names.length ? `${names.join('\n')}\n` : '(no site variables)\n');
+  process.stdout.write(json ? `${jsonEnvelope({ names })}\n` : names.length ? `${names.join('\n')}\n` : '(no site variables)\n');
 }

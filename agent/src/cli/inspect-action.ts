@@ -1,3 +1,4 @@
+import { printJson } from '../../../base/src/cli/output.js';
 import { X509Certificate } from 'node:crypto';
 import { readPack } from '../../../pack/src/index.js';
 import { summariseCert } from './cert-summary.js';
@@ -11,9 +12,7 @@ export async function inspectCommand(packPath: string, flags: { json?: boolean }
     const recipients = (m.encryption?.recipients ?? []).map((r) => ({ label: r.label, keyId: r.keyId }));
     const { encryption: _omitted, ...rest } = m;
     if (flags.json) {
-      process.stdout.write(
-        `${JSON.stringify({ verified: false, manifest: { ...rest, encrypted: m.encryption !== undefined }, signature: { algorithm: pack.signature.algorithm, chain }, recipients })}\n`,
-      );
+      printJson({ verified: false, manifest: { ...rest, encrypted: m.encryption !== undefined }, signature: { algorithm: pack.signature.algorithm, chain }, recipients });
       return;
     }
     const lines = [

@@ -1,3 +1,4 @@
+import { printJson } from '../../../base/src/cli/output.js';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +53,7 @@ export async function varsNeededAction(packPath: string, flags: AgentFlags & { k
   const set = new Set(await siteVarNames(layout.siteVars));
   const missing = names.filter((n) => !set.has(n));
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ names, missing })}\n`);
+    printJson({ names, missing });
   } else if (names.length === 0) {
     process.stdout.write(`${pack.manifest.product} ${pack.manifest.version} needs no site variable\n`);
   } else {

@@ -1,3 +1,4 @@
+import { jsonEnvelope } from '../../../base/src/cli/output.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,8 +34,7 @@ export async function verifyCommand(packPath: string, flags: VerifyFlags): Promi
     const extractedTo = flags.extract && !hashOnly ? flags.extract : null;
     if (flags.json) {
       process.stdout.write(
-        `${JSON.stringify({
-          ok: true,
+        `${jsonEnvelope({
           verdict: 'trusted',
           kind: m.kind,
           product: m.product,
@@ -61,8 +61,10 @@ export async function verifyCommand(packPath: string, flags: VerifyFlags): Promi
     return 0;
   } catch (e) {
     if (!isSondeError(e)) throw e;
-    if (flags.json) process.stdout.write(`${JSON.stringify({ ok: false, verdict: 'rejected', code: e.code, message: e.message })}\n`);
-    else process.stdout.write(`REJECTED ${e.code}: ${e.message}\n`);
+    if (flags.json) {
+      process.stdout.write(`${jsonEnvelope({ code: e.code, message: e.message, verdict: 'rejected' }, false)}\n`);
+      process.stderr.write(`REJECTED ${e.code}: ${e.message}\n`);
+    } else process.stdout.write(`REJECTED ${e.code}: ${e.message}\n`);
     return e instanceof PackError || isSondeError(e) ? 1 : 70;
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });

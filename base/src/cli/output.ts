@@ -16,8 +16,21 @@ export function bytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+/**
+ * The one `--json` envelope of every `sonde` command (docs/cli-guide.md, "JSON output"): one JSON
+ * object on stdout. Success: `{"ok": true, ...result}`, a list under its own name
+ * (`{"ok": true, "probes": [...]}`). Failure (run-command.ts): `{"ok": false, "code", "message",
+ * ...detail}` and a non-zero exit. A result is an object, never a bare list.
+ */
+export type JsonResult<T> = T extends readonly unknown[] ? never : T extends object ? T : never;
+
+export function jsonEnvelope<T>(result: JsonResult<T>, ok = true): string {
+  if (Array.isArray(result) || result === null || typeof result !== 'object') throw new TypeError('a --json result is an object: put a list under a name');
+  return JSON.stringify({ ok, ...(result as object) });
+}
+
+export function printJson<T>(result: JsonResult<T>): void {
+  process.stdout.write(`${jsonEnvelope(result)}\n`);
 }
 
 /**

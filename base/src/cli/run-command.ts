@@ -17,7 +17,7 @@ export async function runCommand(action: () => Promise<unknown>): Promise<void> 
   } catch (caught) {
     const e = isSondeError(caught) ? caught : (systemError(caught) ?? caught);
     if (isSondeError(e)) {
-      if (jsonOutput) process.stdout.write(`${JSON.stringify({ ok: false, code: e.code, message: e.message })}\n`);
+      if (jsonOutput) process.stdout.write(`${JSON.stringify({ ok: false, code: e.code, message: e.message })}\n`); // the envelope's failure (output.ts)
       process.stderr.write(`error ${e.code}: ${e.message}\n`);
       process.exitCode = e.code === 'USAGE' ? 2 : 1;
       return;

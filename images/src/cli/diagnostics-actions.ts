@@ -48,7 +48,7 @@ export async function requestAction(flags: RequestFlags): Promise<void> {
   const out = resolve(flags.output);
   await writeFileAtomic(out, text);
   const body = (JSON.parse(text) as { body: { probeIds: string[]; expiresAt: string } }).body;
-  if (flags.json) return printJson({ ok: true, path: out, probeIds: body.probeIds, expiresAt: body.expiresAt });
+  if (flags.json) return printJson({ path: out, probeIds: body.probeIds, expiresAt: body.expiresAt });
   process.stdout.write(`wrote ${out}: for ${body.probeIds.join(', ')}, valid until ${body.expiresAt}\nput it in the probe's FTP drop (incoming/); the sealed bundle appears in its outbox\n`);
 }
 
@@ -65,6 +65,6 @@ export async function openAction(file: string, flags: OpenFlags): Promise<void> 
     throw e;
   }
   const size = (await stat(out)).size;
-  if (flags.json) return printJson({ ok: true, path: out, bytes: size });
+  if (flags.json) return printJson({ path: out, bytes: size });
   process.stdout.write(`opened ${file} -> ${out} (${size} bytes; tar -tzf lists it)\n`);
 }

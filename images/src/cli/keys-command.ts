@@ -1,3 +1,4 @@
+import { jsonEnvelope } from '../../../base/src/cli/output.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { useJsonOutput } from '../../../base/src/cli/run-command.js';
 import type { IssuedPair, RevokeResult, WrittenPair } from '../keys/key-dir.js';
@@ -216,7 +217,7 @@ function issueOptions(flags: IssueFlags): ReturnType<typeof pairOptions> & { iss
 }
 
 function print(flags: OutputFlags, result: object, human: () => string): void {
-  process.stdout.write(flags.json === true ? `${JSON.stringify({ ok: true, ...result })}\n` : human());
+  process.stdout.write(flags.json === true ? `${jsonEnvelope(result)}\n` : human());
 }
 
 export function formatPair(result: WrittenPair | IssuedPair): string {

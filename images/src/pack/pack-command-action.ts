@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CliError } from '../../../base/src/cli/cli-error.js';
+import { jsonEnvelope } from '../../../base/src/cli/output.js';
 import { progressBar } from '../../../base/src/cli/progress.js';
 import { dirname, join } from 'node:path';
 import { loadPrivateKey, PackerError, makePlan, readRootRotations, ROTATIONS_DIR, type PlanOverrides, type RootRotation, writePack } from '../../../pack/src/index.js';
@@ -57,7 +58,7 @@ export async function packCommand(src: string, flags: PackFlags): Promise<void> 
   bar.done();
   const m = written.manifest;
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ ok: true, path: written.path, size: written.size, sha256: written.sha256, manifest: { ...m, encryption: m.encryption ? { algorithm: m.encryption.algorithm, recipients: m.encryption.recipients.map((r) => ({ label: r.label, keyId: r.keyId })) } : undefined } })}\n`);
+    process.stdout.write(`${jsonEnvelope({ path: written.path, size: written.size, sha256: written.sha256, manifest: { ...m, encryption: m.encryption ? { algorithm: m.encryption.algorithm, recipients: m.encryption.recipients.map((r) => ({ label: r.label, keyId: r.keyId })) } : undefined } })}\n`);
     return;
   }
   process.stdout.write(

@@ -28,16 +28,16 @@ export async function rollbackAction(flags: RollbackFlags): Promise<void> {
   if (chosen !== 1) throw new CliError('USAGE', 'name what to roll back with exactly one of --probe ID (repeatable), --group G or --rollout RID');
   const client = new ApiClient(await resolveTarget(flags));
   let commands: CommandLine[];
-  let body: unknown;
+  let body: Record<string, unknown>;
   let rolloutState: string | null = null;
   if (flags.rollout !== undefined) {
     const r = await client.json<{ rollout: { state: string }; commands: CommandLine[] }>('POST', `/api/v1/rollouts/${encodeURIComponent(flags.rollout)}/rollback`, {});
-    body = r.body;
+    body = { ...r.body };
     commands = r.body.commands;
     rolloutState = r.body.rollout.state;
   } else {
     const r = await client.json<{ commands: CommandLine[] }>('POST', '/api/v1/rollbacks', probes.length > 0 ? { probeIds: probes } : { group: flags.group });
-    body = r.body;
+    body = { ...r.body };
     commands = r.body.commands;
   }
   if (flags.json) return printJson(body);

@@ -1,7 +1,7 @@
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { resolvePackRef } from './pack-ref.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { parseDuration, printJson, shortTime, table } from '../../../base/src/cli/output.js';
+import { jsonEnvelope, parseDuration, printJson, shortTime, table } from '../../../base/src/cli/output.js';
 
 /**
  * `sonde rollout create|status|start|pause|resume|abort|approve|retry` (docs/rollouts.md): thin
@@ -152,7 +152,7 @@ export async function rolloutStatusAction(id: string | undefined, f: ApiFlags & 
   if (id === undefined) {
     const q = f.state ? `?state=${encodeURIComponent(f.state)}` : '';
     const { body } = await client.json<RolloutView[]>('GET', `/api/v1/rollouts${q}`);
-    if (f.json) return printJson(body);
+    if (f.json) return printJson({ rollouts: body });
     process.stdout.write(
       `${table(
         ['ID', 'NAME', 'STATE', 'VERSION', 'ENVIRONMENT', 'WAVE', 'CREATED'],
@@ -188,7 +188,7 @@ async function watch(client: ApiClient, id: string, json: boolean): Promise<void
     const key = line.slice(line.indexOf('  ') + 2);
     if (key !== last) {
       last = key;
-      process.stdout.write(json ? `${JSON.stringify(r)}\n` : `${line}\n`);
+      process.stdout.write(json ? `${jsonEnvelope(r)}\n` : `${line}\n`);
     }
     if (FINAL_STATES.has(r.state)) {
       if (!json) process.stdout.write(`\n${describe(r)}\n`);

@@ -48,7 +48,7 @@ export async function uploadAction(pack: string, flags: ApiFlags & JsonFlag): Pr
 export async function packsAction(flags: ApiFlags & JsonFlag): Promise<void> {
   const client = new ApiClient(await resolveTarget(flags));
   const { body } = await client.json<PackView[]>('GET', '/api/v1/packs');
-  if (flags.json) return printJson(body);
+  if (flags.json) return printJson({ packs: body });
   process.stdout.write(
     `${table(
       ['SHA256', 'PRODUCT', 'VERSION', 'KIND', 'SIZE', 'UPLOADED'],
@@ -75,7 +75,7 @@ export async function probesAction(flags: ProbesFlags): Promise<void> {
   if (flags.offline) q.set('online', 'false');
   q.set('limit', '10000');
   const { body, headers } = await client.json<ProbeView[]>('GET', `/api/v1/probes?${q}`);
-  if (flags.json) return printJson(body);
+  if (flags.json) return printJson({ probes: body, total: Number(headers['x-total-count'] ?? body.length) });
   process.stdout.write(
     `${table(
       ['ID', 'CHANNEL', 'VERSION', 'HEALTH', 'ONLINE', 'LAST SEEN', 'GROUPS', 'TAGS'],
