@@ -43,6 +43,11 @@ export interface RouteDoc {
   readonly body?: unknown;
   readonly query?: unknown;
   readonly responses: Readonly<Record<string, string>>;
+  /**
+   * What each 2xx answer carries: a zod schema (http/response-schemas.ts) for JSON, or the media
+   * type of a body that is not JSON (`application/gzip`). A 204 carries nothing.
+   */
+  readonly returns?: Readonly<Record<string, unknown>>;
   readonly tag: string;
   /** Request headers the route reads (name: what it means). */
   readonly requestHeaders?: Readonly<Record<string, string>>;

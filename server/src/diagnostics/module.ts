@@ -9,6 +9,7 @@ import { commandParam, noBody, probeParam } from '../http/schemas.js';
 import { commandView } from '../http/views.js';
 import { TERMINAL_STATUSES } from '../store/types.js';
 import { DiagnosticsStore, parseContentRange } from './diagnostics-store.js';
+import { commandViewSchema, diagnosticsEntrySchema, uploadProgressSchema } from '../http/response-schemas.js';
 
 /**
  * Remote diagnostics (issue 23): staff ask a probe for a bundle, the probe uploads it over HTTP
@@ -26,6 +27,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     tag: 'diagnostics',
     summary: 'Ask a probe for a diagnostics bundle (a diagnose command; an offline probe answers when it next connects)',
     access: 'operator',
+    returns: { '202': commandViewSchema },
     responses: { '202': 'the command', '404': 'PROBE_NOT_FOUND' },
   },
   {
@@ -34,6 +36,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     tag: 'diagnostics',
     summary: "The probe's diagnostics bundles, newest first",
     access: 'viewer',
+    returns: { '200': z.array(diagnosticsEntrySchema) },
     responses: { '200': 'an array of { commandId, probeId, size, sha256, requestedAt, receivedAt }' },
   },
   {
@@ -43,6 +46,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     summary: 'Download a diagnostics bundle (tar.gz)',
     access: 'operator',
     responseHeaders: { '200': { 'X-Sonde-Sha256': 'the bundle sha256', 'Content-Disposition': 'attachment; filename=…' } },
+    returns: { '200': 'application/gzip' },
     responses: { '200': 'application/gzip', '404': 'NOT_FOUND' },
   },
   {
@@ -52,6 +56,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     summary: 'The probe itself: how much of its bundle the server holds (also as HEAD: Upload-Offset, X-Sonde-Complete)',
     access: 'probe-self',
     responseHeaders: { '200': { 'Upload-Offset': 'bytes of the bundle the server holds', 'X-Sonde-Complete': 'true once the whole bundle is held' } },
+    returns: { '200': uploadProgressSchema },
     responses: { '200': '{ receivedBytes, complete }', '404': 'NOT_FOUND' },
   },
   {
@@ -62,6 +67,7 @@ export const DIAGNOSTICS_ROUTES: readonly RouteDoc[] = [
     access: 'probe-self',
     requestHeaders: { 'Content-Range': 'bytes FROM-LAST/TOTAL (required)', 'X-Sonde-Sha256': 'the whole bundle sha256 (required)' },
     responseHeaders: { '200': { 'Upload-Offset': 'bytes held' }, '201': { 'Upload-Offset': 'bytes held' }, '416': { 'Upload-Offset': 'where to resume' } },
+    returns: { '200': uploadProgressSchema, '201': uploadProgressSchema },
     responses: {
       '200': '{ receivedBytes, complete: false }',
       '201': '{ receivedBytes, complete: true }',

@@ -26,6 +26,7 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string): R
             description,
             ...(r.responseHeaders?.[status] ? { headers: Object.fromEntries(Object.entries(r.responseHeaders[status]).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }])) } : {}),
             ...(Number(status) >= 400 ? { content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } } : {}),
+            ...(r.returns?.[status] !== undefined ? { content: bodyOf(r.returns[status]) } : {}),
           },
         ]),
       ),
@@ -73,9 +74,15 @@ export function operationId(method: string, path: string): string {
   return `${method.toLowerCase()}${words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('')}`;
 }
 
-function jsonSchema(schema: z.ZodType): unknown {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'input'): unknown {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
   return rest;
+}
+
+/** A 2xx body: JSON by its zod schema (as the server writes it), or a media type of bytes or text. */
+function bodyOf(returns: unknown): Record<string, unknown> {
+  if (typeof returns === 'string') return { [returns]: { schema: returns.startsWith('text/') ? { type: 'string' } : { type: 'string', format: 'binary' } } };
+  return { 'application/json': { schema: jsonSchema(returns as z.ZodType, 'output') } };
 }
 
 function queryParameters(schema: z.ZodType): unknown[] {

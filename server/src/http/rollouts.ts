@@ -10,6 +10,7 @@ import type { RolloutService } from '../rollouts/rollout-service.js';
 import { approvalView, rolloutView, statusView, targetView } from '../rollouts/views.js';
 import { noBody } from './schemas.js';
 import { parseWith } from './replies.js';
+import { rolloutViewSchema, rolloutStatusSchema, targetViewSchema, rolloutApprovedSchema, rolloutRetriedSchema, rolloutRollbackSchema, approvalViewSchema } from './response-schemas.js';
 
 /**
  * Rollouts (docs/rollouts.md): viewers read them; operators create, start, pause, resume, abort,
@@ -56,6 +57,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
     summary: 'Create a rollout (a pack × a target × a strategy, maintenance windows, an environment) and start it unless draft',
     access: 'operator',
     body: rolloutCreateBody,
+    returns: { '201': rolloutViewSchema },
     responses: {
       '201': 'the rollout',
       '400': 'BODY_INVALID',
@@ -64,13 +66,14 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
       '422': 'ROLLOUT_TARGET_EMPTY',
     },
   },
-  { method: 'GET', path: R, tag, summary: 'List rollouts, newest first (filters: state=a,b, pack, environment; limit)', access: 'viewer', query: rolloutListQuery, responses: { '200': 'an array of rollouts' } },
+  { method: 'GET', path: R, tag, summary: 'List rollouts, newest first (filters: state=a,b, pack, environment; limit)', access: 'viewer', query: rolloutListQuery, returns: { '200': z.array(rolloutViewSchema) }, responses: { '200': 'an array of rollouts' } },
   {
     method: 'GET',
     path: `${R}/{id}`,
     tag,
     summary: 'A rollout with its progress per wave (committed = updated, from install-outcome events only), window, approvals and history',
     access: 'viewer',
+    returns: { '200': rolloutStatusSchema },
     responses: { '200': 'the rollout status', '404': 'ROLLOUT_NOT_FOUND' },
   },
   {
@@ -80,6 +83,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
     summary: 'The probes of a rollout: wave, state, attempt, command, error code (filters: state=a,b, wave; limit, offset)',
     access: 'viewer',
     query: rolloutTargetsQuery,
+    returns: { '200': z.array(targetViewSchema) },
     responses: { '200': 'an array of targets', '404': 'ROLLOUT_NOT_FOUND' },
   },
   ...(['start', 'pause', 'resume', 'abort'] as const).map(
@@ -94,6 +98,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
         abort: 'Abort: probes not yet commanded are skipped, unacknowledged commands cancelled',
       }[action],
       access: 'operator',
+      returns: { '200': rolloutViewSchema },
       responses: { '200': 'the rollout', '404': 'ROLLOUT_NOT_FOUND', '409': 'ROLLOUT_STATE_CONFLICT' },
     }),
   ),
@@ -103,6 +108,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
     tag,
     summary: 'Approve the next wave of a rollout awaiting approval (recorded with who and when)',
     access: 'operator',
+    returns: { '200': rolloutApprovedSchema },
     responses: { '200': '{ rollout, approval }', '404': 'ROLLOUT_NOT_FOUND', '409': 'ROLLOUT_STATE_CONFLICT' },
   },
   {
@@ -112,6 +118,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
     summary: 'Send the failed and rolled-back probes of the started waves a new command (all, or the probeIds given)',
     access: 'operator',
     body: rolloutRetryBody,
+    returns: { '200': rolloutRetriedSchema },
     responses: { '200': '{ rollout, retried }', '404': 'ROLLOUT_NOT_FOUND', '409': 'ROLLOUT_STATE_CONFLICT' },
   },
   {
@@ -120,6 +127,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
     tag,
     summary: 'Take a rollout back: abort it if under way, then send every probe it committed a rollback command (to its previous committed release)',
     access: 'operator',
+    returns: { '202': rolloutRollbackSchema },
     responses: { '202': '{ rollout, commands }', '404': 'ROLLOUT_NOT_FOUND' },
   },
   {
@@ -128,6 +136,7 @@ export const ROLLOUT_ROUTES: readonly RouteDoc[] = [
     tag,
     summary: "Approve the promotion of a completed rollout's pack to the next environment (integration → qa → uat → production)",
     access: 'admin',
+    returns: { '200': approvalViewSchema },
     responses: { '200': 'the approval', '404': 'ROLLOUT_NOT_FOUND', '409': 'ROLLOUT_STATE_CONFLICT' },
   },
 ];

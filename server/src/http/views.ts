@@ -1,7 +1,8 @@
 import type { CommandRecord, PackRecord, ProbeRecord } from '../store/types.js';
+import type { CommandView, PackView, ProbeView } from './response-schemas.js';
 
 /** What the API shows of the stored records: the same shape in every route and in the CLI. */
-export function probeView(p: ProbeRecord): Record<string, unknown> {
+export function probeView(p: ProbeRecord): ProbeView {
   const s = p.state;
   return {
     id: p.id,
@@ -23,11 +24,11 @@ export function probeView(p: ProbeRecord): Record<string, unknown> {
   };
 }
 
-export function packView(p: PackRecord): Record<string, unknown> {
+export function packView(p: PackRecord): PackView {
   return { sha256: p.sha256, size: p.size, ...p.summary, uploadedAt: p.uploadedAt, uploadedBy: p.uploadedBy, hasReleaseNotes: p.releaseNotes !== null };
 }
 
-export function commandView(c: CommandRecord): Record<string, unknown> {
+export function commandView(c: CommandRecord): CommandView {
   return {
     commandId: c.commandId,
     probeId: c.probeId,

@@ -1,8 +1,10 @@
 import type { ApprovalRecord, RolloutRecord, TargetRecord } from './rollout-repository.js';
 import type { RolloutStatus } from './rollout-service.js';
+import type { ApprovalView, RolloutView, TargetView, rolloutStatusSchema } from '../http/response-schemas.js';
+import type { z } from 'zod';
 
 /** What the API and `sonde rollout` show of a rollout: the same shape everywhere. */
-export function rolloutView(r: RolloutRecord): Record<string, unknown> {
+export function rolloutView(r: RolloutRecord): RolloutView {
   return {
     id: r.id,
     name: r.name,
@@ -28,11 +30,11 @@ export function rolloutView(r: RolloutRecord): Record<string, unknown> {
   };
 }
 
-export function approvalView(a: ApprovalRecord): Record<string, unknown> {
+export function approvalView(a: ApprovalRecord): ApprovalView {
   return { kind: a.kind, wave: a.wave, environment: a.environment, packSha256: a.packSha256, approvedBy: a.approvedBy, approvedByName: a.approvedByName, approvedAt: a.approvedAt };
 }
 
-export function statusView(s: RolloutStatus): Record<string, unknown> {
+export function statusView(s: RolloutStatus): z.infer<typeof rolloutStatusSchema> {
   return {
     ...rolloutView(s.rollout),
     // `updated` counts install-outcome `committed` reports only (notes/field.md)
@@ -44,7 +46,7 @@ export function statusView(s: RolloutStatus): Record<string, unknown> {
   };
 }
 
-export function targetView(t: TargetRecord): Record<string, unknown> {
+export function targetView(t: TargetRecord): TargetView {
   return {
     probeId: t.probeId,
     wave: t.wave,

@@ -3,6 +3,8 @@ import type { RouteDoc, ServerContext } from '../../context.js';
 import { parseWith } from '../replies.js';
 import { auditQuery, settingsBody } from '../schemas.js';
 import { WEBHOOK_URL_SETTING } from '../../webhooks/webhook.js';
+import { z } from 'zod';
+import { auditEntrySchema, settingsSchema } from '../response-schemas.js';
 
 /** The audit log (who, what, when) and the run-time settings (the webhook URL). */
 export const AUDIT_ROUTES: readonly RouteDoc[] = [
@@ -13,9 +15,10 @@ export const AUDIT_ROUTES: readonly RouteDoc[] = [
     summary: 'The audit log, newest first (filters: actor, action, since; paging: limit, before=<id>)',
     access: 'admin',
     query: auditQuery,
+    returns: { '200': z.array(auditEntrySchema) },
     responses: { '200': 'an array of { id, at, actor, actorName, action, target, status, detail }' },
   },
-  { method: 'GET', path: '/api/v1/settings', tag: 'settings', summary: 'Run-time settings', access: 'admin', responses: { '200': '{ webhookUrl }' } },
+  { method: 'GET', path: '/api/v1/settings', tag: 'settings', summary: 'Run-time settings', access: 'admin', returns: { '200': settingsSchema }, responses: { '200': '{ webhookUrl }' } },
   {
     method: 'PUT',
     path: '/api/v1/settings',
@@ -23,6 +26,7 @@ export const AUDIT_ROUTES: readonly RouteDoc[] = [
     summary: 'Change run-time settings (the webhook URL; null turns it off)',
     access: 'admin',
     body: settingsBody,
+    returns: { '200': settingsSchema },
     responses: { '200': '{ webhookUrl }', '400': 'BODY_INVALID' },
   },
 ];

@@ -27,6 +27,7 @@ export const PACK_CONTENT_ROUTES: readonly RouteDoc[] = [
       '304': { ETag: 'the pack sha256, quoted' },
       '416': { 'Content-Range': 'bytes */SIZE' },
     },
+    returns: { '200': 'application/octet-stream', '206': 'application/octet-stream' },
     responses: {
       '200': 'the whole pack (application/octet-stream)',
       '304': 'If-None-Match names its ETag: the client has it',

@@ -6,6 +6,8 @@ import { isPackId } from '../../packs/pack-store.js';
 import { parseWith } from '../replies.js';
 import { gcBody, sha256Param } from '../schemas.js';
 import { packView } from '../views.js';
+import { z } from 'zod';
+import { packUploadSchema, packViewSchema, packDetailSchema, gcResultSchema } from '../response-schemas.js';
 
 /** Packs: upload (verified at the door), list, show, delete, garbage-collect. */
 export const PACK_ROUTES: readonly RouteDoc[] = [
@@ -15,6 +17,7 @@ export const PACK_ROUTES: readonly RouteDoc[] = [
     tag: 'packs',
     summary: 'Upload a pack: the raw .spk as the body (any content type), streamed to disk and verified against the server keyring',
     access: 'operator',
+    returns: { '201': packUploadSchema },
     responses: {
       '201': 'stored (or already stored: `created` false): the sha256 and the manifest summary',
       '401': 'AUTH_REQUIRED',
@@ -24,13 +27,14 @@ export const PACK_ROUTES: readonly RouteDoc[] = [
       '422': 'the pack code: PACK_FORMAT, SIGNATURE_INVALID, CHAIN_UNTRUSTED, CERT_REVOKED, PAYLOAD_HASH_MISMATCH, …',
     },
   },
-  { method: 'GET', path: '/api/v1/packs', tag: 'packs', summary: 'List packs, newest upload first', access: 'viewer', responses: { '200': 'an array of pack summaries' } },
+  { method: 'GET', path: '/api/v1/packs', tag: 'packs', summary: 'List packs, newest upload first', access: 'viewer', returns: { '200': z.array(packViewSchema) }, responses: { '200': 'an array of pack summaries' } },
   {
     method: 'GET',
     path: '/api/v1/packs/{sha256}',
     tag: 'packs',
     summary: 'A pack: summary, full manifest and release notes',
     access: 'viewer',
+    returns: { '200': packDetailSchema },
     responses: { '200': 'the pack', '400': 'PACK_ID_INVALID', '404': 'PACK_NOT_FOUND' },
   },
   {
@@ -48,6 +52,7 @@ export const PACK_ROUTES: readonly RouteDoc[] = [
     summary: 'Garbage-collect unreferenced packs uploaded more than olderThanSeconds ago',
     access: 'admin',
     body: gcBody,
+    returns: { '200': gcResultSchema },
     responses: { '200': '{ deleted: [sha256], orphans: [sha256], dryRun }' },
   },
 ];

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RouteDoc, ServerContext } from '../../context.js';
 import { parseWith } from '../replies.js';
 import { probeParam } from '../schemas.js';
+import { nextCommandSchema } from '../response-schemas.js';
 
 /**
  * `GET /api/v1/probes/{id}/next`: what a probe polls while its MQTT link is down (agent
@@ -15,6 +16,7 @@ export const PROBE_LINK_ROUTES: readonly RouteDoc[] = [
     tag: 'probe link',
     summary: 'The next command for a polling probe',
     access: 'probe-self (the probe token of {id})',
+    returns: { '200': nextCommandSchema },
     responses: { '200': 'a command (sonde/v1 command message)', '204': 'no command', '401': 'AUTH_REQUIRED', '403': 'FORBIDDEN' },
   },
 ];

@@ -4,6 +4,8 @@ import { parseWith } from '../replies.js';
 import { commandBody, commandParam, enrollBody, probeListQuery, probeParam, probePatchBody, rollbackBody } from '../schemas.js';
 import { ServerError } from '../../errors.js';
 import { commandView, probeView } from '../views.js';
+import { z } from 'zod';
+import { probeViewSchema, probeDetailSchema, enrollmentSchema, commandViewSchema, commandsSchema } from '../response-schemas.js';
 
 /** The inventory: probes, their attributes, enrollment, and commands to one probe. */
 export const PROBE_ROUTES: readonly RouteDoc[] = [
@@ -15,6 +17,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     access: 'viewer',
     query: probeListQuery,
     responseHeaders: { '200': { 'X-Total-Count': 'probes matching the filters, all pages together' } },
+    returns: { '200': z.array(probeViewSchema) },
     responses: { '200': 'an array of probes', '401': 'AUTH_REQUIRED' },
   },
   {
@@ -23,6 +26,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     tag: 'probes',
     summary: 'A probe: its last state, deployment history, recent commands and events',
     access: 'viewer',
+    returns: { '200': probeDetailSchema },
     responses: { '200': 'the probe', '400': 'PROBE_ID_INVALID', '404': 'PROBE_NOT_FOUND' },
   },
   {
@@ -32,6 +36,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     summary: 'Set the channel, add or remove groups and tags',
     access: 'operator',
     body: probePatchBody,
+    returns: { '200': probeViewSchema },
     responses: { '200': 'the probe', '400': 'BODY_INVALID', '404': 'PROBE_NOT_FOUND' },
   },
   {
@@ -41,6 +46,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     summary: 'Enroll a probe (or re-key it: its earlier token stops working); answers its credential file, token included, once',
     access: 'admin',
     body: enrollBody,
+    returns: { '200': enrollmentSchema, '201': enrollmentSchema },
     responses: { '201': 'a new probe: the credential file', '200': 're-keyed: the credential file', '400': 'PROBE_ID_INVALID, PROBE_ID_RESERVED' },
   },
   {
@@ -50,6 +56,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     summary: 'Send one probe a command (install a pack, roll back, report now); kept until the probe acknowledges it',
     access: 'operator',
     body: commandBody,
+    returns: { '202': commandViewSchema },
     responses: { '202': 'the command', '404': 'PROBE_NOT_FOUND or PACK_NOT_FOUND' },
   },
   {
@@ -59,6 +66,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     summary: 'Return probes (by id, or a whole group) to their previous committed release: one rollback command each, with the agent\'s own refusals',
     access: 'operator',
     body: rollbackBody,
+    returns: { '202': commandsSchema },
     responses: { '202': '{ commands }: one per probe', '400': 'BODY_INVALID', '404': 'PROBE_NOT_FOUND (a probe id, or a group with no probe)' },
   },
   {
@@ -67,6 +75,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     tag: 'commands',
     summary: 'A command and its status',
     access: 'viewer',
+    returns: { '200': commandViewSchema },
     responses: { '200': 'the command', '404': 'NOT_FOUND' },
   },
   {
@@ -75,6 +84,7 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     tag: 'commands',
     summary: 'Cancel a command (the probe is told when it already has it)',
     access: 'operator',
+    returns: { '200': commandViewSchema },
     responses: { '200': 'the command', '404': 'NOT_FOUND' },
   },
 ];

@@ -4,6 +4,8 @@ import type { RouteDoc, ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
 import { parseWith } from '../replies.js';
 import { tokenCreateBody, tokenParam } from '../schemas.js';
+import { z } from 'zod';
+import { tokenCreatedSchema, tokenViewSchema } from '../response-schemas.js';
 
 /** Staff tokens (admin only). The secret is in the creation answer and nowhere else, ever. */
 export const TOKEN_ROUTES: readonly RouteDoc[] = [
@@ -14,9 +16,10 @@ export const TOKEN_ROUTES: readonly RouteDoc[] = [
     summary: 'Create a staff token with a role (viewer, operator, admin); the secret is answered once',
     access: 'admin',
     body: tokenCreateBody,
+    returns: { '201': tokenCreatedSchema },
     responses: { '201': '{ id, name, role, createdAt, token }', '400': 'BODY_INVALID' },
   },
-  { method: 'GET', path: '/api/v1/tokens', tag: 'tokens', summary: 'List tokens (staff and probe), without secrets', access: 'admin', responses: { '200': 'an array of tokens' } },
+  { method: 'GET', path: '/api/v1/tokens', tag: 'tokens', summary: 'List tokens (staff and probe), without secrets', access: 'admin', returns: { '200': z.array(tokenViewSchema) }, responses: { '200': 'an array of tokens' } },
   {
     method: 'DELETE',
     path: '/api/v1/tokens/{tokenId}',
