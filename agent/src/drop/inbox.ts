@@ -210,17 +210,9 @@ export class DropInbox {
       await this.fileInPass(c, pass, withoutInstall(null, null, { outcome: 'failed', code: 'DROP_UNREADABLE', message: `${name} cannot be read (${errnoOf(e)})` }));
       return;
     }
-    if (upload.announced !== 'received') this.emit({ type: 'drop-received', name, size: st.size, sha256 });
-    upload.announced = 'received';
     const packSize = extent.kind === 'complete' ? extent.packBytes : null;
-    const receipts = (pass.receipts ??= await this.filing.receipts());
-
-    const interrupted = await this.filing.interrupted(receipts, name, sha256);
-    if (interrupted) {
-      pass.filed = true;
-      await this.filing.complete(c, interrupted);
-      return;
-    }
+    const receipts = await this.received(c, st, sha256, pass);
+    if (!receipts) return;
     const earlier = this.filing.installedBefore(receipts, sha256);
     if (earlier) {
       const by = earlier.receipt.deploymentId ? ` (deployment ${earlier.receipt.deploymentId})` : '';
@@ -268,6 +260,21 @@ export class DropInbox {
   }
 
   /**
+   * A whole file about to be handled: announced once (drop-received), and, when a receipt for it
+   * was written before a stop cut the move short, filed as that receipt says (null: done).
+   */
+  private async received(c: Subject, st: Stats, sha256: string, pass: Pass): Promise<FiledReceipt[] | null> {
+    if (c.upload.announced !== 'received') this.emit({ type: 'drop-received', name: c.name, size: st.size, sha256 });
+    c.upload.announced = 'received';
+    const receipts = (pass.receipts ??= await this.filing.receipts());
+    const interrupted = await this.filing.interrupted(receipts, c.name, sha256);
+    if (!interrupted) return receipts;
+    pass.filed = true;
+    await this.filing.complete(c, interrupted);
+    return null;
+  }
+
+  /**
    * A diagnostics request (docs/ftp-drop.md, "Diagnostics through the drop"): answered once per
    * distinct file (the same bytes again are a duplicate), filed like a pack with its receipt. It
    * does not take the install lock: collecting a bundle only reads.
@@ -281,15 +288,8 @@ export class DropInbox {
       await this.fileInPass(c, pass, withoutInstall(null, null, { outcome: 'failed', code: 'DROP_UNREADABLE', message: `${name} cannot be read (${errnoOf(e)})` }));
       return;
     }
-    if (upload.announced !== 'received') this.emit({ type: 'drop-received', name, size: st.size, sha256 });
-    upload.announced = 'received';
-    const receipts = (pass.receipts ??= await this.filing.receipts());
-    const interrupted = await this.filing.interrupted(receipts, name, sha256);
-    if (interrupted) {
-      pass.filed = true;
-      await this.filing.complete(c, interrupted);
-      return;
-    }
+    const receipts = await this.received(c, st, sha256, pass);
+    if (!receipts) return;
     if (this.filing.installedBefore(receipts, sha256)) {
       await this.fileInPass(c, pass, withoutInstall(sha256, null, { outcome: 'duplicate', code: null, message: 'the same request was answered before' }));
       return;

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
+import { readCertificates } from '../keys/input-files.js';
 import { dirname, join, resolve, basename } from 'node:path';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { parseDuration, printJson } from '../../../base/src/cli/output.js';
@@ -7,15 +8,6 @@ import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
 import { diagnosticsRequests, loadPrivateKey, PackerError } from '../../../pack/src/index.js';
 import type { OpenFlags, RequestFlags } from './diagnostics-command.js';
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
-
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new CliError('INPUT_UNREADABLE', `${what} ${path} cannot be read`, { cause: e });
-  }
-}
 
 export async function requestAction(flags: RequestFlags): Promise<void> {
   if (!flags.output.endsWith('.sdr')) throw new CliError('USAGE', `--output ${flags.output}: a diagnostics request's name ends in .sdr (the drop recognises it so)`);
@@ -28,9 +20,9 @@ export async function requestAction(flags: RequestFlags): Promise<void> {
   const { signDiagnosticsRequest, MAX_REQUEST_VALIDITY_MS } = await diagnosticsRequests();
   if (validMs <= 0 || validMs > MAX_REQUEST_VALIDITY_MS) throw new CliError('USAGE', '--valid: between 1s and 30d');
   const key = await loadPrivateKey(flags.sign, flags.passphraseFile === undefined ? {} : { passphraseFile: flags.passphraseFile });
-  const chainPem = (await readText(flags.cert, 'certificate chain')).match(PEM_CERT) ?? [];
+  const chainPem = await readCertificates(flags.cert, 'certificate chain');
   if (chainPem.length === 0) throw new PackerError('SIGNER_KEY_MISMATCH', `${flags.cert} holds no certificate`);
-  const recipientPem = (await readText(flags.recipient, 'recipient certificate')).match(PEM_CERT)?.[0];
+  const recipientPem = (await readCertificates(flags.recipient, 'recipient certificate'))[0];
   if (!recipientPem) throw new PackerError('RECIPIENT_CERT_INVALID', `${flags.recipient} holds no certificate`);
   if (!new X509Certificate(chainPem[0]!).checkPrivateKey(key)) throw new PackerError('SIGNER_KEY_MISMATCH', `${flags.sign} is not the key of the first certificate in ${flags.cert}`);
   const issued = new Date();
@@ -39,11 +31,11 @@ export async function requestAction(flags: RequestFlags): Promise<void> {
       probeIds: flags.probe,
       issuedAt: issued.toISOString().replace(/\.\d+Z$/, 'Z'),
       expiresAt: new Date(issued.getTime() + validMs).toISOString().replace(/\.\d+Z$/, 'Z'),
-      recipient: recipientPem.endsWith('\n') ? recipientPem : `${recipientPem}\n`,
+      recipient: recipientPem,
       ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
     },
     key,
-    chainPem.map((p) => (p.endsWith('\n') ? p : `${p}\n`)),
+    chainPem,
   );
   const out = resolve(flags.output);
   await writeFileAtomic(out, text);

@@ -1,21 +1,11 @@
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { jsonEnvelope } from '../../../base/src/cli/output.js';
 import { progressBar } from '../../../base/src/cli/progress.js';
 import { dirname, join } from 'node:path';
 import { loadPrivateKey, PackerError, makePlan, readRootRotations, ROTATIONS_DIR, type PlanOverrides, type RootRotation, writePack } from '../../../pack/src/index.js';
 import type { PackFlags } from '../cli/pack-command.js';
-
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
-
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new CliError('INPUT_UNREADABLE', `${what} ${path} cannot be read`, { cause: e });
-  }
-}
+import { PEM_CERT, readText } from '../keys/input-files.js';
 
 export async function packCommand(src: string, flags: PackFlags): Promise<void> {
   const overrides: PlanOverrides = {};
