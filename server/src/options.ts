@@ -36,6 +36,8 @@ export const serverOptionsSchema = z
     maxBodyBytes: z.number().int().positive().default(64 * 1024),
     /** The longest a probe message waits before its transaction (a group commit: ingest-queue.ts). */
     ingestIntervalMs: z.number().int().positive().default(10),
+    /** How often the probes' keepalives seen since the last time are written as their last seen. */
+    seenFlushMs: z.number().int().positive().default(30_000),
     fanoutChunk: z.number().int().positive().default(200),
     /**
      * Messages the embedded broker delivers at once (aedes' `concurrency`, whose own default is 100).

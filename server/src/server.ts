@@ -10,6 +10,7 @@ import type { ServerContext, ServerModule } from './context.js';
 import { clearUploads, createDataDirs, dataPaths, ensureMqttSecret, lockDataDir, writeEndpoints, type DataPaths } from './data-dir.js';
 import { ServerError } from './errors.js';
 import { buildHttpApp, SERVER_VERSION } from './http/app.js';
+import { SeenTracker } from './inventory/seen-tracker.js';
 import { IngestQueue } from './inventory/ingest-queue.js';
 import { ProbeService } from './inventory/probe-service.js';
 import { StuckCheck } from './inventory/stuck-check.js';
@@ -105,6 +106,7 @@ async function boot(
   cleanups.push(() => metrics.close());
   const ingest = new IngestQueue(store, log.child({ component: 'ingest' }), metrics, options.ingestIntervalMs);
   const onMessage = messageRouter(ingest, metrics, log.child({ component: 'mqtt' }));
+  const seen = new SeenTracker(store, log.child({ component: 'seen' }), options.seenFlushMs);
   let bus: Bus;
   if (options.mqttUrl) {
     bus = await ExternalBus.connect({ url: options.mqttUrl, password: mqttSecret, ca: ca.certPem, onMessage, log: log.child({ component: 'mqtt' }) });
@@ -121,6 +123,7 @@ async function boot(
         return p?.kind === 'probe' && p.probeId === probeId;
       },
       onMessage,
+      onPing: (probeId) => seen.note(probeId),
       log: log.child({ component: 'mqtt' }),
       metrics,
     });
@@ -128,7 +131,9 @@ async function boot(
   // Closed before the ingest stops: the wills of the probes it disconnects are still written.
   cleanups.push(() => ingest.stop());
   cleanups.push(() => bus.close());
+  cleanups.push(() => seen.stop());
   ingest.start();
+  seen.start();
 
   // 3. Services.
   const webhooks = new Webhooks(store.settings, log.child({ component: 'webhook' }), metrics);

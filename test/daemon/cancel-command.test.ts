@@ -114,6 +114,22 @@ describe('a cancel from the server', () => {
     expect(await waitUntil('the outcome', () => outcomeOf(broker.received, p.id, again.commandId), 40_000)).toMatchObject({ outcome: 'committed', version: '1.0.0' });
   });
 
+  it('honours the rollout\'s download window from the command: waits outside it, fetching nothing, and a cancel then ends it cleanly', async () => {
+    const p = await probeWithDaemon();
+    const one = http.addPack('1.0.0', await readFile(s.packs['1.0.0']));
+    // A window two hours from now (UTC), an hour long: closed now.
+    const hhmm = (h: number): string => `${String((new Date().getUTCHours() + h) % 24).padStart(2, '0')}:00`;
+    const cmd = { ...installCommand(p.id, one), download: { window: { start: hhmm(2), end: hhmm(3), timeZone: 'UTC' } } };
+    const before = http.packRequests('1.0.0').length;
+    await server.command(p.id, cmd);
+    const waiting = await waitUntil('the wait said', () => eventsOf(p, cmd.commandId).find((e) => e.type === 'download-progress' && /waiting for its download window/.test(e.message ?? '')));
+    expect(waiting.message).toMatch(/opens in \d+ min/);
+    expect(http.packRequests('1.0.0').length).toBe(before);
+    await server.command(p.id, cancel(p.id, cmd.commandId));
+    expect(await waitUntil('the cancel', () => eventsOf(p, cmd.commandId).find((e) => e.type === 'download-failed'))).toMatchObject({ code: 'COMMAND_CANCELLED' });
+    expect(http.packRequests('1.0.0').length).toBe(before);
+  });
+
   it('lets an install already past its download run to its outcome, which is reported', async () => {
     const p = await probeWithDaemon();
     const one = http.addPack('1.0.0', await readFile(s.packs['1.0.0']));

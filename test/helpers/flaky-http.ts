@@ -26,6 +26,8 @@ export interface Misbehaviour {
   extra?: { bytes: number; declared: boolean };
   /** Require `Authorization: Bearer <token>`: 401 without one, 403 with another. */
   token?: string;
+  /** Send the body `bytes` at a time, `everyMs` apart (a slow link). */
+  throttle?: { bytes: number; everyMs: number };
 }
 
 export interface RecordedRequest {
@@ -128,7 +130,7 @@ export async function startFlakyServer(opts: FlakyServerOptions = {}): Promise<F
     }
     rec.status = status;
     res.writeHead(status, headers);
-    void send(res, slice.subarray(0, limit), rec).then((whole) => {
+    void send(res, slice.subarray(0, limit), rec, m.throttle).then((whole) => {
       if (!whole) return;
       if (after === 'cut') {
         // The bytes are in the kernel by now (write callbacks ran): the client receives exactly
@@ -170,9 +172,11 @@ export async function startFlakyServer(opts: FlakyServerOptions = {}): Promise<F
 }
 
 /** Writes `bytes` in chunks, honouring backpressure; false when the client went away first. */
-async function send(res: ServerResponse, bytes: Buffer, rec: RecordedRequest): Promise<boolean> {
-  for (let at = 0; at < bytes.length; at += CHUNK) {
-    const chunk = bytes.subarray(at, at + CHUNK);
+async function send(res: ServerResponse, bytes: Buffer, rec: RecordedRequest, throttle?: { bytes: number; everyMs: number }): Promise<boolean> {
+  const step = throttle?.bytes ?? CHUNK;
+  for (let at = 0; at < bytes.length; at += step) {
+    if (throttle && at > 0) await new Promise((r) => setTimeout(r, throttle.everyMs));
+    const chunk = bytes.subarray(at, at + step);
     const ok = await new Promise<boolean>((resolve) => {
       if (res.destroyed) return resolve(false);
       const onClose = (): void => resolve(false);

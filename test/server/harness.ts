@@ -133,6 +133,8 @@ export interface SimOptions {
   readonly clientId?: string;
   /** Fail instead of retrying when the broker refuses. */
   readonly expectRefusal?: boolean;
+  /** MQTT keepalive in seconds (mqtt.js' default: 60). */
+  readonly keepalive?: number;
 }
 
 /**
@@ -172,6 +174,7 @@ export class SimProbe {
         reconnectPeriod: 0,
         connectTimeout: 5000,
         protocolVersion: 4,
+        ...(o.keepalive !== undefined ? { keepalive: o.keepalive } : {}),
         will: { topic: topics.events(creds.probeId), payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: false },
         ...(o.ca ? { ca: o.ca, rejectUnauthorized: true } : {}),
       },

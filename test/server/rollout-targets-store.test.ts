@@ -26,6 +26,7 @@ function rollout(id: string): RolloutRecord {
     target: { channel: 'stable' },
     strategy: { waves: [100], successThreshold: 1, errorThreshold: 0.1, advance: { mode: 'approval' }, skipCurrent: true },
     windows: [],
+    download: null,
     state: 'running',
     wave: 0,
     waveCount: 1,

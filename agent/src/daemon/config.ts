@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { downloadLimitsSchema } from '../../../base/src/protocol/download-limits.js';
 import { LinkError } from '../link/errors.js';
 import { defaultStateFor } from '../update/agent-paths.js';
 
@@ -29,7 +30,12 @@ const configSchema = z
     /** Installs start only between these local times (HH:MM; end before start spans midnight). */
     maintenanceWindow: z.object({ start: hhmm, end: hhmm }).strict().optional(),
     health: z.object({ required: z.number().int().positive().optional(), intervalMs: ms.optional(), windowMs: ms.optional() }).strict().default({}),
-    report: z.object({ stateIntervalMs: ms.default(60_000) }).strict().default({ stateIntervalMs: 60_000 }),
+    /** What the link costs (docs/traffic.md): `default`, or `metered` for thin or paid links. Sets the defaults below. */
+    profile: z.enum(['default', 'metered']).default('default'),
+    /** State: a full state every `stateIntervalMs`; a change is looked for every `checkIntervalMs` (locally) and published at once. */
+    report: z.object({ stateIntervalMs: ms.optional(), checkIntervalMs: ms.optional() }).strict().default({}),
+    /** The MQTT keepalive: how often an idle link says it is alive, and so how soon the server notices a dead probe (1.5 x). */
+    mqtt: z.object({ keepaliveSeconds: z.number().int().min(5).max(65_535).optional() }).strict().default({}),
     reconnect: z.object({ minMs: ms.default(1000), maxMs: ms.default(60_000) }).strict().default({ minMs: 1000, maxMs: 60_000 }),
     poll: z.object({ intervalMs: ms.default(60_000), maxIntervalMs: ms.default(900_000), afterOfflineMs: ms.default(30_000) }).strict().default({ intervalMs: 60_000, maxIntervalMs: 900_000, afterOfflineMs: 30_000 }),
     drop: z
@@ -48,15 +54,40 @@ const configSchema = z
       .default({ maxCount: 20, maxAgeDays: 30 }),
     outbox: z.object({ maxMessages: z.number().int().positive().default(10_000) }).strict().default({ maxMessages: 10_000 }),
     download: z
-      .object({ attempts: z.number().int().positive().default(50), maxDelayMs: ms.default(30_000), idleTimeoutMs: ms.default(30_000) })
+      .object({
+        attempts: z.number().int().positive().default(50),
+        maxDelayMs: ms.default(30_000),
+        idleTimeoutMs: ms.default(30_000),
+        /** A cap on pack downloads, and a window of local time for them (docs/traffic.md); a rollout's may be stricter. */
+        maxBytesPerSecond: downloadLimitsSchema.shape.maxBytesPerSecond,
+        window: downloadLimitsSchema.shape.window,
+      })
       .strict()
       .default({ attempts: 50, maxDelayMs: 30_000, idleTimeoutMs: 30_000 }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();
 
-/** The parsed config: every path absolute, the state folder always decided. */
-export type AgentConfig = Readonly<Omit<z.infer<typeof configSchema>, 'state'> & { state: string }>;
+/**
+ * The two link profiles (docs/traffic.md, measured by bench/idle-traffic): what an idle probe
+ * costs is the keepalive exchange (about 250 bytes on the wire over MQTTS) every keepalive, plus
+ * a full state every stateInterval; a change is published when it happens either way.
+ */
+export const LINK_PROFILES = {
+  default: { keepaliveSeconds: 300, stateIntervalMs: 3_600_000, checkIntervalMs: 15_000 },
+  metered: { keepaliveSeconds: 1200, stateIntervalMs: 6 * 3_600_000, checkIntervalMs: 60_000 },
+} as const;
+
+type Parsed = z.infer<typeof configSchema>;
+
+/** The parsed config: every path absolute, the state folder always decided, the profile's defaults filled in. */
+export type AgentConfig = Readonly<
+  Omit<Parsed, 'state' | 'report' | 'mqtt'> & {
+    state: string;
+    report: { readonly stateIntervalMs: number; readonly checkIntervalMs: number };
+    mqtt: { readonly keepaliveSeconds: number };
+  }
+>;
 
 export function parseAgentConfig(json: unknown, baseDir: string): AgentConfig {
   const r = configSchema.safeParse(json);
@@ -68,8 +99,11 @@ export function parseAgentConfig(json: unknown, baseDir: string): AgentConfig {
   }
   const c = r.data;
   const abs = (p: string): string => resolve(baseDir, p);
+  const profile = LINK_PROFILES[c.profile];
   return Object.freeze({
     ...c,
+    report: { stateIntervalMs: c.report.stateIntervalMs ?? profile.stateIntervalMs, checkIntervalMs: c.report.checkIntervalMs ?? profile.checkIntervalMs },
+    mqtt: { keepaliveSeconds: c.mqtt.keepaliveSeconds ?? profile.keepaliveSeconds },
     root: abs(c.root),
     state: c.state !== undefined ? abs(c.state) : defaultStateFor(abs(c.root)),
     credentials: abs(c.credentials),

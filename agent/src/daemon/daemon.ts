@@ -18,6 +18,7 @@ import { runDiagnose } from './diagnose-command.js';
 import type { RecentLog } from './recent-log.js';
 import { SystemdNotifier } from './notify.js';
 import { buildState } from './state-report.js';
+import { StateCadence } from './state-cadence.js';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /**
@@ -54,7 +55,7 @@ export class AgentDaemon {
   private poller: Poller | null = null;
   private drop: DropSource | null = null;
   private readonly notifier = new SystemdNotifier();
-  private stateTimer: NodeJS.Timeout | null = null;
+  private readonly cadence: StateCadence;
   private gcTimer: NodeJS.Timeout | null = null;
   private installing: Promise<unknown> = Promise.resolve();
   private busy = false;
@@ -88,6 +89,12 @@ export class AgentDaemon {
       log,
       (p) => this.onInstallProgress(p),
     );
+    this.cadence = new StateCadence({
+      checkMs: config.report.checkIntervalMs,
+      fullMs: config.report.stateIntervalMs,
+      build: () => this.currentState(),
+      publish: async (state) => (await this.link?.publishState(state)) ?? false,
+    });
     this.queue = new CommandQueue({
       commands: this.commands,
       installer: this.installer,
@@ -156,6 +163,7 @@ export class AgentDaemon {
       token: creds.token,
       ...(creds.ca ? { ca: creds.ca } : {}),
       reconnect: config.reconnect,
+      keepaliveSeconds: config.mqtt.keepaliveSeconds,
       outbox: this.outbox,
       log,
       onCommand: (payload) => this.onCommand(payload, 'mqtt'),
@@ -184,8 +192,8 @@ export class AgentDaemon {
       this.drop = await deps.makeDrop(this);
       this.drop.start(config.drop.scanIntervalMs);
     }
-    this.stateTimer = setInterval(() => void this.reportState(), config.report.stateIntervalMs);
-    this.stateTimer.unref();
+    // The state goes out when it changes, and in full every stateIntervalMs (docs/traffic.md).
+    this.cadence.start();
     // The agent idles most of its life: give back what a burst of work grew, now and then.
     this.gcTimer = setInterval(() => {
       if (!this.busy) releaseMemory();
@@ -243,17 +251,21 @@ export class AgentDaemon {
   private async reportWhenHealthy(windowMs: number): Promise<void> {
     const deadline = Date.now() + windowMs;
     while (!this.stopping && Date.now() < deadline) {
-      const state = await buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 }).catch(() => null);
+      const state = await this.currentState().catch(() => null);
       if (state?.health === 'ok') break;
       await new Promise((r) => setTimeout(r, 100).unref());
     }
     if (!this.stopping) await this.reportState();
   }
 
+  private currentState(): ReturnType<typeof buildState> {
+    return buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 });
+  }
+
+  /** Publishes the state now, changed or not (connect, report-now, an outcome, the app healthy at boot). */
   async reportState(): Promise<void> {
     try {
-      const state = await buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 });
-      await this.link?.publishState(state);
+      await this.cadence.publishNow();
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'state report failed');
     }
@@ -325,7 +337,7 @@ export class AgentDaemon {
     this.stopping = true;
     await this.notifier.stopping();
     this.notifier.stopWatchdog();
-    if (this.stateTimer) clearInterval(this.stateTimer);
+    this.cadence.stop();
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.poller?.stop();
     await this.drop?.stop();

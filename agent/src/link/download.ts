@@ -1,3 +1,5 @@
+import type { DownloadWindow } from '../../../base/src/protocol/download-limits.js';
+import { msUntilClose, msUntilOpen, TokenBucket } from './download-pace.js';
 import { createHash, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
@@ -52,7 +54,20 @@ export interface DownloadOptions {
   readonly idleTimeoutMs?: number;
   /** Called when an attempt is interrupted, before the wait: why, and how many bytes are kept. */
   readonly onInterrupted?: (reason: string, keptBytes: number, waitMs: number) => void;
+  /** A bandwidth cap and windows of local time (download-pace.ts); none: as fast as the link goes, at any time. */
+  readonly pace?: { readonly maxBytesPerSecond: number | null; readonly windows: readonly DownloadWindow[] };
+  /** Called when the download waits for its window to open: how long, and the bytes kept. */
+  readonly onPaused?: (waitMs: number, keptBytes: number) => void;
+  /** The wall clock the windows are judged by, and the wait for one to open (tests move time instead of waiting). */
+  readonly clock?: WindowClock;
 }
+
+export interface WindowClock {
+  now(): Date;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+const REAL_CLOCK: WindowClock = { now: () => new Date(), sleep };
 
 export interface DownloadResult {
   /** `dest`. */
@@ -103,13 +118,30 @@ async function fetchInto(options: DownloadOptions): Promise<DownloadResult> {
     let requests = 0;
     let failures = 0;
     let furthest = part.offset;
+    const windows = options.pace?.windows ?? [];
+    const clock = options.clock ?? REAL_CLOCK;
+    const bucket = options.pace?.maxBytesPerSecond ? new TokenBucket(options.pace.maxBytesPerSecond) : null;
     while (part.offset < size) {
+      // Outside its window the download waits (the .part kept) and resumes by Range inside it.
+      const closed = msUntilOpen(clock.now(), windows);
+      if (closed === null) throw new LinkError('DOWNLOAD_WINDOW_INVALID', `${where}: the download windows (${windows.map((w) => `${w.start}-${w.end} ${w.timeZone}`).join(', ')}) are never open at the same time`);
+      if (closed > 0) {
+        options.onPaused?.(closed, part.offset);
+        try {
+          await clock.sleep(closed, signal);
+        } catch {
+          throw cancelled(where, part.offset, size, signal);
+        }
+        continue;
+      }
       requests++;
       try {
-        await fetchOnce(url, where, part, options);
+        const at = clock.now();
+        await fetchOnce(url, where, part, options, { bucket, clock, closesAt: at.getTime() + msUntilClose(at, windows) });
         if (part.offset < size) throw new Interruption(`the response ended at byte ${part.offset} of ${size}`);
       } catch (e) {
         if (signal?.aborted) throw cancelled(where, part.offset, size, signal);
+        if (e instanceof WindowClosed) continue;
         if (!(e instanceof Interruption)) throw e;
         if (part.offset > furthest) {
           furthest = part.offset;
@@ -144,11 +176,21 @@ async function fetchInto(options: DownloadOptions): Promise<DownloadResult> {
 /** A transient failure: the attempt loop backs off and resumes. Everything else ends the download. */
 class Interruption extends Error {}
 
+/** The download window closed mid-transfer: not a failure; the loop waits for the next opening. */
+class WindowClosed extends Error {}
+
+interface Pacing {
+  readonly bucket: TokenBucket | null;
+  readonly clock: WindowClock;
+  /** When the window closes (the clock's time in ms; Infinity: no window). */
+  readonly closesAt: number;
+}
+
 /**
  * One HTTP request for the bytes from `part.offset` on. Returns when the response ended; throws an
  * Interruption for what a retry may cure, a LinkError for what it cannot.
  */
-async function fetchOnce(url: URL, where: string, part: PartFile, o: DownloadOptions): Promise<void> {
+async function fetchOnce(url: URL, where: string, part: PartFile, o: DownloadOptions, pacing: Pacing): Promise<void> {
   const size = o.size;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
   if (part.offset > 0) headers['range'] = `bytes=${part.offset}-`;
@@ -213,6 +255,19 @@ async function fetchOnce(url: URL, where: string, part: PartFile, o: DownloadOpt
         throw new LinkError('DOWNLOAD_FAILED', `cannot write ${part.path}: ${errorName(e)}`, { cause: e });
       }
       o.onProgress?.(part.offset, size);
+      if (pacing.clock.now().getTime() >= pacing.closesAt) throw new WindowClosed();
+      const wait = pacing.bucket?.take(chunk.length) ?? 0;
+      if (wait > 0) {
+        // Held back by the cap: the stall is ours, so the idle timeout does not count it, and TCP
+        // flow control slows the sender while nothing is read.
+        res.socket?.setTimeout(0);
+        try {
+          await sleep(wait, o.signal);
+        } catch {
+          return;
+        }
+        res.socket?.setTimeout(idleMs);
+      }
     }
   } finally {
     req.destroy();

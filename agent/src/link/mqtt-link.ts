@@ -55,6 +55,8 @@ export interface MqttLinkOptions {
   /** PEM of the server CA, pinned for mqtts:. */
   readonly ca?: string;
   readonly reconnect: { readonly minMs: number; readonly maxMs: number };
+  /** Seconds between keepalive exchanges on an idle link (docs/traffic.md). */
+  readonly keepaliveSeconds: number;
   readonly outbox: Outbox;
   readonly log: Logger;
   readonly onCommand: (payload: Buffer) => void;
@@ -117,7 +119,7 @@ export class MqttLink {
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 10_000,
-      keepalive: 30,
+      keepalive: o.keepaliveSeconds,
       protocolVersion: 4,
       // mqtt-packet otherwise pre-builds a 2-byte Buffer for each of the 65,536 packet ids at the
       // first write: 65,536 objects, 6 MiB of the agent's 22 MiB of live heap when idle.

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { downloadLimitsSchema } from './download-limits.js';
 import { PROBE_ID } from './topics.js';
 
 /**
@@ -99,7 +100,8 @@ export const packRefSchema = z
 export const MAX_DIAGNOSTICS_BYTES = 64 * 1024 * 1024;
 
 export const commandSchema = z.discriminatedUnion('type', [
-  z.object({ v: z.literal(1), type: z.literal('install'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional(), pack: packRefSchema }).strict(),
+  /** `download`: the rollout's limits on the pack's download (download-limits.ts); the probe's own config may be stricter. */
+  z.object({ v: z.literal(1), type: z.literal('install'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional(), pack: packRefSchema, download: downloadLimitsSchema.optional() }).strict(),
   z.object({ v: z.literal(1), type: z.literal('cancel'), commandId: id, probeId, issuedAt: isoTime, target: id }).strict(),
   z.object({ v: z.literal(1), type: z.literal('report-now'), commandId: id, probeId, issuedAt: isoTime }).strict(),
   /** Back to the previous committed release: the agent's own rollback, with its refusals. */

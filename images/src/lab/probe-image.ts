@@ -146,7 +146,10 @@ export function labAgentConfig(): object {
     credentials: AGENT_CREDENTIALS,
     inbox: FTP_INBOX,
     health: { required: 2, intervalMs: 500, windowMs: 20000 },
+    // The lab's quick settings: a state every 10 s, a dead probe noticed in 45 s (docs/traffic.md
+    // has the field's defaults; bench/idle-traffic measures those).
     report: { stateIntervalMs: 10000 },
+    mqtt: { keepaliveSeconds: 30 },
     reconnect: { minMs: 500, maxMs: 5000 },
     poll: { intervalMs: 5000, maxIntervalMs: 30000, afterOfflineMs: 10000 },
     drop: { scanIntervalMs: 500, stableMs: 1000, incompleteExpiryMs: 600000, outbox: FTP_OUTBOX },

@@ -1,7 +1,7 @@
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { resolvePackRef } from './pack-ref.js';
 import { ApiClient, resolveTarget, type ApiFlags } from './api-client.js';
-import { jsonEnvelope, parseDuration, printJson, shortTime, table } from '../../../base/src/cli/output.js';
+import { jsonEnvelope, parseDuration, parseSize, printJson, shortTime, table } from '../../../base/src/cli/output.js';
 
 /**
  * `sonde rollout create|status|start|pause|resume|abort|approve|retry` (docs/rollouts.md): thin
@@ -28,6 +28,8 @@ export interface CreateFlags extends ApiFlags, JsonFlag {
   wait?: string;
   approval?: boolean;
   window?: string[];
+  downloadCap?: string;
+  downloadWindow?: string;
   keepCurrent?: boolean;
   draft?: boolean;
 }
@@ -93,6 +95,25 @@ export function parseWindow(text: string): Record<string, unknown> {
   return { start: m[1], end: m[2], ...(m[3] ? { utcOffset: m[3] } : {}), ...(m[4] ? { days: m[4].split(',') } : {}) };
 }
 
+/** `--download-cap 256k`, `--download-window 01:00-05:00@Europe/Paris`. */
+function downloadLimits(f: CreateFlags): Record<string, unknown> {
+  let cap: number | undefined;
+  if (f.downloadCap !== undefined) {
+    try {
+      cap = parseSize(f.downloadCap.replace(/\/s$/, ''));
+    } catch (e) {
+      throw new CliError('USAGE', `--download-cap: ${(e as Error).message} (bytes per second)`);
+    }
+  }
+  let window: Record<string, string> | undefined;
+  if (f.downloadWindow !== undefined) {
+    const m = /^(\d\d:\d\d)-(\d\d:\d\d)@([A-Za-z0-9_+/-]+)$/.exec(f.downloadWindow.trim());
+    if (!m) throw new CliError('USAGE', `--download-window ${f.downloadWindow}: expected HH:MM-HH:MM@Zone (an IANA zone, e.g. 01:00-05:00@Europe/Paris)`);
+    window = { start: m[1]!, end: m[2]!, timeZone: m[3]! };
+  }
+  return { ...(cap !== undefined ? { maxBytesPerSecond: cap } : {}), ...(window ? { window } : {}) };
+}
+
 export function createBody(f: CreateFlags): Record<string, unknown> {
   const target = {
     ...(f.channel ? { channel: f.channel } : {}),
@@ -126,6 +147,7 @@ export function createBody(f: CreateFlags): Record<string, unknown> {
     target,
     strategy,
     ...(f.window?.length ? { windows: f.window.map(parseWindow) } : {}),
+    ...(f.downloadCap !== undefined || f.downloadWindow !== undefined ? { download: downloadLimits(f) } : {}),
     ...(f.draft ? { draft: true } : {}),
   };
 }

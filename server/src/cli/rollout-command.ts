@@ -34,6 +34,8 @@ export function registerRolloutCommands(program: Command): void {
     .option('--wait <duration>', 'between waves, e.g. 30m (default 10m)')
     .option('--approval', 'wait for `sonde rollout approve` before each wave instead')
     .option('--window <HH:MM-HH:MM[@±HH:MM][/days]>', 'maintenance window, when commands may be sent (repeatable)', collect, [])
+    .option('--download-cap <rate>', 'each probe downloads the pack at most this fast, bytes per second (e.g. 256k, 2M); a probe\'s own cap may be lower')
+    .option('--download-window <HH:MM-HH:MM@Zone>', 'each probe downloads only in this window of local time, in an IANA zone (e.g. 01:00-05:00@Europe/Paris)')
     .option('--keep-current', 'command probes that already report the version too')
     .option('--draft', 'create without starting (`sonde rollout start ID`)')
     .action(async (flags) => {

@@ -1,3 +1,4 @@
+import type { DownloadLimits } from '../../../base/src/protocol/download-limits.js';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -21,7 +22,7 @@ import { ACKNOWLEDGED_TYPES, TERMINAL_STATUSES, type CommandChange, type Command
  * second (notes/fleet-facts.md).
  */
 export type CommandSpec =
-  | { readonly type: 'install'; readonly packSha256: string }
+  | { readonly type: 'install'; readonly packSha256: string; readonly download?: DownloadLimits }
   | { readonly type: 'cancel'; readonly target: string }
   | { readonly type: 'report-now' }
   | { readonly type: 'rollback' }
@@ -114,6 +115,7 @@ export class CommandService {
               type: 'install',
               ...(opts.rolloutId !== undefined ? { rolloutId: opts.rolloutId } : {}),
               pack: { url: `${(p.httpBase ?? this.o.defaultHttpBase).replace(/\/+$/, '')}/api/v1/packs/${pack!.sha256}/content`, sha256: pack!.sha256, size: pack!.size },
+              ...(spec.download ? { download: spec.download } : {}),
             }
           : spec.type === 'cancel'
             ? { ...common, type: 'cancel', target: spec.target }

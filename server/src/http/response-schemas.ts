@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { commandSchema, eventSchema, stateSchema } from '../../../base/src/protocol/messages.js';
+import { downloadLimitsSchema } from '../../../base/src/protocol/download-limits.js';
 import { PACK_KINDS } from '../../../pack/src/index.js';
 import { strategySchema, targetSchema } from '../rollouts/definition.js';
 import { ENVIRONMENTS } from '../rollouts/environments.js';
@@ -149,6 +150,7 @@ export const rolloutViewSchema = z.object({
   target: z.lazy(() => targetSchema),
   strategy: z.lazy(() => strategySchema),
   windows: z.array(windowSchema).readonly(),
+  download: downloadLimitsSchema.nullable(),
   wave: z.number().int().describe('the current wave, 0-based; -1 before the start'),
   waveCount: z.number().int(),
   hasCanary: z.boolean(),

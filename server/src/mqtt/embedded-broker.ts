@@ -27,6 +27,8 @@ export interface EmbeddedBrokerOptions {
   /** true when `token` is the live token of probe `probeId`. */
   readonly authenticate: (probeId: string, token: string) => Promise<boolean>;
   readonly onMessage: MessageHandler;
+  /** A probe's keepalive (PINGREQ): it is alive though it said nothing (docs/traffic.md). */
+  readonly onPing?: (probeId: string) => void;
   readonly log: Logger;
   readonly metrics: Metrics;
   /** aedes' in-flight window for deliveries (default 100); fan-outs are chunked anyway. */
@@ -121,6 +123,10 @@ export class EmbeddedBroker implements Bus {
       // Only what a probe published: the server's own commands come back here with no client.
       if (!client || !packet.topic.startsWith(`${TOPIC_PREFIX}/`)) return;
       o.onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload), performance.now());
+    });
+    aedes.on('ping', (_packet, client) => {
+      const user = client ? self!.users.get(client) : undefined;
+      if (user !== undefined) o.onPing?.(user);
     });
     try {
       await self.listen();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { downloadLimitsSchema } from '../../../base/src/protocol/download-limits.js';
 import { PROBE_ID } from '../../../base/src/protocol/topics.js';
 import { CHANNELS } from '../store/types.js';
 import { ENVIRONMENTS } from './environments.js';
@@ -75,6 +76,8 @@ export const rolloutCreateBody = z
     strategy: strategySchema.default({ waves: [100], successThreshold: 0.9, errorThreshold: 0.1, advance: { mode: 'wait', seconds: 600 }, skipCurrent: true }),
     /** When commands may be sent; none means at any time. */
     windows: z.array(windowSchema).max(16).default([]),
+    /** Limits on each probe's download of the pack: a bandwidth cap and a window of local time (a probe's own config may be stricter). */
+    download: downloadLimitsSchema.optional(),
     /** Create without starting (`POST …/start` starts it). */
     draft: z.boolean().default(false),
   })

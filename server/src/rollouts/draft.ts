@@ -58,6 +58,7 @@ export async function draftRollout(store: Store, d: RolloutDefinition, who: Acto
     target: d.target,
     strategy: d.strategy,
     windows: d.windows,
+    download: d.download ?? null,
     state: 'draft',
     wave: -1,
     waveCount: plan.waveSizes.length,

@@ -1,3 +1,4 @@
+import type { DownloadLimits } from '../../../base/src/protocol/download-limits.js';
 import type { RolloutTarget, Strategy } from './definition.js';
 import type { Environment } from './environments.js';
 import type { RolloutEvent, RolloutState, TargetState } from './machine.js';
@@ -18,6 +19,8 @@ export interface RolloutRecord {
   readonly target: RolloutTarget;
   readonly strategy: Strategy;
   readonly windows: readonly MaintenanceWindow[];
+  /** Limits on each probe's download of the pack (bandwidth cap, window of local time); null: none. */
+  readonly download: DownloadLimits | null;
   readonly state: RolloutState;
   /** The current wave: -1 before the start, then 0 … waveCount - 1. */
   readonly wave: number;

@@ -33,6 +33,7 @@ function definitionOf(r: RolloutRecord): Omit<RolloutDefinition, 'draft'> {
     target: r.target,
     strategy: r.strategy,
     windows: [...r.windows],
+    ...(r.download === null ? {} : { download: r.download }),
   };
 }
 

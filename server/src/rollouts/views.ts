@@ -16,6 +16,7 @@ export function rolloutView(r: RolloutRecord): RolloutView {
     target: r.target,
     strategy: r.strategy,
     windows: r.windows,
+    download: r.download,
     wave: r.wave,
     waveCount: r.waveCount,
     hasCanary: r.hasCanary,

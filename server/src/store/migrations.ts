@@ -231,4 +231,9 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       `CREATE INDEX deployments_finished ON deployments (finished_at)`,
     ],
   },
+  {
+    // Issue 24: a rollout's limits on its downloads (bandwidth cap, window), JSON or NULL.
+    id: '0005-rollout-download-limits',
+    statements: [`ALTER TABLE rollouts ADD COLUMN download TEXT`],
+  },
 ]);

@@ -157,6 +157,13 @@ export class SqliteProbes implements ProbeRepository {
     this.sql.run('UPDATE probes SET online = 0 WHERE online = 1');
   }
 
+  async touch(seen: ReadonlyMap<string, string>): Promise<void> {
+    if (seen.size === 0) return;
+    this.sql.tx(() => {
+      for (const [id, at] of seen) this.sql.run('UPDATE probes SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)', at, id, at);
+    });
+  }
+
   async events(id: string, opts: { limit: number; type?: string | undefined }): Promise<StoredEvent[]> {
     // The newest `limit`, returned oldest first: by seq, then by arrival for equal seqs (a last
     // will carries the seq of the event before it).

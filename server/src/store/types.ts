@@ -139,6 +139,8 @@ export interface ProbeRepository {
   countsBy(column: 'version' | 'health'): Promise<Record<string, number>>;
   /** At the start of an embedded broker nobody is connected yet. */
   markAllOffline(): Promise<void>;
+  /** Moves each probe's last seen forward to the time given (never back); unknown ids are ignored. */
+  touch(seen: ReadonlyMap<string, string>): Promise<void>;
   events(id: string, opts: { limit: number; type?: string | undefined }): Promise<StoredEvent[]>;
   deployments(id: string, limit: number): Promise<DeploymentRecord[]>;
 }
