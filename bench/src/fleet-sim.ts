@@ -29,6 +29,8 @@ export interface FleetSimConfig {
   /** Connects per second for this process's share of the ramp. */
   readonly rate: number;
   readonly stateIntervalMs: number;
+  /** MQTT keepalive, seconds: below the state interval, each probe also pings between states (the server's last-seen path). */
+  readonly keepaliveSeconds: number;
   readonly connectTimeoutMs: number;
   readonly reconnectMinMs: number;
   readonly reconnectMaxMs: number;
@@ -146,7 +148,7 @@ function connect(p: Probe): void {
     clean: true,
     reconnectPeriod: 0,
     connectTimeout: c.connectTimeoutMs,
-    keepalive: 30,
+    keepalive: c.keepaliveSeconds,
     protocolVersion: 4,
     will: { topic: topics.events(p.id), payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: false },
   });

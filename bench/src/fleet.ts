@@ -13,7 +13,7 @@
  * wave to every probe over the HTTP API, or commands.sendMany), then a reconnect storm (every
  * simulated socket destroyed at once). Figures are printed next to the targets; nothing asserts.
  * Usage: node dist/bench/src/fleet.js [--probes 10000] [--duration 60] [--rate 500] [--mosquitto]
- *        [--fanout rollout|sendmany|both] [--per-sim 5000] [--sim-nice 10] [--state-interval 10]
+ *        [--fanout rollout|sendmany|both] [--per-sim 5000] [--sim-nice 10] [--state-interval 10] [--keepalive 30]
  *        [--reconnect-min-ms 1000] [--storm-timeout 120] [--mosquitto-option 'LINE']
  *        [--profile-server DIR] [--keep]
  */
@@ -53,6 +53,8 @@ const durationS = num('duration', 60, 5, 3600);
 const rate = num('rate', 500, 1, 10_000);
 const perSim = num('per-sim', 5000, 100, 18_000);
 const stateIntervalMs = num('state-interval', 10, 1, 600) * 1000;
+/** 30 s as the agent had; below the state interval each probe pings between states too (issue 24: the server's last seen). */
+const keepaliveSeconds = num('keepalive', 30, 1, 3600);
 const reconnectMinMs = num('reconnect-min-ms', 1000, 0, 60_000);
 const stormTimeoutMs = num('storm-timeout', 120, 10, 600) * 1000;
 const fanoutMode = arg('fanout', 'rollout');
@@ -208,7 +210,7 @@ async function main(): Promise<void> {
   work = await mkdtemp(join(tmpdir(), 'sonde-bench-fleet-'));
   console.log(
     `fleet: ${N} probes, ${useMosquitto ? `external Mosquitto (--mqtt-url)${mosquittoExtra ? ` with "${mosquittoExtra}"` : ''}` : 'embedded broker (aedes)'}, ${simCount} simulator process${simCount > 1 ? 'es' : ''}, ` +
-      `state every ${stateIntervalMs / 1000} s, simulators at nice ${simNice}, load average ${loadAverage()} on ${cpus().length} cores`,
+      `state every ${stateIntervalMs / 1000} s, keepalive ${keepaliveSeconds} s, simulators at nice ${simNice}, load average ${loadAverage()} on ${cpus().length} cores`,
   );
 
   // 1. Sample packs (the rollout installs 1.1.0) and the probes, enrolled through the store.
@@ -280,6 +282,7 @@ async function main(): Promise<void> {
       credentials: shards[s]!,
       rate: (rate * share) / N,
       stateIntervalMs,
+      keepaliveSeconds,
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       reconnectMinMs,
       reconnectMaxMs: 60_000,
