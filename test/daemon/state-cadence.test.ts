@@ -1,33 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { ProbeState } from '../../base/src/protocol/messages.js';
 import { StateCadence, diskBand } from '../../agent/src/daemon/state-cadence.js';
+import { probeState } from '../server/harness.js';
 
 /**
  * The state goes out when something an operator acts on changes, in full at a long interval, and
  * when asked (issue 24): the clock, the uptime and a byte of disk are not news.
  */
-function state(over: Partial<ProbeState> = {}): ProbeState {
-  return {
-    v: 1,
-    probeId: 'p-1',
-    at: new Date().toISOString(),
-    agentVersion: '0.1.0',
-    product: 'probe-app',
-    version: '1.0.0',
-    appVersion: '1.0.0',
-    slot: 'a',
-    dbVersion: 1,
-    configVersion: 1,
-    health: 'ok',
-    appRunning: true,
-    lastDeployment: null,
-    busy: false,
-    disk: { freeBytes: 50_000, totalBytes: 100_000 },
-    uptimeSeconds: 10,
-    inbox: { waiting: 0, incomplete: 0 },
-    ...over,
-  };
-}
+/** A healthy probe's state, half its disk free (the bands below are fractions of it). */
+const state = (over: Partial<ProbeState> = {}): ProbeState => probeState('p-1', { disk: { freeBytes: 50_000, totalBytes: 100_000 }, ...over });
 
 function harness(fullMs = 3_600_000) {
   let now = 0;

@@ -10,9 +10,8 @@ import { dropSourceFor } from '../../agent/src/daemon/drop-source.js';
 import type { DropSource } from '../../agent/src/daemon/daemon.js';
 import { dropReceiptSchema, type DropReceipt } from '../../agent/src/drop/receipt.js';
 import { signDiagnosticsRequest } from '../../pack/src/diagnostics-request.js';
-import { connectServerClient, SERVER_USER, startAedesBroker, type AedesBroker, type ServerClient } from '../helpers/broker.js';
-import { daemonSamples, makeProbe, startDaemon, startFleetHttp, type FleetHttp, type InProcessDaemon, type ProbeFixture } from '../helpers/daemon-harness.js';
-import { scratch } from '../helpers/packs.js';
+import { daemonBed, type DaemonBed } from '../helpers/daemon-bed.js';
+import type { InProcessDaemon, ProbeFixture } from '../helpers/daemon-harness.js';
 import { sonde } from '../helpers/probe-state.js';
 
 /**
@@ -21,14 +20,10 @@ import { sonde } from '../helpers/probe-state.js';
  * files in and read files out; these tests are named after what such a person tries.
  */
 const run = promisify(execFile);
-const SERVER_PASSWORD = 'server-password-for-tests-only-0123456789';
 const CANARY = 'canary-drop-diagnostics-Vx9-site-secret';
 
-let tmp: { dir: string; cleanup: () => Promise<void> };
+let bed: DaemonBed;
 let s: SamplePaths;
-let broker: AedesBroker;
-let http: FleetHttp;
-let server: ServerClient;
 let p: ProbeFixture;
 let d: InProcessDaemon;
 let drop: DropSource;
@@ -38,21 +33,16 @@ let rogue: { key: string; cert: string };
 let counter = 0;
 
 beforeAll(async () => {
-  tmp = await scratch('sonde-drop-diagnostics-');
-  s = await daemonSamples();
-  broker = await startAedesBroker();
-  broker.addUser(SERVER_USER, SERVER_PASSWORD);
-  http = await startFleetHttp(new Map());
-  server = await connectServerClient(broker.url, SERVER_PASSWORD);
-  inbox = join(tmp.dir, 'ftp', 'incoming');
-  outbox = join(tmp.dir, 'ftp', 'outgoing');
+  bed = await daemonBed('sonde-drop-diagnostics-');
+  s = bed.samples;
+  inbox = join(bed.dir, 'ftp', 'incoming');
+  outbox = join(bed.dir, 'ftp', 'outgoing');
   await mkdir(inbox, { recursive: true });
-  p = await makeProbe(tmp.dir, { samples: s, mqttUrl: broker.url, httpBase: http.base, config: { inbox, drop: { stableMs: 100, outbox } }, siteVars: { CollectorPassword: CANARY } });
-  broker.addUser(p.id, p.token);
-  d = await startDaemon(p);
+  p = await bed.probe({ config: { inbox, drop: { stableMs: 100, outbox } }, siteVars: { CollectorPassword: CANARY } });
+  d = await bed.daemon(p);
   drop = dropSourceFor(d.daemon);
   // A signing key of someone else's making: a root the probe does not hold.
-  const keys = join(tmp.dir, 'rogue-keys');
+  const keys = join(bed.dir, 'rogue-keys');
   for (const args of [['keys', 'init-ca', '--dir', keys, '--name', 'Rogue Root'], ['keys', 'issue-signer', '--dir', keys, '--name', 'Rogue Signer']]) {
     const r = await sonde(args);
     expect(r.code, r.stderr).toBe(0);
@@ -61,15 +51,11 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await d?.stop();
-  await server?.close();
-  await broker?.close();
-  await http?.close();
-  await tmp?.cleanup();
+  await bed?.close();
 });
 
 async function request(name: string, o: { probe?: string; sign?: string; cert?: string; valid?: string } = {}): Promise<string> {
-  const file = join(tmp.dir, `${name}.sdr`);
+  const file = join(bed.dir, `${name}.sdr`);
   const r = await sonde(['diagnostics', 'request', '--probe', o.probe ?? p.id, '--sign', o.sign ?? s.keys.signerKey, '--cert', o.cert ?? s.keys.signerCert, '--recipient', s.keys.fleetCert, '--valid', o.valid ?? '1d', '--reason', 'ticket 4711', '-o', file]);
   expect(r.code, r.stderr).toBe(0);
   return file;
@@ -103,13 +89,13 @@ describe('diagnostics through the FTP drop', () => {
     expect(receipt.message).toBe(`the sealed bundle is outbox/${added[0]}`);
     expect(added[0]).toMatch(new RegExp(`^diagnostics-${p.id}-\\d{8}T\\d{6}Z\\.tar\\.gz\\.sealed$`));
 
-    const opened = join(tmp.dir, 'bundle.tar.gz');
+    const opened = join(bed.dir, 'bundle.tar.gz');
     const o = await sonde(['diagnostics', 'open', join(outbox, added[0]!), '--key', s.keys.fleetKey, '-o', opened]);
     expect(o.code, o.stderr).toBe(0);
     const listing = (await run('tar', ['-tzf', opened])).stdout;
     expect(listing).toMatch(/bundle\.json/);
     expect(listing).toMatch(/agent\.log/);
-    const unpacked = join(tmp.dir, 'bundle');
+    const unpacked = join(bed.dir, 'bundle');
     await mkdir(unpacked);
     await run('tar', ['-xzf', opened, '-C', unpacked]);
     const all = (await run('grep', ['-r', '-l', CANARY, unpacked]).catch((e: { code: number; stdout: string }) => e)).stdout;
@@ -124,17 +110,17 @@ describe('diagnostics through the FTP drop', () => {
     // A gzip stream starts 1f 8b; a sealed file is a header line and ciphertext.
     expect(bytes.includes(Buffer.from([0x1f, 0x8b, 0x08]))).toBe(false);
     expect(bytes.includes(Buffer.from('bundle.json'))).toBe(false);
-    const r = await sonde(['diagnostics', 'open', join(outbox, file!), '--key', s.keys.signerKey, '-o', join(tmp.dir, 'nope.tar.gz')]);
+    const r = await sonde(['diagnostics', 'open', join(outbox, file!), '--key', s.keys.signerKey, '-o', join(bed.dir, 'nope.tar.gz')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/RECIPIENT_NOT_FOUND/);
-    expect(existsSync(join(tmp.dir, 'nope.tar.gz'))).toBe(false);
+    expect(existsSync(join(bed.dir, 'nope.tar.gz'))).toBe(false);
     // A flipped byte of the ciphertext is refused whole.
     const flipped = Buffer.from(bytes);
     flipped[flipped.length - 100] = flipped[flipped.length - 100]! ^ 1;
-    await writeFile(join(tmp.dir, 'flipped.sealed'), flipped);
-    const f = await sonde(['diagnostics', 'open', join(tmp.dir, 'flipped.sealed'), '--key', s.keys.fleetKey, '-o', join(tmp.dir, 'flipped.tar.gz')]);
+    await writeFile(join(bed.dir, 'flipped.sealed'), flipped);
+    const f = await sonde(['diagnostics', 'open', join(bed.dir, 'flipped.sealed'), '--key', s.keys.fleetKey, '-o', join(bed.dir, 'flipped.tar.gz')]);
     expect(f.stderr).toMatch(/DECRYPT_FAILED/);
-    expect(existsSync(join(tmp.dir, 'flipped.tar.gz'))).toBe(false);
+    expect(existsSync(join(bed.dir, 'flipped.tar.gz'))).toBe(false);
   });
 
   it('a request forged on the FTP drop with a key the probe does not trust is refused, and nothing is written', async () => {
@@ -178,12 +164,12 @@ describe('diagnostics through the FTP drop', () => {
       createPrivateKey(await readFile(s.keys.signerKey)),
       chain,
     );
-    const receipt = await dropIt(join(tmp.dir, 'expired.sdr'), Buffer.from(text));
+    const receipt = await dropIt(join(bed.dir, 'expired.sdr'), Buffer.from(text));
     expect(receipt).toMatchObject({ outcome: 'failed', code: 'DIAGNOSTICS_REQUEST_EXPIRED' });
   });
 
   it('junk named like a request is refused with a clear code, and the drop keeps working', async () => {
-    const receipt = await dropIt(join(tmp.dir, 'junk.sdr'), Buffer.from('not json at all'));
+    const receipt = await dropIt(join(bed.dir, 'junk.sdr'), Buffer.from('not json at all'));
     expect(receipt).toMatchObject({ outcome: 'failed', code: 'DIAGNOSTICS_REQUEST_INVALID' });
     expect((await dropIt(await request('after-junk'))).outcome).toBe('answered');
   });
