@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Command } from '../../../base/src/protocol/messages.js';
 import { LinkError } from '../link/errors.js';
 import { stricter } from '../link/download-pace.js';
+import { ProgressPacer } from './progress-pacer.js';
 import type { Outbox } from '../link/outbox.js';
 import type { AgentConfig } from './config.js';
 import { isLoopbackUrl, type Credentials } from './credentials.js';
@@ -37,18 +38,10 @@ export async function fetchPack(c: Extract<Command, { type: 'install' }>, resume
     throw new LinkError('DOWNLOAD_FAILED', `${url.protocol}//${url.host} is off loopback: packs are fetched over https: there`);
   }
   x.event({ type: 'download-started', commandId: c.commandId, packSha256: c.pack.sha256, totalBytes: c.pack.size, ...(resumed ? { message: 'resumed after a restart' } : {}) });
-  // Progress: at each tenth, and while a cap or a window holds the download back, at least every
-  // 30 s; never more than one event in 2 s (a bounded rate however slow or fast the link).
-  let lastTenth = -1;
-  let lastEventAt = 0;
+  // Progress at a bounded rate however slow or fast the link (progress-pacer.ts).
+  const pacer = new ProgressPacer();
   const progress = (bytes: number, total: number, message?: string): void => {
-    const tenth = Math.floor((bytes / Math.max(total, 1)) * 10);
-    const now = Date.now();
-    if (now - lastEventAt < 2000 && tenth < 10) return;
-    if (tenth <= lastTenth && now - lastEventAt < 30_000 && message === undefined) return;
-    lastTenth = Math.max(lastTenth, tenth);
-    lastEventAt = now;
-    x.event({ type: 'download-progress', commandId: c.commandId, bytes, totalBytes: total, ...(message ? { message } : {}) });
+    if (pacer.due(bytes, total, message)) x.event({ type: 'download-progress', commandId: c.commandId, bytes, totalBytes: total, ...(message ? { message } : {}) });
   };
   const pace = stricter({ ...(x.config.download.maxBytesPerSecond ? { maxBytesPerSecond: x.config.download.maxBytesPerSecond } : {}), ...(x.config.download.window ? { window: x.config.download.window } : {}) }, c.download);
   const { download } = await import('../link/download.js');
@@ -67,7 +60,6 @@ export async function fetchPack(c: Extract<Command, { type: 'install' }>, resume
     onProgress: (bytes, total) => progress(bytes, total),
     onPaused: (waitMs, kept) => {
       x.log.info({ commandId: c.commandId, waitMs, keptBytes: kept }, 'download waits for its window');
-      lastEventAt = 0;
       progress(kept, c.pack.size, `waiting for its download window: opens in ${Math.ceil(waitMs / 60_000)} min`);
     },
   });
