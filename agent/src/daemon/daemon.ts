@@ -316,7 +316,7 @@ export class AgentDaemon {
     return answerDropRequest(path, {
       engine: this.engine,
       probeId: this.creds.probeId,
-      state: () => buildState(this.engine, this.creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 }),
+      state: () => this.currentState(),
       recentLog: this.recentLog ? (n) => this.recentLog!.text(n) : null,
       agentConfig: this.config,
       seedKeyring: this.config.keyring,
@@ -327,8 +327,7 @@ export class AgentDaemon {
 
   private diagnose(c: Extract<Command, { type: 'diagnose' }>): Promise<void> {
     const { engine, config, creds, log, commands } = this;
-    const state = (): ReturnType<typeof buildState> => buildState(engine, creds.probeId, this.drop?.status() ?? { waiting: 0, incomplete: 0 });
-    return runDiagnose(c, { engine, config, creds, log, commands, recentLog: this.recentLog, state, event: (e) => this.event(e) });
+    return runDiagnose(c, { engine, config, creds, log, commands, recentLog: this.recentLog, state: () => this.currentState(), event: (e) => this.event(e) });
   }
 
   /** SIGTERM: stop taking work, park a download, let a running install finish, say goodbye. */

@@ -43,7 +43,8 @@ export async function fetchPack(c: Extract<Command, { type: 'install' }>, resume
   const progress = (bytes: number, total: number, message?: string): void => {
     if (pacer.due(bytes, total, message)) x.event({ type: 'download-progress', commandId: c.commandId, bytes, totalBytes: total, ...(message ? { message } : {}) });
   };
-  const pace = stricter({ ...(x.config.download.maxBytesPerSecond ? { maxBytesPerSecond: x.config.download.maxBytesPerSecond } : {}), ...(x.config.download.window ? { window: x.config.download.window } : {}) }, c.download);
+  // The probe's own limits (agent config) and the rollout's (the command): the stricter applies.
+  const pace = stricter(x.config.download, c.download);
   const { download } = await import('../link/download.js');
   const got = await download({
     url: c.pack.url,
