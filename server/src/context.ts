@@ -10,6 +10,7 @@ import type { ServerOptions } from './options.js';
 import type { PackService } from './packs/pack-service.js';
 import type { AuditEntry, Store } from './store/types.js';
 import type { Webhooks } from './webhooks/webhook.js';
+import type { ChangeFeed } from './live/change-feed.js';
 
 /**
  * What a running server hands its modules (the rollouts module first): the store, the services,
@@ -29,6 +30,8 @@ export interface ServerContext {
   readonly packs: PackService;
   readonly probes: ProbeService;
   readonly commands: CommandService;
+  /** What changed, as it happens (the dashboard's live stream reads it; modules publish their own changes). */
+  readonly changes: ChangeFeed;
   /** An audit entry for what a module does on its own (a rollout advancing, pausing itself). */
   audit(entry: Omit<AuditEntry, 'id' | 'at'>): Promise<void>;
 }

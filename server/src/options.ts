@@ -52,6 +52,15 @@ export const serverOptionsSchema = z
     keepHistoryMs: z.number().int().positive().default(DEFAULT_RETENTION.historyMaxAgeMs),
     /** How often the retention pass runs (and once at start). */
     retentionEveryMs: z.number().int().positive().default(3_600_000),
+    /** The dashboard's live stream (live/live-stream.ts): how changes are gathered, the heartbeat, the most streams open at once. */
+    live: z
+      .object({
+        flushMs: z.number().int().positive().optional(),
+        heartbeatMs: z.number().int().positive().optional(),
+        maxStreams: z.number().int().positive().optional(),
+      })
+      .strict()
+      .default({}),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

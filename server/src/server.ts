@@ -17,6 +17,7 @@ import { StuckCheck } from './inventory/stuck-check.js';
 import { RetentionJob, retentionPolicy } from './inventory/retention-job.js';
 import { createServerLogger } from './log.js';
 import { Metrics } from './metrics/registry.js';
+import { ChangeFeed } from './live/change-feed.js';
 import { DEFAULT_MODULES } from './modules.js';
 import type { Bus } from './mqtt/bus.js';
 import { EmbeddedBroker } from './mqtt/embedded-broker.js';
@@ -144,6 +145,8 @@ async function boot(
   const defaultHttpBase = tls ? `https://${hostPart(options.listen[0]!)}:${options.port}` : `http://${hostPart(options.host)}:${options.port}`;
   const commandsOptions = { store, bus, ingest, log: log.child({ component: 'commands' }), metrics, defaultHttpBase, chunkSize: options.fanoutChunk, pollRepeatMs: options.pollRepeatMs };
   const commands = new CommandService(commandsOptions);
+  const changes = new ChangeFeed();
+  changes.follow(ingest, commands);
   const context: ServerContext = {
     options,
     paths,
@@ -156,6 +159,7 @@ async function boot(
     packs,
     probes,
     commands,
+    changes,
     audit: (e) => store.audit.append({ at: new Date().toISOString(), ...e }),
   };
   registerGauges(metrics, store, ingest, bus);

@@ -26,7 +26,7 @@ describe('methods', () => {
     const list = await s.api<{ code: string }>('DELETE', '/api/v1/probes');
     expect(list.status).toBe(405);
     expect(list.body.code).toBe('METHOD_NOT_ALLOWED');
-    expect(list.headers['allow']).toBe('GET, HEAD');
+    expect(list.headers['allow']).toBe('GET, HEAD, PATCH');
     const pack = await s.api<{ code: string }>('PUT', `/api/v1/packs/${sha}`);
     expect(pack.status).toBe(405);
     expect(pack.headers['allow']).toBe('DELETE, GET, HEAD');

@@ -4,7 +4,14 @@ import { hashToken, sameHash } from './tokens.js';
 
 /** Who is calling: a staff member with a role, or one probe. */
 export type Principal =
-  | { readonly kind: 'staff'; readonly tokenId: string; readonly name: string; readonly role: Role }
+  | {
+      readonly kind: 'staff';
+      readonly tokenId: string;
+      readonly name: string;
+      readonly role: Role;
+      /** Set when the caller came with a dashboard session cookie rather than the token (auth/sessions.ts). */
+      readonly session?: { readonly hash: string; readonly csrf: string; readonly expiresAt: string };
+    }
   | { readonly kind: 'probe'; readonly tokenId: string; readonly probeId: string };
 
 /** The audit log's name for a principal: ids, never secrets. */

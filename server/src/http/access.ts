@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
 import { actorOf, authenticate, roleAtLeast, type Principal } from '../auth/principal.js';
 import { bearerOf } from '../auth/tokens.js';
+import { csrfMatches, CSRF_HEADER, SESSION_COOKIE, sessionPrincipal } from '../auth/sessions.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { Role, Store } from '../store/types.js';
 import { sendError } from './replies.js';
@@ -17,6 +18,10 @@ import { sendError } from './replies.js';
  *
  * Without a valid token: 401 AUTH_REQUIRED; with one that is not enough: 403 FORBIDDEN. Both are
  * decided before the body is read.
+ *
+ * The dashboard's session cookie (auth/sessions.ts) stands for its staff token when no
+ * Authorization header is sent; a mutating call made with the cookie must also carry the
+ * session's CSRF token in `X-CSRF-Token`, else 403 CSRF_INVALID.
  */
 export type Access = 'public' | Role | 'probe-self' | 'probe-or-viewer';
 
@@ -57,13 +62,27 @@ export function installAccessControl(app: FastifyInstance, store: Store): void {
     const access = req.routeOptions.config.access;
     // Unmatched URLs have no access; the not-found handler answers them.
     if (access === undefined || access === 'public') return;
-    const secret = bearerOf(req.headers.authorization);
-    const principal = secret === null ? null : await authenticate(store, secret);
-    if (!principal) return deny(req, reply, 401, 'AUTH_REQUIRED', 'a valid token is required: Authorization: Bearer <token>');
+    const principal = await principalOf(req, store);
+    if (!principal) return deny(req, reply, 401, 'AUTH_REQUIRED', 'a valid token is required: Authorization: Bearer <token>, or a dashboard session');
     req.principal = principal;
+    if (principal.kind === 'staff' && principal.session && MUTATING.has(req.method) && !csrfMatches(principal.session.csrf, req.headers[CSRF_HEADER])) {
+      return deny(req, reply, 403, 'CSRF_INVALID', 'a call made with the dashboard session must carry its X-CSRF-Token');
+    }
     const why = refusal(access, principal, req.params as Record<string, string> | undefined);
     if (why) return deny(req, reply, 403, 'FORBIDDEN', why);
   });
+}
+
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** The bearer token when an Authorization header is sent (and then only it), else the session cookie. */
+async function principalOf(req: FastifyRequest, store: Store): Promise<Principal | null> {
+  if (req.headers.authorization !== undefined) {
+    const secret = bearerOf(req.headers.authorization);
+    return secret === null ? null : authenticate(store, secret);
+  }
+  const cookie = req.cookies?.[SESSION_COOKIE];
+  return cookie === undefined ? null : sessionPrincipal(store, cookie);
 }
 
 function deny(req: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string): FastifyReply {

@@ -1,3 +1,4 @@
+import fastifyCookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { RouteDoc, ServerContext, ServerModule } from '../context.js';
 import { installAccessControl, installAudit } from './access.js';
@@ -11,6 +12,9 @@ import { PROBE_LINK_ROUTES, registerProbeLinkRoutes } from './routes/probe-link.
 import { PROBE_ROUTES, registerProbeRoutes } from './routes/probes.js';
 import { registerTokenRoutes, TOKEN_ROUTES } from './routes/tokens.js';
 import { SONDE_VERSION } from '../../../base/src/version.js';
+import { DASHBOARD_ROUTES, registerDashboardRoutes, securityHeaders } from '../dashboard/routes.js';
+import { LiveHub, LIVE_ROUTES, registerLiveRoutes } from '../live/live-stream.js';
+import { registerSessionRoutes, SESSION_ROUTES } from './routes/session.js';
 import { recordRoutes } from './method-not-allowed.js';
 
 /**
@@ -19,7 +23,7 @@ import { recordRoutes } from './method-not-allowed.js';
  * zod, errors in one shape (replies.ts). The same instance serves plain HTTP on loopback and
  * HTTPS on the --listen addresses (server.ts hands those requests to `app.routing`).
  */
-export const CORE_ROUTES: readonly RouteDoc[] = [...META_ROUTES, ...PACK_ROUTES, ...PACK_CONTENT_ROUTES, ...PROBE_ROUTES, ...PROBE_LINK_ROUTES, ...TOKEN_ROUTES, ...AUDIT_ROUTES];
+export const CORE_ROUTES: readonly RouteDoc[] = [...META_ROUTES, ...PACK_ROUTES, ...PACK_CONTENT_ROUTES, ...PROBE_ROUTES, ...PROBE_LINK_ROUTES, ...TOKEN_ROUTES, ...AUDIT_ROUTES, ...SESSION_ROUTES, ...LIVE_ROUTES, ...DASHBOARD_ROUTES];
 
 export const SERVER_VERSION = SONDE_VERSION;
 
@@ -34,8 +38,12 @@ export async function buildHttpApp(ctx: ServerContext, modules: readonly ServerM
     routerOptions: { maxParamLength: 256 },
   });
   const methodsOf = recordRoutes(app);
+  // Parses the Cookie header (the dashboard's session) and serializes Set-Cookie; no signing: the
+  // session secret is random and looked up by its hash (auth/sessions.ts).
+  await app.register(fastifyCookie);
   installAccessControl(app, ctx.store);
   installAudit(app, ctx.store, ctx.metrics);
+  securityHeaders(app);
   app.setErrorHandler(errorHandler(ctx.log));
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0]!;
@@ -56,6 +64,9 @@ export async function buildHttpApp(ctx: ServerContext, modules: readonly ServerM
   registerProbeLinkRoutes(app, ctx);
   registerTokenRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
+  registerSessionRoutes(app, ctx);
+  registerLiveRoutes(app, new LiveHub(ctx.changes, ctx.store, ctx.log.child({ component: 'live' }), ctx.options.live));
+  registerDashboardRoutes(app);
   for (const m of modules) await m.register?.(ctx, app);
   await app.ready();
   return app;

@@ -95,7 +95,15 @@ export const packViewSchema = z.object({
 export type PackView = z.infer<typeof packViewSchema>;
 
 export const packUploadSchema = packViewSchema.extend({ created: z.boolean() });
-export const packDetailSchema = packViewSchema.extend({ manifest: z.record(z.string(), z.unknown()).describe('the signed manifest.json'), releaseNotes: z.string().nullable() });
+const certificateSchema = z.object({ subject: z.string(), issuer: z.string(), serialNumber: z.string(), validFrom: iso, validTo: iso, fingerprint256: z.string() });
+export const signerChainSchema = z
+  .object({ trusted: z.boolean(), code: z.string().nullable(), message: z.string().nullable(), chain: z.array(certificateSchema).readonly().describe('signer first, root last') })
+  .describe("the signer's chain as the keyring judges it now (a signer revoked since upload shows its code)");
+export const packDetailSchema = packViewSchema.extend({
+  manifest: z.record(z.string(), z.unknown()).describe('the signed manifest.json'),
+  releaseNotes: z.string().nullable(),
+  signerChain: signerChainSchema,
+});
 export const gcResultSchema = z.object({ deleted: z.array(sha256), orphans: z.array(z.string()), dryRun: z.boolean() });
 
 export const tokenViewSchema = z.object({
@@ -217,3 +225,40 @@ export type TargetView = z.infer<typeof targetViewSchema>;
 export const rolloutApprovedSchema = z.object({ rollout: rolloutViewSchema, approval: approvalViewSchema });
 export const rolloutRetriedSchema = z.object({ rollout: rolloutViewSchema, retried: z.number().int() });
 export const rolloutRollbackSchema = z.object({ rollout: rolloutViewSchema, commands: z.array(z.object({ probeId: z.string(), commandId: z.string() }).passthrough()) });
+
+// The dashboard's reads (issue 22)
+
+export const sessionViewSchema = z.object({
+  tokenId: z.string(),
+  name: z.string(),
+  role: z.enum(['viewer', 'operator', 'admin']),
+  csrfToken: z.string().nullable().describe('send it as X-CSRF-Token with every mutating call made with the session cookie; null for a bearer caller'),
+  expiresAt: nullableIso,
+});
+export type SessionView = z.infer<typeof sessionViewSchema>;
+
+const problemSchema = z.enum(['offline', 'down', 'degraded', 'failed-deployment', 'stuck']);
+export const fleetSummarySchema = z.object({
+  total: z.number().int(),
+  online: z.number().int(),
+  offline: z.number().int(),
+  byHealth: z.record(z.string(), z.number().int()).describe('probes by the health they last reported; none: no state yet'),
+  byVersion: z.record(z.string(), z.number().int()),
+  byChannel: z.record(z.string(), z.number().int()),
+  problems: z.object({
+    counts: z.record(problemSchema, z.number().int()),
+    probes: z.array(probeViewSchema.extend({ problems: z.array(problemSchema) })).describe('worst first, at most `limit`'),
+  }),
+  at: iso,
+});
+export type FleetSummary = z.infer<typeof fleetSummarySchema>;
+
+export const receiptSchema = z.object({
+  deployment: deploymentViewSchema,
+  steps: z.array(z.object({ state: z.string(), at: iso, seconds: z.number().nullable().describe('until the next step; null for the last') })),
+  outcome: z.object({ outcome: z.string(), code: z.string().nullable(), message: z.string().nullable().describe("the reason, with the app's last words when it died"), at: iso }).nullable(),
+  events: z.array(z.intersection(eventSchema, z.object({ receivedAt: iso }))),
+});
+export type ReceiptView = z.infer<typeof receiptSchema>;
+
+export const labelsResultSchema = z.object({ updated: z.array(z.string()), missing: z.array(z.string()) });

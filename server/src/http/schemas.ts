@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { PROBE_ID } from '../../../base/src/protocol/topics.js';
-import { CHANNELS, ROLES } from '../store/types.js';
+import { CHANNELS, PROBE_SORTS, ROLES } from '../store/types.js';
 
 /**
  * Request bodies and query strings of the HTTP API, parsed strictly at the edge (STYLE.md rule
@@ -23,10 +23,34 @@ export const probeListQuery = z
     group: label.optional(),
     tag: label.optional(),
     online: z.enum(['true', 'false']).optional(),
+    /** Part of the id, a group or a tag (case-insensitive). */
+    q: z.string().max(100).optional(),
+    version: z.string().max(64).optional().describe('the version the probe last reported; none: no state yet'),
+    health: z.enum(['ok', 'degraded', 'down', 'unknown', 'none']).optional(),
+    outcome: z.enum(['committed', 'rolled-back', 'failed', 'duplicate', 'none']).optional().describe('of the last deployment the probe reported'),
+    sort: z.enum(PROBE_SORTS).default('id'),
+    order: z.enum(['asc', 'desc']).default('asc'),
     limit: z.coerce.number().int().min(1).max(10_000).default(1000),
     offset: z.coerce.number().int().min(0).default(0),
   })
   .strict();
+
+/** `PATCH /api/v1/probes`: the same label change to many probes at once (the dashboard's bulk edit). */
+export const probeBulkPatchBody = z
+  .object({
+    probeIds: z.array(z.string().regex(PROBE_ID, 'must be a probe id')).min(1).max(10_000),
+    channel: z.enum(CHANNELS).optional(),
+    addGroups: labels.optional(),
+    removeGroups: labels.optional(),
+    addTags: labels.optional(),
+    removeTags: labels.optional(),
+  })
+  .strict()
+  .refine((b) => b.channel !== undefined || [b.addGroups, b.removeGroups, b.addTags, b.removeTags].some((l) => l !== undefined && l.length > 0), 'changes nothing: give a channel, or groups or tags to add or remove');
+
+export const deploymentParam = z.object({ id: z.string(), deploymentId: z.string().max(128) }).strict();
+
+export const fleetQuery = z.object({ limit: z.coerce.number().int().min(0).max(500).default(50) }).strict();
 
 export const probePatchBody = z
   .object({

@@ -6,7 +6,9 @@ import { readEndpoints, type DataPaths } from '../data-dir.js';
 import { ServerError } from '../errors.js';
 import { isReservedProbeId } from '../mqtt/identity.js';
 import { mosquittoPasswordHash } from '../mqtt/mosquitto-hash.js';
-import type { CommandRecord, DeploymentRecord, ProbePatch, ProbeRecord, ProbeTarget, Store, StoredEvent } from '../store/types.js';
+import type { CommandRecord, DeploymentRecord, ProbePatch, ProbeQuery, ProbeRecord, ProbeTarget, Store, StoredEvent } from '../store/types.js';
+import type { FleetSummary } from '../http/response-schemas.js';
+import { probeView } from '../http/views.js';
 
 /**
  * The probe inventory as staff and the rollouts module see it: enrollment, attributes (channel,
@@ -120,8 +122,42 @@ export class ProbeService {
     return { probe, deployments, commands, events };
   }
 
-  list(target: ProbeTarget, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }> {
-    return this.store.probes.list(target, page);
+  list(query: ProbeQuery, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }> {
+    return this.store.probes.list(query, page);
+  }
+
+  /** The same label change to many probes; the ids that exist. */
+  updateMany(ids: readonly string[], patch: ProbePatch): Promise<string[]> {
+    return this.store.probes.updateMany(ids, patch);
+  }
+
+  /** The fleet overview: counts, and the `limit` probes with the worst problems. */
+  async summary(limit: number): Promise<FleetSummary> {
+    const [counts, byHealth, byVersion, byChannel, problems] = await Promise.all([
+      this.store.probes.counts(),
+      this.store.probes.countsBy('health'),
+      this.store.probes.countsBy('version'),
+      this.store.probes.countsBy('channel'),
+      this.store.probes.problems(limit),
+    ]);
+    return {
+      total: counts.total,
+      online: counts.online,
+      offline: counts.total - counts.online,
+      byHealth,
+      byVersion,
+      byChannel,
+      problems: { counts: problems.counts, probes: problems.probes.map((p) => ({ ...probeView(p.probe), problems: p.problems })) },
+      at: new Date().toISOString(),
+    };
+  }
+
+  /** One deployment of a probe with its events (PROBE_NOT_FOUND, DEPLOYMENT_NOT_FOUND). */
+  async deployment(id: string, deploymentId: string): Promise<{ deployment: DeploymentRecord; events: StoredEvent[] }> {
+    await this.get(id);
+    const d = await this.store.probes.deployment(id, deploymentId);
+    if (!d) throw new ServerError('DEPLOYMENT_NOT_FOUND', `probe ${id} has no deployment ${JSON.stringify(deploymentId.slice(0, 80))}`);
+    return d;
   }
 
   /** The ids of the probes a target addresses (channel, group, tag, explicit ids; all given must match). */

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -13,6 +14,24 @@ import { isPackId, type PackStore } from './pack-store.js';
  * certificate validity at createdAt, and every payload's size and sha256 (extractPack in
  * 'hash-only' mode). Only then is it stored and listed. A refusal carries the pack's own code.
  */
+export interface CertificateView {
+  readonly subject: string;
+  readonly issuer: string;
+  readonly serialNumber: string;
+  readonly validFrom: string;
+  readonly validTo: string;
+  readonly fingerprint256: string;
+}
+
+export interface SignerChain {
+  /** Whether the keyring trusts the signer today. */
+  readonly trusted: boolean;
+  readonly code: string | null;
+  readonly message: string | null;
+  /** Signer first, the root last. */
+  readonly chain: readonly CertificateView[];
+}
+
 export interface UploadResult {
   readonly pack: PackRecord;
   readonly created: boolean;
@@ -69,6 +88,36 @@ export class PackService {
       await verified.close().catch(() => undefined);
     }
     return { manifest: verified.manifest, signer: verified.signer.subject.replace(/\n/g, ', ') };
+  }
+
+  /**
+   * The signer's chain as the server's keyring judges it now, not as it did at upload: a signer
+   * revoked since, or a root removed, shows here with its code (the dashboard's pack page).
+   * Reads the pack's header and signature only; the payloads are not touched.
+   */
+  async signerChain(sha256: string): Promise<SignerChain> {
+    await this.get(sha256);
+    let verified: Awaited<ReturnType<typeof verifyPack>> | null = null;
+    try {
+      const keyring = await loadServerKeyring(this.keyringDir);
+      verified = await verifyPack(await readPack(this.files.pathOf(sha256)), keyring);
+      const describe = (c: X509Certificate) => ({
+        subject: c.subject.replace(/\n/g, ', '),
+        issuer: c.issuer.replace(/\n/g, ', '),
+        serialNumber: c.serialNumber,
+        validFrom: new Date(c.validFrom).toISOString(),
+        validTo: new Date(c.validTo).toISOString(),
+        fingerprint256: c.fingerprint256,
+      });
+      const chain = verified.trust.chain.map(describe);
+      const root = describe(verified.trust.root);
+      return { trusted: true, code: null, message: null, chain: chain.at(-1)?.fingerprint256 === root.fingerprint256 ? chain : [...chain, root] };
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      return { trusted: false, code: typeof code === 'string' ? code : 'INTERNAL_ERROR', message: (e as Error).message, chain: [] };
+    } finally {
+      await verified?.close().catch(() => undefined);
+    }
   }
 
   async get(sha256: string): Promise<PackRecord> {

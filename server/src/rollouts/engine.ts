@@ -43,6 +43,25 @@ export interface Actor {
   readonly actorName: string;
 }
 
+/**
+ * The repository as the engine writes through it: every transition and every change of a
+ * rollout's targets is also published on the change feed (the dashboard's live view of a wave).
+ */
+function heard(repo: RolloutRepository, changed: (rolloutId: string) => void): RolloutRepository {
+  const wrapped = Object.create(repo) as RolloutRepository;
+  wrapped.transition = async (...args: Parameters<RolloutRepository['transition']>) => {
+    const written = await repo.transition(...args);
+    if (written) changed(args[0]);
+    return written;
+  };
+  wrapped.updateTargets = async (...args: Parameters<RolloutRepository['updateTargets']>) => {
+    const result = await repo.updateTargets(...args);
+    changed(args[0]);
+    return result;
+  };
+  return wrapped;
+}
+
 /** Deterministic, so that sending again after a restart cannot make a second command. */
 export function commandIdOf(rolloutId: string, attempt: number, probeId: string): string {
   return `${rolloutId}:${attempt}:${probeId}`;
@@ -73,7 +92,7 @@ export class RolloutEngine {
     this.tickMs = o.tickMs ?? 1000;
     this.chunkSize = o.chunkSize ?? 1000;
     this.reconcileEveryMs = o.reconcileEveryMs ?? 30_000;
-    this.repo = ctx.store.rollouts;
+    this.repo = heard(ctx.store.rollouts, (id) => ctx.changes.publish({ kind: 'rollout', id }));
     this.log = ctx.log.child({ component: 'rollouts' });
   }
 

@@ -39,6 +39,7 @@ export class RolloutService {
 
   async create(d: RolloutDefinition, who: Actor): Promise<RolloutRecord> {
     const { record, probes, waveSizes } = await draftRollout(this.ctx.store, d, who, this.engine.now().toISOString());
+    this.ctx.changes.publish({ kind: 'rollout', id: record.id });
     if (d.draft) return record;
     await nextTurn();
     return this.act(record.id, 'start', who, { probes, waves: waveSizes });

@@ -236,4 +236,21 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     id: '0005-rollout-download-limits',
     statements: [`ALTER TABLE rollouts ADD COLUMN download TEXT`],
   },
+  {
+    // Issue 22: dashboard sessions. A staff token is exchanged for a session cookie; only the
+    // cookie's SHA-256 is kept, with the token it stands for (revoking the token ends it).
+    id: '0006-sessions',
+    statements: [
+      `CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT NOT NULL
+      )`,
+      `CREATE INDEX sessions_token ON sessions (token_id)`,
+      `CREATE INDEX sessions_expires ON sessions (expires_at)`,
+    ],
+  },
 ]);

@@ -63,6 +63,7 @@ export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
       }
     };
 
+    const stated = new Set<string>();
     for (const s of batch.states) {
       const p = probe(s.probeId);
       if (!p) {
@@ -74,6 +75,7 @@ export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
       // States are not queued by the agent, but one can overtake another across a reconnect.
       if (p.state_at !== null && p.state_at > s.state.at) continue;
       p.state_at = s.state.at;
+      stated.add(s.probeId);
       set(s.probeId, 'state', JSON.stringify(s.state));
       set(s.probeId, 'state_at', s.state.at);
       set(s.probeId, 'version', s.state.version);
@@ -124,7 +126,7 @@ export function applyIngest(sql: SqliteDb, batch: IngestBatch): IngestResult {
       const names = PROBE_COLUMNS.filter((c) => columns.has(c));
       sql.run(`UPDATE probes SET ${names.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`, ...names.map((c) => columns.get(c)), id);
     }
-    return { applied, duplicates, unknown, commandChanges: changes, connected: [...connected], wentOffline: [...wentOffline] };
+    return { applied, duplicates, unknown, commandChanges: changes, connected: [...connected], wentOffline: [...wentOffline], stated: [...stated] };
   });
 }
 

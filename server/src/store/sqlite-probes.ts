@@ -7,11 +7,15 @@ import type {
   NewToken,
   PlanningProbe,
   ProbePatch,
+  ProbeProblem,
+  ProbeQuery,
   ProbeRecord,
   ProbeRepository,
+  ProbeSort,
   ProbeTarget,
   StoredEvent,
 } from './types.js';
+import { PROBE_PROBLEMS } from './types.js';
 
 interface Row {
   id: string;
@@ -39,7 +43,10 @@ export class SqliteProbes implements ProbeRepository {
   constructor(
     private readonly sql: SqliteDb,
     private readonly tokens: SqliteTokens,
-  ) {}
+  ) {
+    // Versions sort as versions (1.10.0 after 1.9.0), not as text: a key of zero-padded numbers.
+    sql.db.function('sonde_version_key', { deterministic: true }, (v: unknown) => (typeof v === 'string' ? versionKey(v) : null));
+  }
 
   async enroll(id: string, d: { httpBase: string; mqttPasswordHash: string; token: NewToken }): Promise<{ created: boolean }> {
     const at = new Date().toISOString();
@@ -67,7 +74,7 @@ export class SqliteProbes implements ProbeRepository {
     return r ? this.withSets([r])[0]! : null;
   }
 
-  async list(target: ProbeTarget, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }> {
+  async list(target: ProbeQuery, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }> {
     if (target.probeIds) {
       const ids = await this.match(target);
       const slice = ids.slice(page.offset, page.offset + page.limit);
@@ -80,8 +87,50 @@ export class SqliteProbes implements ProbeRepository {
     }
     const { where, params } = whereOf(target);
     const total = this.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM probes p ${where}`, ...params)!.n;
-    const rows = this.sql.all<Row>(`SELECT ${COLUMNS} FROM probes p ${where} ORDER BY p.id LIMIT ? OFFSET ?`, ...params, page.limit, page.offset);
+    const rows = this.sql.all<Row>(`SELECT ${COLUMNS} FROM probes p ${where} ORDER BY ${orderOf(target.sort ?? 'id', target.order ?? 'asc')} LIMIT ? OFFSET ?`, ...params, page.limit, page.offset);
     return { probes: this.withSets(rows), total };
+  }
+
+  async problems(limit: number): Promise<{ counts: Record<ProbeProblem, number>; probes: { probe: ProbeRecord; problems: ProbeProblem[] }[] }> {
+    const flags = `p.online = 0 AS offline, p.health = 'down' AS down, p.health = 'degraded' AS degraded,
+      json_extract(p.state, '$.lastDeployment.outcome') IN ('failed', 'rolled-back') AS failed,
+      EXISTS (SELECT 1 FROM commands c WHERE c.probe_id = p.id AND c.status IN ('accepted', 'running') AND c.stuck_reported_at IS NOT NULL) AS stuck`;
+    const c = this.sql.get<Record<'offline' | 'down' | 'degraded' | 'failed' | 'stuck', number | null>>(
+      `SELECT SUM(offline) AS offline, SUM(down) AS down, SUM(degraded) AS degraded, SUM(failed) AS failed, SUM(stuck) AS stuck FROM (SELECT ${flags} FROM probes p)`,
+    )!;
+    const counts: Record<ProbeProblem, number> = { offline: c.offline ?? 0, down: c.down ?? 0, degraded: c.degraded ?? 0, 'failed-deployment': c.failed ?? 0, stuck: c.stuck ?? 0 };
+    type Flagged = Row & { offline: number; down: number | null; degraded: number | null; failed: number | null; stuck: number };
+    const rows = this.sql.all<Flagged>(
+      `SELECT * FROM (SELECT ${COLUMNS}, ${flags} FROM probes p)
+       WHERE offline OR down OR degraded OR failed OR stuck
+       ORDER BY offline DESC, down DESC, degraded DESC, failed DESC, stuck DESC, last_seen DESC NULLS LAST, id LIMIT ?`,
+      limit,
+    );
+    const records = this.withSets(rows);
+    return {
+      counts,
+      probes: rows.map((r, i) => ({
+        probe: records[i]!,
+        problems: PROBE_PROBLEMS.filter((k) => (k === 'failed-deployment' ? r.failed : r[k]) === 1),
+      })),
+    };
+  }
+
+  async updateMany(ids: readonly string[], patch: ProbePatch): Promise<string[]> {
+    return this.sql.tx(() => {
+      const found: string[] = [];
+      for (const id of ids) if (this.applyPatch(id, patch)) found.push(id);
+      return found;
+    });
+  }
+
+  async deployment(id: string, deploymentId: string): Promise<{ deployment: DeploymentRecord; events: StoredEvent[] } | null> {
+    const d = this.sql.get<DeploymentRow>('SELECT * FROM deployments WHERE probe_id = ? AND deployment_id = ?', id, deploymentId);
+    if (!d) return null;
+    const events = this.sql
+      .all<{ body: string; received_at: string }>('SELECT body, received_at FROM events WHERE probe_id = ? AND deployment_id = ? ORDER BY seq, received_at', id, deploymentId)
+      .map((r) => ({ probeId: id, receivedAt: r.received_at, event: JSON.parse(r.body) as ProbeEvent }));
+    return { deployment: toDeployment(d), events };
   }
 
   async match(target: ProbeTarget): Promise<string[]> {
@@ -122,16 +171,19 @@ export class SqliteProbes implements ProbeRepository {
   }
 
   async update(id: string, patch: ProbePatch): Promise<ProbeRecord | null> {
-    const found = this.sql.tx(() => {
-      if (!this.sql.get('SELECT id FROM probes WHERE id = ?', id)) return false;
-      if (patch.channel !== undefined) this.sql.run('UPDATE probes SET channel = ? WHERE id = ?', patch.channel, id);
-      for (const g of patch.addGroups ?? []) this.sql.run('INSERT INTO probe_groups (probe_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING', id, g);
-      for (const g of patch.removeGroups ?? []) this.sql.run('DELETE FROM probe_groups WHERE probe_id = ? AND name = ?', id, g);
-      for (const t of patch.addTags ?? []) this.sql.run('INSERT INTO probe_tags (probe_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING', id, t);
-      for (const t of patch.removeTags ?? []) this.sql.run('DELETE FROM probe_tags WHERE probe_id = ? AND name = ?', id, t);
-      return true;
-    });
+    const found = this.sql.tx(() => this.applyPatch(id, patch));
     return found ? this.get(id) : null;
+  }
+
+  /** Inside a transaction: false when there is no such probe. */
+  private applyPatch(id: string, patch: ProbePatch): boolean {
+    if (!this.sql.get('SELECT id FROM probes WHERE id = ?', id)) return false;
+    if (patch.channel !== undefined) this.sql.run('UPDATE probes SET channel = ? WHERE id = ?', patch.channel, id);
+    for (const g of patch.addGroups ?? []) this.sql.run('INSERT INTO probe_groups (probe_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING', id, g);
+    for (const g of patch.removeGroups ?? []) this.sql.run('DELETE FROM probe_groups WHERE probe_id = ? AND name = ?', id, g);
+    for (const t of patch.addTags ?? []) this.sql.run('INSERT INTO probe_tags (probe_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING', id, t);
+    for (const t of patch.removeTags ?? []) this.sql.run('DELETE FROM probe_tags WHERE probe_id = ? AND name = ?', id, t);
+    return true;
   }
 
   async mqttPasswordHashes(): Promise<{ probeId: string; hash: string }[]> {
@@ -145,10 +197,11 @@ export class SqliteProbes implements ProbeRepository {
     return { total: r.total, online: r.online ?? 0 };
   }
 
-  async countsBy(column: 'version' | 'health'): Promise<Record<string, number>> {
+  async countsBy(column: 'version' | 'health' | 'channel'): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    // `column` is one of two literals (the type says so), never caller text.
-    const rows = this.sql.all<{ v: string | null; n: number }>(`SELECT ${column === 'version' ? 'version' : 'health'} AS v, COUNT(*) AS n FROM probes GROUP BY v`);
+    // `column` is one of three literals (the type says so), never caller text.
+    const col = column === 'version' ? 'version' : column === 'health' ? 'health' : 'channel';
+    const rows = this.sql.all<{ v: string | null; n: number }>(`SELECT ${col} AS v, COUNT(*) AS n FROM probes GROUP BY v`);
     for (const r of rows) out[r.v ?? 'none'] = r.n;
     return out;
   }
@@ -222,7 +275,35 @@ export class SqliteProbes implements ProbeRepository {
   }
 }
 
-function whereOf(t: ProbeTarget): { where: string; params: unknown[] } {
+const OUTCOME = `json_extract(p.state, '$.lastDeployment.outcome')`;
+
+/** ORDER BY for a listing: the column, then the id (a stable page order); missing values last. */
+function orderOf(sort: ProbeSort, order: 'asc' | 'desc'): string {
+  const dir = order === 'desc' ? 'DESC' : 'ASC';
+  const column: Record<ProbeSort, string> = {
+    id: 'p.id',
+    version: 'sonde_version_key(p.version)',
+    health: 'p.health',
+    online: 'p.online',
+    lastSeen: 'p.last_seen',
+    channel: 'p.channel',
+    outcome: OUTCOME,
+    stateAt: 'p.state_at',
+  };
+  return sort === 'id' ? `p.id ${dir}` : `${column[sort]} ${dir} NULLS LAST, p.id ${dir}`;
+}
+
+/** 1.10.0 -> 000001.000010.000000~ (a release after its pre-releases: "~" sorts after "-"). */
+export function versionKey(v: string): string {
+  const m = /^(\d+)\.(\d+)\.(\d+)(?:-([^+]*))?/.exec(v);
+  if (!m) return `~${v}`;
+  const pad = (n: string) => n.padStart(6, '0');
+  return `${pad(m[1]!)}.${pad(m[2]!)}.${pad(m[3]!)}${m[4] === undefined ? '~' : `-${m[4]}`}`;
+}
+
+const likeEscape = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+function whereOf(t: ProbeQuery): { where: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
   if (t.channel !== undefined) {
@@ -240,6 +321,25 @@ function whereOf(t: ProbeTarget): { where: string; params: unknown[] } {
   if (t.online !== undefined) {
     clauses.push('p.online = ?');
     params.push(t.online ? 1 : 0);
+  }
+  if (t.text !== undefined && t.text !== '') {
+    const like = likeEscape(t.text);
+    clauses.push(
+      `(p.id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM probe_groups g WHERE g.probe_id = p.id AND g.name LIKE ? ESCAPE '\\') OR EXISTS (SELECT 1 FROM probe_tags t WHERE t.probe_id = p.id AND t.name LIKE ? ESCAPE '\\'))`,
+    );
+    params.push(like, like, like);
+  }
+  if (t.version !== undefined) {
+    clauses.push(t.version === 'none' ? 'p.version IS NULL' : 'p.version = ?');
+    if (t.version !== 'none') params.push(t.version);
+  }
+  if (t.health !== undefined) {
+    clauses.push(t.health === 'none' ? 'p.health IS NULL' : 'p.health = ?');
+    if (t.health !== 'none') params.push(t.health);
+  }
+  if (t.outcome !== undefined) {
+    clauses.push(t.outcome === 'none' ? `${OUTCOME} IS NULL` : `${OUTCOME} = ?`);
+    if (t.outcome !== 'none') params.push(t.outcome);
   }
   return { where: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', params };
 }

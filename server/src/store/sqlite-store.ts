@@ -5,6 +5,7 @@ import { applyIngest } from './sqlite-ingest.js';
 import { SqlitePacks } from './sqlite-packs.js';
 import { SqliteProbes } from './sqlite-probes.js';
 import { SqliteTokens } from './sqlite-tokens.js';
+import { SqliteSessions } from './sqlite-sessions.js';
 import { SqliteRollouts } from '../rollouts/sqlite-rollouts.js';
 import type { IngestBatch, IngestResult, Store } from './types.js';
 import { pruneStore, type PruneResult, type RetentionPolicy } from './retention.js';
@@ -20,6 +21,7 @@ export class SqliteStore implements Store {
   readonly commands: SqliteCommands;
   readonly audit: SqliteAudit;
   readonly settings: SqliteSettings;
+  readonly sessions: SqliteSessions;
   readonly rollouts: SqliteRollouts;
 
   private constructor(readonly sql: SqliteDb) {
@@ -29,6 +31,7 @@ export class SqliteStore implements Store {
     this.commands = new SqliteCommands(sql);
     this.audit = new SqliteAudit(sql);
     this.settings = new SqliteSettings(sql);
+    this.sessions = new SqliteSessions(sql);
     this.rollouts = new SqliteRollouts(sql);
   }
 

@@ -54,6 +54,30 @@ export interface TokenRepository {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Dashboard sessions
+
+export interface SessionRecord {
+  /** SHA-256 of the cookie's secret, hex. */
+  readonly hash: string;
+  /** The CSRF token every mutating call of this session must carry (X-CSRF-Token). */
+  readonly csrf: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly usedAt: string;
+  /** The staff token the session stands for; a revoked token ends its sessions. */
+  readonly token: TokenRecord;
+}
+
+export interface SessionRepository {
+  create(s: { hash: string; tokenId: string; csrf: string; createdAt: string; expiresAt: string }): Promise<void>;
+  /** The session with this hash while it has not expired and its token is not revoked; marks it used (at most once a minute). */
+  find(hash: string, now: string): Promise<SessionRecord | null>;
+  delete(hash: string): Promise<boolean>;
+  /** Removes expired sessions and those of revoked tokens; returns how many. */
+  prune(now: string): Promise<number>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Probes and their history
 
 export interface ProbeRecord {
@@ -82,6 +106,26 @@ export interface ProbeTarget {
   readonly probeIds?: readonly string[] | undefined;
   readonly online?: boolean | undefined;
 }
+
+/** A listing's filters beyond a target's (the dashboard's probes page), and its order. */
+export interface ProbeQuery extends ProbeTarget {
+  /** Part of the id, a group or a tag, case-insensitive. */
+  readonly text?: string | undefined;
+  /** The version the last state reported; `none`: no state yet. */
+  readonly version?: string | undefined;
+  readonly health?: 'ok' | 'degraded' | 'down' | 'unknown' | 'none' | undefined;
+  /** The outcome of the last deployment the probe reported; `none`: none yet. */
+  readonly outcome?: 'committed' | 'rolled-back' | 'failed' | 'duplicate' | 'none' | undefined;
+  readonly sort?: ProbeSort | undefined;
+  readonly order?: 'asc' | 'desc' | undefined;
+}
+
+export const PROBE_SORTS = ['id', 'version', 'health', 'online', 'lastSeen', 'channel', 'outcome', 'stateAt'] as const;
+export type ProbeSort = (typeof PROBE_SORTS)[number];
+
+/** What is wrong with a probe, as the fleet overview ranks it (worst first). */
+export const PROBE_PROBLEMS = ['offline', 'down', 'degraded', 'failed-deployment', 'stuck'] as const;
+export type ProbeProblem = (typeof PROBE_PROBLEMS)[number];
 
 export interface ProbePatch {
   readonly channel?: Channel | undefined;
@@ -120,7 +164,13 @@ export interface ProbeRepository {
    */
   enroll(id: string, details: { httpBase: string; mqttPasswordHash: string; token: NewToken }): Promise<{ created: boolean }>;
   get(id: string): Promise<ProbeRecord | null>;
-  list(target: ProbeTarget, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }>;
+  list(query: ProbeQuery, page: { limit: number; offset: number }): Promise<{ probes: ProbeRecord[]; total: number }>;
+  /** Probes with problems, worst first (offline, down, degraded, failed last deployment, stuck command), and how many have each. */
+  problems(limit: number): Promise<{ counts: Record<ProbeProblem, number>; probes: { probe: ProbeRecord; problems: ProbeProblem[] }[] }>;
+  /** The same patch to many probes in one transaction; returns the ids that exist. */
+  updateMany(ids: readonly string[], patch: ProbePatch): Promise<string[]>;
+  /** One deployment of a probe and every event stored for it, oldest first. */
+  deployment(id: string, deploymentId: string): Promise<{ deployment: DeploymentRecord; events: StoredEvent[] } | null>;
   /** Ids of every probe matching the target, sorted: what a rollout addresses. */
   match(target: ProbeTarget): Promise<string[]>;
   /** The HTTP base each of these probes downloads from (null: the server's default); unknown ids are absent. What a fan-out needs of a probe, and nothing more. */
@@ -136,7 +186,7 @@ export interface ProbeRepository {
   mqttPasswordHashes(): Promise<{ probeId: string; hash: string }[]>;
   counts(): Promise<{ total: number; online: number }>;
   /** Probes by the version or health their last state reported; `none` for probes with no state yet. */
-  countsBy(column: 'version' | 'health'): Promise<Record<string, number>>;
+  countsBy(column: 'version' | 'health' | 'channel'): Promise<Record<string, number>>;
   /** At the start of an embedded broker nobody is connected yet. */
   markAllOffline(): Promise<void>;
   /** Moves each probe's last seen forward to the time given (never back); unknown ids are ignored. */
@@ -321,6 +371,8 @@ export interface IngestResult {
    */
   readonly connected: readonly string[];
   readonly wentOffline: readonly string[];
+  /** Probes whose stored state this batch replaced. */
+  readonly stated: readonly string[];
 }
 
 export interface Store {
@@ -330,6 +382,7 @@ export interface Store {
   readonly commands: CommandRepository;
   readonly audit: AuditRepository;
   readonly settings: SettingsRepository;
+  readonly sessions: SessionRepository;
   /** The rollouts module's repository (server/src/rollouts/rollout-repository.ts). */
   readonly rollouts: RolloutRepository;
   ingest(batch: IngestBatch): Promise<IngestResult>;

@@ -81,6 +81,7 @@ export async function registerPackRoutes(app: FastifyInstance, ctx: ServerContex
       }
       const { pack, created } = result;
       req.auditNote = { target: pack.sha256, detail: { product: pack.summary.product, version: pack.summary.version, kind: pack.summary.kind, created } };
+      if (created) ctx.changes.publish({ kind: 'packs' });
       return reply.code(201).send({ ...packView(pack), created });
     });
   });
@@ -90,19 +91,21 @@ export async function registerPackRoutes(app: FastifyInstance, ctx: ServerContex
   app.get('/api/v1/packs/:sha256', { config: { access: 'viewer' } }, async (req) => {
     const { sha256 } = parseWith(sha256Param, req.params, 'params');
     const pack = await ctx.packs.get(sha256);
-    return { ...packView(pack), manifest: pack.manifest, releaseNotes: pack.releaseNotes };
+    return { ...packView(pack), manifest: pack.manifest, releaseNotes: pack.releaseNotes, signerChain: await ctx.packs.signerChain(sha256) };
   });
 
   app.delete('/api/v1/packs/:sha256', { config: { access: 'operator' } }, async (req, reply) => {
     const { sha256 } = parseWith(sha256Param, req.params, 'params');
     if (!isPackId(sha256)) throw new ServerError('PACK_ID_INVALID', 'a pack id is a sha256: 64 lower-case hex characters');
     await ctx.packs.remove(sha256);
+    ctx.changes.publish({ kind: 'packs' });
     return reply.code(204).send();
   });
 
   app.post('/api/v1/packs/gc', { config: { access: 'admin' } }, async (req) => {
     const body = parseWith(gcBody, req.body ?? {}, 'body');
     const r = await ctx.packs.gc({ olderThanMs: body.olderThanSeconds * 1000, dryRun: body.dryRun });
+    if (r.deleted.length > 0) ctx.changes.publish({ kind: 'packs' });
     req.auditNote = { detail: { deleted: r.deleted.length, orphans: r.orphans.length, dryRun: body.dryRun } };
     return { ...r, dryRun: body.dryRun };
   });

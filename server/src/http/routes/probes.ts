@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { RouteDoc, ServerContext } from '../../context.js';
 import { parseWith } from '../replies.js';
-import { commandBody, commandParam, enrollBody, probeListQuery, probeParam, probePatchBody, rollbackBody } from '../schemas.js';
+import { commandBody, commandParam, deploymentParam, enrollBody, fleetQuery, probeBulkPatchBody, probeListQuery, probeParam, probePatchBody, rollbackBody } from '../schemas.js';
 import { ServerError } from '../../errors.js';
 import { commandView, probeView } from '../views.js';
 import { z } from 'zod';
-import { probeViewSchema, probeDetailSchema, enrollmentSchema, commandViewSchema, commandsSchema } from '../response-schemas.js';
+import { probeViewSchema, probeDetailSchema, enrollmentSchema, commandViewSchema, commandsSchema, fleetSummarySchema, labelsResultSchema, receiptSchema } from '../response-schemas.js';
+import { receiptOf } from '../receipt.js';
 
 /** The inventory: probes, their attributes, enrollment, and commands to one probe. */
 export const PROBE_ROUTES: readonly RouteDoc[] = [
@@ -13,12 +14,41 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
     method: 'GET',
     path: '/api/v1/probes',
     tag: 'probes',
-    summary: 'List probes (filters: channel, group, tag, online; limit, offset); the total is in X-Total-Count',
+    summary: 'List probes (filters: channel, group, tag, online, q, version, health, outcome; sort, order; limit, offset); the total is in X-Total-Count',
     access: 'viewer',
     query: probeListQuery,
     responseHeaders: { '200': { 'X-Total-Count': 'probes matching the filters, all pages together' } },
     returns: { '200': z.array(probeViewSchema) },
     responses: { '200': 'an array of probes', '401': 'AUTH_REQUIRED' },
+  },
+  {
+    method: 'PATCH',
+    path: '/api/v1/probes',
+    tag: 'probes',
+    summary: 'Set the channel, add or remove groups and tags of many probes at once (one transaction); unknown ids are named, not fatal',
+    access: 'operator',
+    body: probeBulkPatchBody,
+    returns: { '200': labelsResultSchema },
+    responses: { '200': '{ updated, missing }', '400': 'BODY_INVALID' },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/fleet',
+    tag: 'probes',
+    summary: 'The fleet at a glance: counts by health, online, version and channel, and the probes with problems, worst first (query: limit)',
+    access: 'viewer',
+    query: fleetQuery,
+    returns: { '200': fleetSummarySchema },
+    responses: { '200': 'the summary' },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/probes/{id}/deployments/{deploymentId}',
+    tag: 'probes',
+    summary: "One deployment's receipt: each state with its time, the outcome with its reason (and the app's last words), every event",
+    access: 'viewer',
+    returns: { '200': receiptSchema },
+    responses: { '200': 'the receipt', '400': 'PROBE_ID_INVALID', '404': 'PROBE_NOT_FOUND or DEPLOYMENT_NOT_FOUND' },
   },
   {
     method: 'GET',
@@ -92,15 +122,41 @@ export const PROBE_ROUTES: readonly RouteDoc[] = [
 export function registerProbeRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/api/v1/probes', { config: { access: 'viewer' } }, async (req, reply) => {
     const q = parseWith(probeListQuery, req.query, 'query');
-    const target = {
+    const query = {
       channel: q.channel,
       group: q.group,
       tag: q.tag,
       online: q.online === undefined ? undefined : q.online === 'true',
+      text: q.q,
+      version: q.version,
+      health: q.health,
+      outcome: q.outcome,
+      sort: q.sort,
+      order: q.order,
     };
-    const { probes, total } = await ctx.probes.list(target, { limit: q.limit, offset: q.offset });
+    const { probes, total } = await ctx.probes.list(query, { limit: q.limit, offset: q.offset });
     reply.header('x-total-count', total);
     return probes.map(probeView);
+  });
+
+  app.patch('/api/v1/probes', { config: { access: 'operator' } }, async (req) => {
+    const { probeIds, ...patch } = parseWith(probeBulkPatchBody, req.body, 'body');
+    const updated = await ctx.probes.updateMany(probeIds, patch);
+    if (updated.length > 0) ctx.changes.publish({ kind: 'probes', ids: updated });
+    const found = new Set(updated);
+    const missing = [...new Set(probeIds)].filter((id) => !found.has(id));
+    req.auditNote = { target: updated.length === 1 ? updated[0]! : `${updated.length} probes`, detail: { ...patch, probes: updated.length, missing: missing.length } };
+    return { updated, missing };
+  });
+
+  app.get('/api/v1/fleet', { config: { access: 'viewer' } }, async (req) => {
+    const { limit } = parseWith(fleetQuery, req.query, 'query');
+    return ctx.probes.summary(limit);
+  });
+
+  app.get('/api/v1/probes/:id/deployments/:deploymentId', { config: { access: 'viewer' } }, async (req) => {
+    const { id, deploymentId } = parseWith(deploymentParam, req.params, 'params');
+    return receiptOf(await ctx.probes.deployment(id, deploymentId));
   });
 
   app.get('/api/v1/probes/:id', { config: { access: 'viewer' } }, async (req) => {
@@ -119,6 +175,7 @@ export function registerProbeRoutes(app: FastifyInstance, ctx: ServerContext): v
     const { id } = parseWith(probeParam, req.params, 'params');
     const patch = parseWith(probePatchBody, req.body, 'body');
     const p = await ctx.probes.update(id, patch);
+    ctx.changes.publish({ kind: 'probes', ids: [id] });
     req.auditNote = { target: id, detail: { ...patch } };
     return probeView(p);
   });
