@@ -34,7 +34,7 @@ export const auditView: ViewFactory = async (ctx, _p, q) => {
     form,
     h(
       'div',
-      { class: 'table-wrap' },
+      { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Audit entries' },
       h(
         'table',
         { id: 'audit' },

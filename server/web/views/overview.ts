@@ -92,7 +92,7 @@ export const overviewView: ViewFactory = async (ctx) => {
           ? h('p', { class: 'muted', id: 'no-problems' }, 'Nothing wrong right now.')
           : h(
               'div',
-              { class: 'table-wrap' },
+              { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Probes with problems' },
               h(
                 'table',
                 { id: 'problems' },

@@ -72,7 +72,7 @@ export const packsView: ViewFactory = async (ctx) => {
         ? h('p', { class: 'muted' }, 'No pack yet.')
         : h(
             'div',
-            { class: 'table-wrap' },
+            { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Packs' },
             h(
               'table',
               { id: 'packs' },

@@ -141,7 +141,7 @@ export const probeView: ViewFactory = async (ctx, params) => {
           ? h('p', { class: 'muted' }, 'None yet.')
           : h(
               'div',
-              { class: 'table-wrap' },
+              { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Deployments' },
               h(
                 'table',
                 { id: 'deployments' },
@@ -157,7 +157,7 @@ export const probeView: ViewFactory = async (ctx, params) => {
         h('h2', { id: 'events-h' }, 'Recent events'),
         h(
           'div',
-          { class: 'table-wrap' },
+          { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Recent events' },
           h(
             'table',
             { id: 'events' },

@@ -61,7 +61,7 @@ export const probesView: ViewFactory = async (ctx, _params, q) => {
 
   const root = h('section', { 'aria-labelledby': 'probes-title' });
   const status = h('p', { class: 'muted', id: 'probes-count', role: 'status' });
-  const tableHost = h('div', { class: 'table-wrap' });
+  const tableHost = h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Probes' });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
   const bulkHost = h('div');
 

@@ -114,7 +114,7 @@ export const rolloutView: ViewFactory = async (ctx, params) => {
         h('h2', { id: 'targets-h' }, 'Probes'),
         h(
           'div',
-          { class: 'table-wrap' },
+          { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Probes of this rollout' },
           h(
             'table',
             { id: 'targets' },

@@ -49,7 +49,7 @@ export const rolloutsView: ViewFactory = async (ctx, _p, q) => {
         ? h('p', { class: 'muted' }, 'No rollout.')
         : h(
             'div',
-            { class: 'table-wrap' },
+            { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Rollouts' },
             h(
               'table',
               { id: 'rollouts' },

@@ -37,7 +37,7 @@ export const tokensView: ViewFactory = async (ctx) => {
       host,
       h(
         'div',
-        { class: 'table-wrap' },
+        { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Staff tokens' },
         h(
           'table',
           { id: 'tokens' },
