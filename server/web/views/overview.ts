@@ -2,6 +2,7 @@ import { get, query } from '../api.js';
 import type { FleetSummary, LiveChange, Problem, Rollout } from '../api-types.js';
 import { throttled, type ViewFactory } from '../app.js';
 import { ago, badge, h, replace, svg } from '../dom.js';
+import { whereItStands } from './rollouts.js';
 
 const PROBLEM_WORDS: Record<Problem, string> = {
   offline: 'offline',
@@ -74,7 +75,7 @@ export const overviewView: ViewFactory = async (ctx) => {
             : h(
                 'ul',
                 { class: 'plain' },
-                active.map((r) => h('li', null, h('a', { href: `#/rollouts/${encodeURIComponent(r.id)}` }, r.name ?? r.id), ' ', badge(r.state), ` ${r.product} ${r.version}, wave ${r.wave + 1} of ${r.waveCount}`)),
+                active.map((r) => h('li', null, h('a', { href: `#/rollouts/${encodeURIComponent(r.id)}` }, r.name ?? r.id), ' ', badge(r.state), ` ${r.product} ${r.version}, ${whereItStands(r)}`)),
               ),
           ctx.can('operator') ? h('p', null, h('a', { href: '#/rollouts/new' }, 'New rollout')) : null,
         ),

@@ -2,7 +2,7 @@ import { ApiError, get, post, query } from '../api.js';
 import type { LiveChange, RolloutStatus, Target } from '../api-types.js';
 import { throttled, type ViewFactory } from '../app.js';
 import { badge, h, notice, replace, shortSha, time } from '../dom.js';
-import { rolloutBar } from './rollouts.js';
+import { rolloutBar, waveLabel, whereItStands } from './rollouts.js';
 
 /**
  * One rollout, live: its state (and why it paused), a bar per wave, every probe of the started
@@ -50,7 +50,7 @@ export const rolloutView: ViewFactory = async (ctx, params) => {
       b.addEventListener('click', () => act(a.action, b));
       return b;
     });
-    const waveName = (w: { wave: number; kind: string }): string => (w.kind === 'canary' ? 'canary' : `wave ${r.hasCanary ? w.wave : w.wave + 1}`);
+    const waveName = (w: { wave: number }): string => waveLabel(w.wave, r.hasCanary);
     const failed = targets.filter((t) => t.errorCode !== null || t.state === 'failed' || t.state === 'rolled-back');
     replace(
       root,
@@ -63,7 +63,7 @@ export const rolloutView: ViewFactory = async (ctx, params) => {
         r.state === 'paused' && r.pausedReason ? h('span', { id: 'paused-reason' }, ` ${PAUSE_WHY[r.pausedReason] ?? r.pausedReason}`) : '',
         ` · ${r.product} ${r.version} (`,
         h('a', { href: `#/packs/${r.packSha256}`, class: 'mono' }, shortSha(r.packSha256)),
-        `) · wave ${Math.max(0, r.wave + 1)} of ${r.waveCount}${r.environment ? ` · ${r.environment}` : ''}`,
+        `) · ${whereItStands(r)}${r.environment ? ` · ${r.environment}` : ''}`,
         r.waitUntil ? [' · next wave ', time(r.waitUntil)] : '',
         r.window.open ? '' : ` · outside its maintenance windows${r.window.nextOpening ? ` until ${r.window.nextOpening}` : ''}`,
       ),
@@ -128,7 +128,7 @@ export const rolloutView: ViewFactory = async (ctx, params) => {
                   'tr',
                   { 'data-probe': t.probeId },
                   h('td', null, h('a', { href: `#/probes/${encodeURIComponent(t.probeId)}` }, t.probeId)),
-                  h('td', null, t.wave < 0 ? '—' : String(t.wave + 1)),
+                  h('td', null, waveLabel(t.wave, r.hasCanary)),
                   h('td', null, badge(t.state)),
                   h('td', null, t.errorCode ?? t.skipReason ?? ''),
                   h('td', null, t.attempt),

@@ -3,6 +3,20 @@ import type { LiveChange, Rollout, WaveCounts } from '../api-types.js';
 import { throttled, type ViewFactory } from '../app.js';
 import { badge, h, replace, shortSha, time } from '../dom.js';
 
+/** A wave as staff name it: the canary, then waves 1, 2, … (the API counts from 0, canary included). */
+export function waveLabel(wave: number, hasCanary: boolean): string {
+  if (wave < 0) return 'not started';
+  if (hasCanary && wave === 0) return 'canary';
+  return `wave ${hasCanary ? wave : wave + 1}`;
+}
+
+/** "canary", "wave 2 of 3": where a rollout stands. */
+export function whereItStands(r: { wave: number; waveCount: number; hasCanary: boolean }): string {
+  if (r.wave < 0) return 'not started';
+  const waves = r.hasCanary ? r.waveCount - 1 : r.waveCount;
+  return r.hasCanary && r.wave === 0 ? `canary, then ${waves} wave${waves === 1 ? '' : 's'}` : `${waveLabel(r.wave, r.hasCanary)} of ${waves}`;
+}
+
 /** A wave's (or a rollout's) progress as one bar: committed, installing, failed, pending, skipped. */
 export function rolloutBar(c: WaveCounts, label: string): HTMLElement {
   const installing = c.sent + c.accepted + c.installing;
@@ -65,7 +79,7 @@ export const rolloutsView: ViewFactory = async (ctx, _p, q) => {
                     h('td', null, h('a', { href: `#/rollouts/${encodeURIComponent(r.id)}` }, r.name ?? r.id)),
                     h('td', null, badge(r.state), r.pausedReason ? ` (${r.pausedReason})` : ''),
                     h('td', null, `${r.product} ${r.version} `, h('span', { class: 'mono muted' }, shortSha(r.packSha256))),
-                    h('td', null, r.wave < 0 ? 'not started' : `${r.wave + 1} of ${r.waveCount}`),
+                    h('td', null, whereItStands(r)),
                     h('td', null, r.environment ?? '—'),
                     h('td', null, time(r.createdAt), ` by ${r.createdByName}`),
                   ),
