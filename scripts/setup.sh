@@ -20,6 +20,9 @@ APT_PACKAGES+=(podman runc)
 # prometheus: for promtool only (test/server/metrics.test.ts lints /metrics with it). Debian has no
 # promtool-only package; the Prometheus daemon it also ships is kept from running (below).
 APT_PACKAGES+=(prometheus)
+# chromium: the dashboard's end-to-end tests and bench/dashboard drive Debian's Chromium with
+# playwright-core (test/helpers/browser.ts); nothing is downloaded by playwright.
+APT_PACKAGES+=(chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -65,6 +65,17 @@ describe('sonde demo --local', () => {
     expect(await processesUnder(tmp.dir)).not.toEqual([]);
   }, 170_000);
 
+  it('prints the dashboard URL and a token that signs in to it, and says to open it', async () => {
+    expect(demo?.code).toBe(0);
+    const m = /the dashboard: open it: (http:\/\/127\.0\.0\.1:\d+)\/ and sign in with the token (\S+) /.exec(demo.stdout);
+    expect(m, demo.stdout).not.toBeNull();
+    const page = await fetch(`${m![1]}/`);
+    expect([page.status, page.headers.get('content-type')]).toEqual([200, 'text/html; charset=utf-8']);
+    const session = await fetch(`${m![1]}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: m![2] }) });
+    expect(session.status).toBe(201);
+    expect(session.headers.get('set-cookie')).toMatch(/^sonde_session=/);
+  });
+
   it('--stop stops every agent, app and the server it started, and leaves none of its folder running', async () => {
     expect(demo?.code).toBe(0);
     const apps = await Promise.all(recorded.probes.map(async (p) => Number((await readFile(join(p.root, 'run', 'app.pid'), 'utf8')).trim())));

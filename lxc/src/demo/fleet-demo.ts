@@ -179,7 +179,8 @@ export async function rollOutNextRelease(fleet: DemoFleet, out: string, log: (li
   log('7. where to look');
   log('   sonde probes:');
   for (const l of table.trimEnd().split('\n')) log(`     ${l}`);
-  log(`   the fleet server: ${fleet.serverUrl} (API: docs/http-api.md; no dashboard yet), log ${fleet.serverLog}`);
+  log(`   the dashboard: open it: ${fleet.serverUrl}/ and sign in with the token ${env.SONDE_TOKEN} (the lab's admin token, kept in ${fleet.tokenFile}; docs/dashboard.md)`);
+  log(`   the fleet server: ${fleet.serverUrl} (API: docs/http-api.md), log ${fleet.serverLog}`);
   log(`   export SONDE_SERVER=${fleet.serverUrl} SONDE_TOKEN=$(cat ${fleet.tokenFile})`);
   log(`   npx sonde probes; npx sonde rollout status ${rollout.id}`);
   for (const h of fleet.hints) log(`   ${h}`);
