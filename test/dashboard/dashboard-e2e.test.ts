@@ -35,6 +35,15 @@ let viewerToken: string;
 
 const SIMS = ['sim-01', 'sim-02', 'sim-03', 'sim-04'];
 
+/**
+ * What the functions run in the page see (the tests have no DOM types). Functions, not strings:
+ * the page's CSP forbids eval, which a string predicate would need.
+ */
+interface Doc {
+  document: { querySelector(s: string): { textContent: string | null } | null; querySelectorAll(s: string): { length: number } };
+  location: { hash: string };
+}
+
 beforeAll(async () => {
   if (skip) return;
   samples = await serverSamples();
@@ -117,7 +126,7 @@ describe.skipIf(skip)('the dashboard in Chromium', () => {
     expect(await page.locator('#probes tbody tr').count()).toBe(4);
     expect(await text('#probes-count')).toContain('4 probes match');
     await page.goto(`${s.url}/#/probes`);
-    await page.waitForFunction("document.querySelectorAll('#probes tbody tr').length === 5");
+    await page.waitForFunction(() => (globalThis as unknown as Doc).document.querySelectorAll('#probes tbody tr').length === 5);
     await page.check('#select-all');
     await page.waitForSelector('#bulk');
     await page.fill('#bulk-add-group', 'field');
@@ -127,7 +136,7 @@ describe.skipIf(skip)('the dashboard in Chromium', () => {
     const inGroup = await s.api<unknown[]>('GET', '/api/v1/probes?group=field');
     expect(inGroup.headers['x-total-count']).toBe('5');
     await page.click('button[data-sort="version"]');
-    await page.waitForFunction("location.hash.includes('sort=version')");
+    await page.waitForFunction(() => (globalThis as unknown as Doc).location.hash.includes('sort=version'));
     await expectAccessible(page, 'probes');
     await screenshot(page, dir, 'probes');
   });
@@ -147,7 +156,7 @@ describe.skipIf(skip)('the dashboard in Chromium', () => {
     await page.waitForSelector('#rollout-title');
     const id = decodeURIComponent(new URL(page.url()).hash.replace('#/rollouts/', ''));
     // The canary is the real agent: it downloads, installs and commits 1.1.0.
-    await page.waitForFunction(`document.querySelector('#waves tr[data-wave="0"] .n-committed')?.textContent === '1'`, null, { timeout: 90_000 });
+    await page.waitForFunction(() => (globalThis as unknown as Doc).document.querySelector('#waves tr[data-wave="0"] .n-committed')?.textContent === '1', null, { timeout: 90_000 });
     // The second wave: sim-01 fails, more than the 10 % error threshold: the rollout pauses itself.
     await page.waitForSelector('#paused-reason', { timeout: 30_000 });
     expect(await text('#paused-reason')).toContain('error threshold');
