@@ -15,7 +15,7 @@
  * Usage: node dist/bench/src/fleet.js [--probes 10000] [--duration 60] [--rate 500] [--mosquitto]
  *        [--fanout rollout|sendmany|both] [--per-sim 5000] [--sim-nice 10] [--state-interval 10] [--keepalive 30]
  *        [--reconnect-min-ms 1000] [--storm-timeout 120] [--mosquitto-option 'LINE']
- *        [--profile-server DIR] [--keep]
+ *        [--profile-server DIR] [--keep] [--dashboards N] [--fanout none] [--no-storm]
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
@@ -35,6 +35,7 @@ import { CLOCK_TICKS_PER_SECOND, cpuTicks, loadAverage, schedStat, tcpCounters, 
 import type { FleetServerConfig, FleetServerReady } from './fleet-server.js';
 import type { FleetSimConfig, SimStats } from './fleet-sim.js';
 import { canConnect } from '../../base/src/net/can-connect.js';
+import { openDashboards } from './dashboard-pages.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -72,7 +73,11 @@ const mosquittoExtra = argv.includes('--mosquitto-option') ? arg('mosquitto-opti
 const keep = flag('keep');
 /** Run the server under --cpu-prof, its profile written into this directory at the end. */
 const profileDir = argv.includes('--profile-server') ? arg('profile-server', '') : '';
-if (!['rollout', 'sendmany', 'both'].includes(fanoutMode)) throw new Error('--fanout is rollout, sendmany or both');
+if (!['rollout', 'sendmany', 'both', 'none'].includes(fanoutMode)) throw new Error('--fanout is rollout, sendmany, both or none');
+/** Dashboards (Chromium pages signed in on the probes page) open through the steady window (issue 22: ingest p99 unchanged while 5 are open). */
+const dashboards = num('dashboards', 0, 0, 20);
+/** Skip the reconnect storm (a shorter run when only the steady window is wanted). */
+const noStorm = flag('no-storm');
 
 /** Every connect attempt gives up after this (the agent's own connectTimeout). */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -312,7 +317,13 @@ async function main(): Promise<void> {
   // Every probe has reported once and its online event is in before the steady window opens.
   await sleep(stateIntervalMs + 2000);
 
-  // 5. The steady window.
+  // 5. The steady window, with the dashboards asked for open on the probes page (their live
+  // stream re-reads the page as states arrive, at most once a second each).
+  const open = dashboards > 0 ? await openDashboards(ready.http, ready.adminToken, dashboards, '#/probes') : null;
+  if (open) {
+    await sleep(3000);
+    console.log(`  ${dashboards} dashboards open on the probes page (Chromium, signed in, live stream)`);
+  }
   await Promise.all([server.request('eldReset'), ...sims.map((s) => s.request('resetStats'))]);
   const steadyFrom = wallMs();
   const steadyCpu = cpuWindow(pids);
@@ -336,10 +347,11 @@ async function main(): Promise<void> {
     simPids.map((r, i) => `${cpu[`sim-${i}`]!.toFixed(0)} %`).join(' + ') + ` of one core, ${simRss.map(mib).join(' + ')}`,
     `(event-loop delay p99 ${ms(steadySims.eldP99)}; ${steadySims.timeouts} timeouts, errors: ${errorsText(steadySims.errors)})`,
   );
-  latencyLine('  state ingest, publish -> committed p50/p99', steady, 'target p99 <= 50 ms', Math.round((N * durationS * 1000) / stateIntervalMs));
+  latencyLine('  state ingest, publish -> committed p50/p99', steady, `target p99 <= 50 ms${dashboards ? `; ${dashboards} dashboards open` : ''}`, Math.round((N * durationS * 1000) / stateIntervalMs));
+  await open?.close();
 
   // 6. The fan-out: every probe commanded at once.
-  const modes = fanoutMode === 'both' ? ['sendmany', 'rollout'] : [fanoutMode];
+  const modes = fanoutMode === 'both' ? ['sendmany', 'rollout'] : fanoutMode === 'none' ? [] : [fanoutMode];
   for (const mode of modes) {
     await Promise.all([server.request('eldReset'), server.request('eventsReset'), ...sims.map((s) => s.request('fanoutReset'))]);
     const fanCpu = cpuWindow(pids);
@@ -383,6 +395,11 @@ async function main(): Promise<void> {
   }
 
   // 7. The reconnect storm: every socket destroyed at once.
+  if (noStorm) {
+    await Promise.all(sims.map((s) => s.request('quit').catch(() => undefined)));
+    await server.request('stop', null, 30_000).catch(() => undefined);
+    return;
+  }
   await Promise.all([server.request('eldReset'), server.request('eventsReset'), ...sims.map((s) => s.request('resetStats'))]);
   const stormCpu = cpuWindow(pids);
   const stormTcp = tcpCounters();

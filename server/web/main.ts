@@ -64,7 +64,7 @@ function showSignIn(message?: string): void {
     { id: 'signin-form', method: 'post', action: '/api/v1/session', autocomplete: 'off' },
     h('label', { for: 'token' }, 'Staff token'),
     input,
-    h('p', { id: 'token-help', class: 'help' }, 'The token an admin created for you (', h('code', null, 'sonde staff token create'), '). It stays on this page only long enough to open a session.'),
+    h('p', { id: 'token-help', class: 'help' }, 'The token an admin created for you (', h('code', null, 'sonde server token create'), '). It stays on this page only long enough to open a session.'),
     h('button', { type: 'submit' }, 'Sign in'),
     msg,
   );
