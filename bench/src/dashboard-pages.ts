@@ -19,7 +19,8 @@ export async function signedInPage(browser: Browser, url: string, token: string,
   await page.fill('#token', token);
   await page.click('#signin-form button[type=submit]');
   await page.waitForSelector('#overview-title', { timeout: 30_000 });
-  await page.goto(`${url}/${hash}`);
+  // `blank`: Chromium and the signed-in context, but no dashboard (and no live stream) open.
+  await page.goto(hash === 'blank' ? 'about:blank' : `${url}/${hash}`);
   return page;
 }
 

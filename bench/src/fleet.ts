@@ -76,6 +76,8 @@ const profileDir = argv.includes('--profile-server') ? arg('profile-server', '')
 if (!['rollout', 'sendmany', 'both', 'none'].includes(fanoutMode)) throw new Error('--fanout is rollout, sendmany, both or none');
 /** Dashboards (Chromium pages signed in on the probes page) open through the steady window (issue 22: ingest p99 unchanged while 5 are open). */
 const dashboards = num('dashboards', 0, 0, 20);
+/** The view they show: the probes page re-reads on live changes; the audit log keeps its stream open but re-reads nothing. */
+const dashboardView = arg('dashboard-view', '#/probes');
 /** Skip the reconnect storm (a shorter run when only the steady window is wanted). */
 const noStorm = flag('no-storm');
 
@@ -319,10 +321,10 @@ async function main(): Promise<void> {
 
   // 5. The steady window, with the dashboards asked for open on the probes page (their live
   // stream re-reads the page as states arrive, at most once a second each).
-  const open = dashboards > 0 ? await openDashboards(ready.http, ready.adminToken, dashboards, '#/probes') : null;
+  const open = dashboards > 0 ? await openDashboards(ready.http, ready.adminToken, dashboards, dashboardView) : null;
   if (open) {
     await sleep(3000);
-    console.log(`  ${dashboards} dashboards open on the probes page (Chromium, signed in, live stream)`);
+    console.log(`  ${dashboards} dashboards open on ${dashboardView} (Chromium, signed in, live stream)`);
   }
   await Promise.all([server.request('eldReset'), ...sims.map((s) => s.request('resetStats'))]);
   const steadyFrom = wallMs();

@@ -25,10 +25,21 @@ export function roleAtLeast(have: Role, need: Role): boolean {
 }
 
 /**
+ * How often a list re-reads on live changes: every second while changes name probes, every 5 s
+ * while the fleet floods (over 500 probes changed in one message: `"*"`). In a 10,000-probe
+ * fleet reporting every 10 s every message is a flood: a page redrawn every second then changes
+ * faster than anyone reads it, and each dashboard would ask the server for it every second.
+ */
+export function listGap(flooding: () => boolean): () => number {
+  return () => (flooding() ? 5000 : 1000);
+}
+
+/**
  * Runs `fn` now and then at most once per `gapMs` however often it is asked: a burst of live
  * changes costs one re-read, and a change during a re-read is not lost (one more follows).
  */
-export function throttled(fn: () => Promise<void>, gapMs = 1000): () => void {
+export function throttled(fn: () => Promise<void>, gapMs: number | (() => number) = 1000): () => void {
+  const gap = typeof gapMs === 'number' ? () => gapMs : gapMs;
   let running = false;
   let again = false;
   let last = 0;
@@ -55,7 +66,7 @@ export function throttled(fn: () => Promise<void>, gapMs = 1000): () => void {
       return;
     }
     if (timer !== null) return;
-    timer = window.setTimeout(() => void run(), Math.max(0, last + gapMs - Date.now()));
+    timer = window.setTimeout(() => void run(), Math.max(0, last + gap() - Date.now()));
   };
   return schedule;
 }

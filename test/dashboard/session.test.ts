@@ -191,4 +191,10 @@ describe('the live stream', () => {
   it('refuses a stream without a session or token', async () => {
     expect((await openStream({})).status).toBe(401);
   });
+
+  it('answers HEAD with the headers of a stream and no stream', async () => {
+    const r = await s.api('HEAD', '/api/v1/live', { token: viewer });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^text\/event-stream/);
+  });
 });

@@ -199,6 +199,8 @@ export class LiveHub {
 
 export function registerLiveRoutes(app: FastifyInstance, hub: LiveHub): void {
   app.get('/api/v1/live', { config: { access: 'viewer' } }, async (req, reply) => {
+    // HEAD (which fastify answers with this handler) says what a GET would, without a stream.
+    if (req.method === 'HEAD') return reply.type('text/event-stream; charset=utf-8').header('cache-control', 'no-store').send('');
     hub.attach(req, reply);
   });
   app.addHook('onClose', async () => hub.close());

@@ -1,6 +1,6 @@
 import { get, query } from '../api.js';
 import type { FleetSummary, LiveChange, Problem, Rollout } from '../api-types.js';
-import { throttled, type ViewFactory } from '../app.js';
+import { listGap, throttled, type ViewFactory } from '../app.js';
 import { ago, badge, h, replace, svg } from '../dom.js';
 import { whereItStands } from './rollouts.js';
 
@@ -121,11 +121,13 @@ export const overviewView: ViewFactory = async (ctx) => {
     );
   };
   await render();
-  const refresh = throttled(render, 1500);
+  let flooding = false;
+  const refresh = throttled(render, listGap(() => flooding));
   return {
     title: 'Overview',
     root,
     onLive: (c: LiveChange) => {
+      flooding = c.probes === '*';
       if (c.resync || c.probes === '*' || (c.probes?.length ?? 0) > 0 || (c.rollouts?.length ?? 0) > 0) refresh();
     },
   };

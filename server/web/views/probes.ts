@@ -1,6 +1,6 @@
 import { ApiError, call, patch, query } from '../api.js';
 import type { LiveChange, Probe } from '../api-types.js';
-import { throttled, type ViewFactory } from '../app.js';
+import { listGap, throttled, type ViewFactory } from '../app.js';
 import { ago, badge, h, notice, replace } from '../dom.js';
 
 /**
@@ -221,11 +221,13 @@ export const probesView: ViewFactory = async (ctx, _params, q) => {
     replace(tableHost, notice('error', `${e instanceof ApiError ? e.code : 'ERROR'}: ${(e as Error).message}`));
   }
   replace(root, h('h1', { id: 'probes-title' }, 'Probes'), filterForm, columnChooser, status, bulkHost, tableHost, pager);
-  const refresh = throttled(render, 1000);
+  let flooding = false;
+  const refresh = throttled(render, listGap(() => flooding));
   return {
     title: 'Probes',
     root,
     onLive: (c: LiveChange) => {
+      flooding = c.probes === '*';
       if (c.resync || c.probes === '*' || (c.probes?.length ?? 0) > 0) refresh();
     },
   };
