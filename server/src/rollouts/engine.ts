@@ -8,6 +8,7 @@ import { inFlight, isFinal, nextRollout, nextTarget, sends, type RolloutEvent, t
 import { errorsExceeded, targetEventFor, waveProgress, wavePassed, type WaveProgress } from './progress.js';
 import type { RolloutPatch, RolloutRecord, RolloutRepository, TargetChange, TargetRecord } from './rollout-repository.js';
 import { windowOpen } from './windows.js';
+import { heard } from './heard-repository.js';
 
 /**
  * The rollout engine: a tick that re-derives from the store what each active rollout should do
@@ -41,25 +42,6 @@ export const ENGINE_ACTOR = { actor: 'server:rollouts', actorName: 'rollout engi
 export interface Actor {
   readonly actor: string;
   readonly actorName: string;
-}
-
-/**
- * The repository as the engine writes through it: every transition and every change of a
- * rollout's targets is also published on the change feed (the dashboard's live view of a wave).
- */
-function heard(repo: RolloutRepository, changed: (rolloutId: string) => void): RolloutRepository {
-  const wrapped = Object.create(repo) as RolloutRepository;
-  wrapped.transition = async (...args: Parameters<RolloutRepository['transition']>) => {
-    const written = await repo.transition(...args);
-    if (written) changed(args[0]);
-    return written;
-  };
-  wrapped.updateTargets = async (...args: Parameters<RolloutRepository['updateTargets']>) => {
-    const result = await repo.updateTargets(...args);
-    changed(args[0]);
-    return result;
-  };
-  return wrapped;
 }
 
 /** Deterministic, so that sending again after a restart cannot make a second command. */
