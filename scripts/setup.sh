@@ -23,6 +23,9 @@ APT_PACKAGES+=(prometheus)
 # chromium: the dashboard's end-to-end tests and bench/dashboard drive Debian's Chromium with
 # playwright-core (test/helpers/browser.ts); nothing is downloaded by playwright.
 APT_PACKAGES+=(chromium)
+# dpkg-dev (dpkg-shlibdeps, dpkg-architecture), binutils (strip) and lintian: scripts/build-deb and
+# its test (test/packaging/), which also runs apt-get remove/purge in a container.
+APT_PACKAGES+=(dpkg-dev binutils lintian)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -13,7 +13,8 @@ export function registerServerCommand(program: Command): void {
     .command('server')
     .description('the fleet server: packs, inventory, commands, embedded MQTT broker (see the subcommands for local administration)')
     // Not requiredOption: commander would demand it of the subcommands too.
-    .option('--data <dir>', 'the data directory (created on the first start); required')
+    .option('--config <file>', 'read the options from this JSON file (keys: data, port, listen, …; the command line wins): /etc/sonde/server.json in the Debian package')
+    .option('--data <dir>', 'the data directory (created on the first start); required (here or in --config)')
     .option('--port <port>', 'HTTP port on 127.0.0.1', '8440')
     .option('--mqtt-port <port>', 'embedded MQTT broker port (default: --port + 1)')
     .option('--keyring <root.crt>', 'vendor root certificate(s) to trust for uploads (added to the data directory)')
@@ -26,10 +27,15 @@ export function registerServerCommand(program: Command): void {
     .option('--keep-history <duration>', 'delete finished commands and deployments older than this (default 400d; each probe keeps its newest 100 deployments)')
     .option('--max-pack-size <size>', 'largest pack accepted (default 4G)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
-    .action(async (flags) => {
-      if (!flags.data) throw new CliError('USAGE', 'sonde server needs --data DIR');
+    .action(async (flags, cmd: Command) => {
+      let serve = flags;
+      if (flags.config) {
+        const { readServerConfigFile, mergeServerFlags } = await import('./server-config-file.js');
+        serve = mergeServerFlags(await readServerConfigFile(flags.config), flags, (name) => cmd.getOptionValueSource(name) === 'cli');
+      }
+      if (!serve.data) throw new CliError('USAGE', 'sonde server needs --data DIR (or "data" in --config)');
       const { serveAction } = await import('./server-actions.js');
-      await serveAction(flags);
+      await serveAction(serve);
     });
 
   server
