@@ -2,7 +2,7 @@ import { copyFile, cp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { exists } from '../../base/src/fs/exists.js';
 import { SAMPLE_PRODUCT } from '../../images/src/samples/releases.js';
-import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, copyAgent, SYSTEMD_AGENT_UNIT, treeFingerprint, writeBaseLayer, type ProbeInit } from '../../images/src/lab/probe-image.js';
+import { AGENT_HOME, AGENT_STATE, BUILDER_INITTAB, buildOnce, SYSTEMD_AGENT_UNIT, writeBaseLayer, type ProbeInit } from '../../images/src/lab/probe-image.js';
 import type { ProbeBackend } from './backend.js';
 import { LabError } from './errors.js';
 import { run } from './host.js';
@@ -62,6 +62,8 @@ export interface GoldenOptions {
   readonly backend: ProbeBackend;
   readonly init: ProbeInit;
   readonly repoDir: string;
+  /** The sonde-agent package's /usr/lib/sonde, extracted (agent-package.ts): mounted read-only at AGENT_HOME. */
+  readonly agentTree: string;
   readonly imagesDir: string;
   readonly base: string;
   readonly bridge: string;
@@ -72,7 +74,8 @@ export interface GoldenOptions {
 }
 
 export async function ensureGolden(line: LineSpec, o: GoldenOptions): Promise<string> {
-  const key = treeFingerprint(join(o.repoDir, 'dist'));
+  // The agent package's folder name carries the fingerprint of the build it was made from.
+  const key = basename(dirname(o.agentTree)).replace(/^agent-deb-/, '');
   const own = line.fingerprint === 'samples' ? '' : `${line.fingerprint}-`;
   const dir = join(o.imagesDir, `${o.backend.kind}-${line.name}-${o.init === 'systemd' ? 'systemd-' : ''}${own}${key}`);
   await buildOnce(dir, async (tmp) => {
@@ -135,7 +138,6 @@ async function stageLine(line: LineSpec, dir: string): Promise<{ packs: string[]
 async function buildLayer(line: LineSpec, o: GoldenOptions, tmp: string, layer: string): Promise<void> {
   const staged = await stageLine(line, join(tmp, 'line'));
   await mkdir(join(layer, 'etc'), { recursive: true });
-  await copyAgent(o.repoDir, layer);
   if (o.init === 'systemd') {
     // Masked for the build: the builder's install is driven from here, never by a daemon.
     await mkdir(join(layer, 'etc', 'systemd', 'system'), { recursive: true });
@@ -152,7 +154,7 @@ async function buildLayer(line: LineSpec, o: GoldenOptions, tmp: string, layer: 
     bridge: o.bridge,
     veth: o.builderVeth,
     mounts: [
-      { host: join(o.repoDir, 'node_modules'), target: `${AGENT_HOME}/node_modules`, readOnly: true },
+      { host: o.agentTree, target: AGENT_HOME, readOnly: true },
       { host: join(tmp, 'line'), target: '/mnt/line', readOnly: true },
     ],
     consoleLog: join(tmp, 'console.log'),

@@ -6,6 +6,7 @@ import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG, PROBE_ROUTES, type ProbeInit 
 import type { ProbeBackend, ProbeRunState } from './backend.js';
 import { LabError } from './errors.js';
 import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
+import { ensureAgentTree } from './agent-package.js';
 import { isRoot } from './host.js';
 import { builtinLine, type LineSpec } from './lab-config.js';
 import { run } from './host.js';
@@ -112,10 +113,12 @@ export class Lab {
         await run(process.execPath, [SONDE_JS_HOST, 'server', 'trust', 'add', line.keyring, '--data', this.paths.serverData], { code: 'LAB_SERVER_FAILED' });
       }
       const base = await makeBase(join(this.paths.dir, init === 'systemd' ? 'base-systemd' : 'base'), init);
+      const agentTree = await ensureAgentTree(REPO_DIR, this.paths.images, log);
       const golden = await ensureGolden(line, {
         backend: this.backend,
         init,
         repoDir: REPO_DIR,
+        agentTree,
         imagesDir: this.paths.images,
         base,
         bridge: state.net.bridge,
@@ -142,7 +145,7 @@ export class Lab {
         // host route to it through the bridge (never a default route).
         routes ??= state.server?.own ? [] : await routesToServer(creds, state.net);
         if (line.channel) await client.setChannel(p.name, line.channel);
-        await this.createProbe(p, base, golden, creds, routes);
+        await this.createProbe(p, base, golden, agentTree, creds, routes);
       });
       await pool(fresh, 8, (p) => this.backend.start(p.name));
       return fresh;
@@ -186,7 +189,7 @@ export class Lab {
     return new LabServerClient(ref.url, token);
   }
 
-  private async createProbe(p: LabProbe, base: string, golden: string, creds: string, routes: readonly string[]): Promise<void> {
+  private async createProbe(p: LabProbe, base: string, golden: string, agentTree: string, creds: string, routes: readonly string[]): Promise<void> {
     const dir = this.probeDir(p.name);
     const upper = this.upperOf(p.name);
     await rm(dir, { recursive: true, force: true });
@@ -204,7 +207,7 @@ export class Lab {
       ip: p.ip,
       bridge: bridgeName(this.paths.dir),
       veth: p.veth,
-      mounts: [{ host: join(REPO_DIR, 'node_modules'), target: `${AGENT_HOME}/node_modules`, readOnly: true }],
+      mounts: [{ host: agentTree, target: AGENT_HOME, readOnly: true }],
       consoleLog: join(dir, 'console.log'),
       init: p.init ?? 'busybox',
     });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -15,7 +15,7 @@ export const FTP_UID = 990;
 export const FTP_GID = 990;
 export const PROBE_APP_PORT = 8080;
 
-/** Where the agent lives inside a probe; node_modules is bind-mounted there read-only. */
+/** Where the agent lives inside a probe: the sonde-agent package's /usr/lib/sonde, mounted there read-only (lxc/src/agent-package.ts). */
 export const AGENT_HOME = '/opt/sonde';
 export const AGENT_CONFIG = '/etc/sonde/agent.json';
 export const AGENT_CREDENTIALS = '/etc/sonde/enrollment.json';
@@ -165,7 +165,7 @@ async function write(path: string, text: string, mode = 0o644): Promise<void> {
 
 /** Writes the base layer into `dir` (which must not exist). Takes a few milliseconds. */
 export async function writeBaseLayer(dir: string, init: ProbeInit = 'busybox'): Promise<void> {
-  for (const d of ['usr', 'etc/init.d', 'etc/sonde', 'var/log', 'var/lib', 'tmp', 'run', 'proc', 'sys', 'dev', 'root', 'mnt/samples', `${AGENT_HOME.slice(1)}/node_modules`]) {
+  for (const d of ['usr', 'etc/init.d', 'etc/sonde', 'var/log', 'var/lib', 'tmp', 'run', 'proc', 'sys', 'dev', 'root', 'mnt/samples', AGENT_HOME.slice(1)]) {
     await mkdir(join(dir, d), { recursive: true });
   }
   await chmod(join(dir, 'tmp'), 0o1777);
@@ -225,14 +225,6 @@ export function treeFingerprint(dir: string, hash = createHash('sha256')): strin
   };
   walk(dir, '');
   return hash.digest('hex').slice(0, 16);
-}
-
-/** Copies the built agent (dist/ and package.json) into a probe layer at AGENT_HOME. */
-export async function copyAgent(repoDir: string, layerDir: string): Promise<void> {
-  const home = join(layerDir, AGENT_HOME.slice(1));
-  await mkdir(join(home, 'node_modules'), { recursive: true });
-  await cp(join(repoDir, 'package.json'), join(home, 'package.json'));
-  await cp(join(repoDir, 'dist'), join(home, 'dist'), { recursive: true });
 }
 
 /**
