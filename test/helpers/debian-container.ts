@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lxcSystemdConfig, run, waitForSystemd, type Exec } from './systemd-container.js';
 
 /**
  * A clean Debian machine for the packages' tests: an LXC container, systemd as PID 1, whose
@@ -14,12 +14,6 @@ import { join } from 'node:path';
  * copies, with every unit the host enables left out (the container boots with nothing of the
  * host's services) and an empty fstab. No network but loopback.
  */
-export interface Exec {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 export interface DebianContainer {
   readonly name: string;
   /** The host folder seen as /w inside. */
@@ -28,15 +22,6 @@ export interface DebianContainer {
   /** A shell line inside (sh -c). */
   sh(line: string, timeoutMs?: number): Promise<Exec>;
   destroy(): Promise<void>;
-}
-
-function run(cmd: string, args: readonly string[], timeoutMs = 60_000): Promise<Exec> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
 }
 
 async function must(cmd: string, args: readonly string[]): Promise<void> {
@@ -88,23 +73,7 @@ export async function startDebianContainer(scratchDir: string): Promise<DebianCo
     await unmount();
     throw e;
   }
-  const config = [
-    `lxc.uts.name = ${name}`,
-    `lxc.rootfs.path = overlay:${root}:${join(tmpfs, 'root-up')}`,
-    'lxc.init.cmd = /lib/systemd/systemd',
-    'lxc.environment = container=lxc',
-    'lxc.apparmor.profile = unconfined',
-    'lxc.autodev = 1',
-    'lxc.tty.max = 0',
-    'lxc.pty.max = 16',
-    'lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_boot',
-    'lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed',
-    `lxc.mount.entry = ${usr} usr none rw,bind 0 0`,
-    `lxc.mount.entry = ${shared} w none bind 0 0`,
-    'lxc.net.0.type = empty',
-    `lxc.console.logfile = ${join(lxcPath, name, 'console.log')}`,
-    '',
-  ].join('\n');
+  const config = lxcSystemdConfig(name, `overlay:${root}:${join(tmpfs, 'root-up')}`, lxcPath, [`${usr} usr none rw,bind 0 0`, `${shared} w none bind 0 0`]);
   await writeFile(join(lxcPath, name, 'config'), config);
   const base = ['-P', lxcPath, '-n', name];
   const destroy = async (): Promise<void> => {
@@ -119,17 +88,7 @@ export async function startDebianContainer(scratchDir: string): Promise<DebianCo
   }
   const exec = (argv: readonly string[], timeoutMs = 120_000): Promise<Exec> =>
     run('lxc-attach', [...base, '--clear-env', '-v', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', '-v', 'HOME=/root', '-v', 'DEBIAN_FRONTEND=noninteractive', '--', ...argv], timeoutMs);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const r = await exec(['systemctl', 'is-system-running'], 10_000);
-    const state = r.stdout.trim();
-    if (state === 'running' || state === 'degraded') break;
-    if (Date.now() > deadline) {
-      await destroy();
-      throw new Error(`systemd did not come up in the container: ${state} ${r.stderr}`);
-    }
-    await new Promise((res) => setTimeout(res, 250));
-  }
+  await waitForSystemd(exec, destroy, 60_000);
   // This host forbids service starts by packages (a /usr/sbin/policy-rc.d that answers 101, as
   // container images have); a customer's Debian does not. Removed in the container's /usr only.
   await exec(['rm', '-f', '/usr/sbin/policy-rc.d']);

@@ -29,7 +29,7 @@ export interface SystemdContainer {
   destroy(): Promise<void>;
 }
 
-function run(cmd: string, args: readonly string[], timeoutMs = 60_000): Promise<Exec> {
+export function run(cmd: string, args: readonly string[], timeoutMs = 60_000): Promise<Exec> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
@@ -63,24 +63,7 @@ export async function startSystemdContainer(scratchDir: string): Promise<Systemd
   await mkdir(upper, { recursive: true });
   await mkdir(shared, { recursive: true });
   await writeLowerLayer(lower);
-  const config = [
-    `lxc.uts.name = ${name}`,
-    `lxc.rootfs.path = overlay:${lower}:${upper}`,
-    'lxc.init.cmd = /lib/systemd/systemd',
-    'lxc.environment = container=lxc',
-    'lxc.apparmor.profile = unconfined',
-    'lxc.autodev = 1',
-    'lxc.tty.max = 0',
-    'lxc.pty.max = 16',
-    'lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_boot',
-    'lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed',
-    'lxc.mount.entry = /usr usr none ro,bind 0 0',
-    `lxc.mount.entry = ${REPO} opt/sonde none ro,bind 0 0`,
-    `lxc.mount.entry = ${shared} w none bind 0 0`,
-    'lxc.net.0.type = empty',
-    `lxc.console.logfile = ${join(lxcPath, name, 'console.log')}`,
-    '',
-  ].join('\n');
+  const config = lxcSystemdConfig(name, `overlay:${lower}:${upper}`, lxcPath, ['/usr usr none ro,bind 0 0', `${REPO} opt/sonde none ro,bind 0 0`, `${shared} w none bind 0 0`]);
   await writeFile(join(lxcPath, name, 'config'), config);
   const base = ['-P', lxcPath, '-n', name];
   const started = await run('lxc-start', [...base, '-d', '-L', join(lxcPath, name, 'start.log')]);
@@ -91,18 +74,7 @@ export async function startSystemdContainer(scratchDir: string): Promise<Systemd
     await run('lxc-stop', [...base, '-k']);
     await rm(scratchDir, { recursive: true, force: true });
   };
-  // `systemctl is-system-running --wait` fails before the bus is up (machine-facts.md): poll.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const r = await exec(['systemctl', 'is-system-running'], 10_000);
-    const state = r.stdout.trim();
-    if (state === 'running' || state === 'degraded') break;
-    if (Date.now() > deadline) {
-      await destroy();
-      throw new Error(`systemd did not come up in the container: ${state} ${r.stderr}`);
-    }
-    await new Promise((res) => setTimeout(res, 200));
-  }
+  await waitForSystemd(exec, destroy, 30_000);
   return {
     name,
     shared,
@@ -110,4 +82,39 @@ export async function startSystemdContainer(scratchDir: string): Promise<Systemd
     sonde: (args, timeoutMs) => exec(['/usr/bin/node', SONDE_IN_CONTAINER, ...args], timeoutMs),
     destroy,
   };
+}
+
+/** An LXC config whose PID 1 is systemd, no network but loopback, these extra mount entries. */
+export function lxcSystemdConfig(name: string, rootfs: string, lxcPath: string, mounts: readonly string[]): string {
+  return [
+    `lxc.uts.name = ${name}`,
+    `lxc.rootfs.path = ${rootfs}`,
+    'lxc.init.cmd = /lib/systemd/systemd',
+    'lxc.environment = container=lxc',
+    'lxc.apparmor.profile = unconfined',
+    'lxc.autodev = 1',
+    'lxc.tty.max = 0',
+    'lxc.pty.max = 16',
+    'lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_boot',
+    'lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed',
+    ...mounts.map((m) => `lxc.mount.entry = ${m}`),
+    'lxc.net.0.type = empty',
+    `lxc.console.logfile = ${join(lxcPath, name, 'console.log')}`,
+    '',
+  ].join('\n');
+}
+
+/** Polls until systemd says running or degraded (`is-system-running --wait` fails before the bus is up: machine-facts.md). */
+export async function waitForSystemd(exec: (argv: readonly string[], timeoutMs?: number) => Promise<Exec>, destroy: () => Promise<void>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await exec(['systemctl', 'is-system-running'], 10_000);
+    const state = r.stdout.trim();
+    if (state === 'running' || state === 'degraded') return;
+    if (Date.now() > deadline) {
+      await destroy();
+      throw new Error(`systemd did not come up in the container: ${state} ${r.stderr}`);
+    }
+    await new Promise((res) => setTimeout(res, 200));
+  }
 }
