@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SimProbe, startTestServer, waitFor, type TestServer } from '../server/harness.js';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { serverSamples, SimProbe, startTestServer, waitFor, type TestServer } from '../server/harness.js';
 import { versionKey } from '../../server/src/store/sqlite-probes.js';
 
 /**
@@ -8,6 +10,7 @@ import { versionKey } from '../../server/src/store/sqlite-probes.js';
  * deployment's receipt. Simulated probes publish real states and events over MQTT.
  */
 let s: TestServer;
+let packSha: string;
 const sims: SimProbe[] = [];
 interface P {
   id: string;
@@ -20,12 +23,16 @@ interface P {
 const at = (min: number) => new Date(Date.now() - min * 60_000).toISOString();
 
 beforeAll(async () => {
-  s = await startTestServer();
+  const samples = await serverSamples();
+  s = await startTestServer({ keyring: samples.keys.rootCert });
+  const pack = await readFile(samples.packs['1.1.0']);
+  expect((await s.api('POST', '/api/v1/packs', { body: pack })).status).toBe(201);
+  packSha = createHash('sha256').update(pack).digest('hex');
   const fleet: [string, Partial<Parameters<SimProbe['state']>[0]>][] = [
     ['alpha', { version: '1.9.0', health: 'ok' }],
     ['bravo', { version: '1.10.0', health: 'degraded' }],
     ['charlie', { version: '1.10.0-rc.1', health: 'ok', lastDeployment: { id: 'd-c1', outcome: 'failed', errorCode: 'MIGRATION_FAILED', version: '1.10.0-rc.1', at: at(5) } }],
-    ['delta', { version: '2.0.0', health: 'down', lastDeployment: { id: 'd-d1', outcome: 'committed', errorCode: null, version: '2.0.0', at: at(3) } }],
+    ['delta', { version: '2.0.0', agentVersion: '0.2.0', health: 'down', lastDeployment: { id: 'd-d1', outcome: 'committed', errorCode: null, version: '2.0.0', at: at(3) } }],
   ];
   for (const [id, over] of fleet) {
     const sim = await SimProbe.connect(s.mqttUrl, await s.enroll(id));
@@ -65,6 +72,19 @@ describe('the probes listing', () => {
     expect(await ids('?outcome=none')).toEqual(['alpha', 'bravo', 'echo-silent']);
     expect(await ids('?health=ok&q=a&outcome=failed')).toEqual(['charlie']);
     expect(await ids('?online=false')).toEqual(['echo-silent']);
+    // Agents older than 0.2.0: every probe that reported one but delta (0.2.0); echo-silent never reported.
+    expect(await ids('?agentBelow=0.2.0')).toEqual(['alpha', 'bravo', 'charlie']);
+    expect(await ids('?agentBelow=0.1.0')).toEqual([]);
+  });
+
+  it('lets a rollout target the probes whose agent is older than a version (issue 21)', async () => {
+    const r = await s.api<{ id: string; target: unknown }>('POST', '/api/v1/rollouts', { body: { packSha256: packSha, target: { agentBelow: '0.2.0' }, draft: true } });
+    expect(r.status).toBe(201);
+    expect(r.body.target).toEqual({ agentBelow: '0.2.0' });
+    const targets = await s.api<{ probeId: string }[]>('GET', `/api/v1/rollouts/${r.body.id}/targets`);
+    expect(targets.body.map((t) => t.probeId).sort()).toEqual(['alpha', 'bravo', 'charlie']);
+    const bad = await s.api<{ code: string }>('POST', '/api/v1/rollouts', { body: { packSha256: packSha, target: { agentBelow: 'old' } } });
+    expect([bad.status, bad.body.code]).toEqual([400, 'BODY_INVALID']);
   });
 
   it('sorts versions as versions (1.9.0 < 1.10.0-rc.1 < 1.10.0 < 2.0.0), missing ones last, either way', async () => {

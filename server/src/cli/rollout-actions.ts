@@ -20,6 +20,7 @@ export interface CreateFlags extends ApiFlags, JsonFlag {
   group?: string;
   tag?: string;
   probe?: string[];
+  agentBelow?: string;
   canary?: string;
   canaryProbe?: string[];
   waves?: string;
@@ -120,8 +121,9 @@ export function createBody(f: CreateFlags): Record<string, unknown> {
     ...(f.group ? { group: f.group } : {}),
     ...(f.tag ? { tag: f.tag } : {}),
     ...(f.probe?.length ? { probeIds: f.probe } : {}),
+    ...(f.agentBelow ? { agentBelow: f.agentBelow } : {}),
   };
-  if (Object.keys(target).length === 0) throw new CliError('USAGE', 'name a target: --channel, --group, --tag or --probe');
+  if (Object.keys(target).length === 0) throw new CliError('USAGE', 'name a target: --channel, --group, --tag, --probe or --agent-below');
   if (f.wait !== undefined && f.approval) throw new CliError('USAGE', 'give --wait or --approval, not both');
   let canary: Record<string, unknown> | undefined;
   if (f.canaryProbe?.length) canary = { probeIds: f.canaryProbe };

@@ -26,6 +26,7 @@ export function registerRolloutCommands(program: Command): void {
     .option('--group <group>', 'target: a group')
     .option('--tag <tag>', 'target: a tag')
     .option('--probe <id>', 'target: a probe (repeatable)', collect, [])
+    .option('--agent-below <version>', 'target: probes whose agent is older than this version')
     .option('--canary <n|n%>', 'first wave: a number of probes or a percentage')
     .option('--canary-probe <id>', 'first wave: these probes (repeatable)', collect, [])
     .option('--waves <list>', 'cumulative percentages, e.g. 10,50,100 (default 100)')

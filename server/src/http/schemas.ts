@@ -26,6 +26,7 @@ export const probeListQuery = z
     /** Part of the id, a group or a tag (case-insensitive). */
     q: z.string().max(100).optional(),
     version: z.string().max(64).optional().describe('the version the probe last reported; none: no state yet'),
+    agentBelow: z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, 'a version, e.g. 0.2.0').optional().describe('probes whose agent is older than this version'),
     health: z.enum(['ok', 'degraded', 'down', 'unknown', 'none']).optional(),
     outcome: z.enum(['committed', 'rolled-back', 'failed', 'duplicate', 'none']).optional().describe('of the last deployment the probe reported'),
     sort: z.enum(PROBE_SORTS).default('id'),

@@ -21,9 +21,14 @@ export const targetSchema = z
     group: label.optional(),
     tag: label.optional(),
     probeIds: probeIds.optional(),
+    /** Probes whose agent (its last state's agentVersion) is older than this version: an agent update's audience. */
+    agentBelow: z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, 'a version, e.g. 0.2.0').optional(),
   })
   .strict()
-  .refine((t) => t.channel !== undefined || t.group !== undefined || t.tag !== undefined || t.probeIds !== undefined, 'name a channel, group, tag or probeIds');
+  .refine(
+    (t) => t.channel !== undefined || t.group !== undefined || t.tag !== undefined || t.probeIds !== undefined || t.agentBelow !== undefined,
+    'name a channel, group, tag, probeIds or agentBelow',
+  );
 export type RolloutTarget = z.output<typeof targetSchema>;
 
 /** The first wave: a number of probes, a percentage of the target, or named probes. */

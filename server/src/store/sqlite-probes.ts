@@ -322,6 +322,10 @@ function whereOf(t: ProbeQuery): { where: string; params: unknown[] } {
     clauses.push('p.online = ?');
     params.push(t.online ? 1 : 0);
   }
+  if (t.agentBelow !== undefined) {
+    clauses.push(`sonde_version_key(json_extract(p.state, '$.agentVersion')) < sonde_version_key(?)`);
+    params.push(t.agentBelow);
+  }
   if (t.text !== undefined && t.text !== '') {
     const like = likeEscape(t.text);
     clauses.push(

@@ -105,6 +105,8 @@ export interface ProbeTarget {
   readonly tag?: string | undefined;
   readonly probeIds?: readonly string[] | undefined;
   readonly online?: boolean | undefined;
+  /** Probes whose last state reports an agent older than this version (probes with no state are not). */
+  readonly agentBelow?: string | undefined;
 }
 
 /** A listing's filters beyond a target's (the dashboard's probes page), and its order. */

@@ -9,7 +9,7 @@ import { ago, badge, h, notice, replace } from '../dom.js';
  * filters, the page, the page size and the columns are the URL's: a view can be shared. Operators
  * select rows and set the channel, groups and tags of all of them at once (PATCH /api/v1/probes).
  */
-const FILTERS = ['q', 'version', 'channel', 'group', 'tag', 'health', 'online', 'outcome'] as const;
+const FILTERS = ['q', 'version', 'agentBelow', 'channel', 'group', 'tag', 'health', 'online', 'outcome'] as const;
 
 interface Column {
   readonly key: string;
@@ -70,6 +70,7 @@ export const probesView: ViewFactory = async (ctx, _params, q) => {
     { class: 'filters', id: 'probe-filters', role: 'search' },
     h('div', null, h('label', { for: 'f-q' }, 'Search'), h('input', { id: 'f-q', name: 'q', type: 'search', value: q.get('q') ?? '', placeholder: 'id, group or tag' })),
     h('div', null, h('label', { for: 'f-version' }, 'Version'), h('input', { id: 'f-version', name: 'version', value: q.get('version') ?? '', size: 10 })),
+    h('div', null, h('label', { for: 'f-agentBelow' }, 'Agent older than'), h('input', { id: 'f-agentBelow', name: 'agentBelow', value: q.get('agentBelow') ?? '', size: 8 })),
     select('f-channel', 'Channel', q.get('channel') ?? '', [['', 'any'], ['stable', 'stable'], ['old-stable', 'old-stable'], ['beta', 'beta']]),
     h('div', null, h('label', { for: 'f-group' }, 'Group'), h('input', { id: 'f-group', name: 'group', value: q.get('group') ?? '', size: 10 })),
     h('div', null, h('label', { for: 'f-tag' }, 'Tag'), h('input', { id: 'f-tag', name: 'tag', value: q.get('tag') ?? '', size: 10 })),

@@ -30,6 +30,7 @@ export const rolloutNewView: ViewFactory = async (ctx, _p, q) => {
   const group = i('r-group');
   const tag = i('r-tag');
   const probeIds = h('textarea', { id: 'r-probes', rows: 2, cols: 40 });
+  const agentBelow = i('r-agent-below', { size: 12, placeholder: '0.2.0' });
   const canaryKind = h('select', { id: 'r-canary-kind' }, [['none', 'no canary'], ['probes', 'a number of probes'], ['percent', 'a percentage'], ['probeIds', 'named probes']].map(([v, t]) => h('option', { value: v! }, t!)));
   const canaryValue = i('r-canary', { size: 30 });
   const waves = i('r-waves', { value: '100', size: 20 });
@@ -58,6 +59,7 @@ export const rolloutNewView: ViewFactory = async (ctx, _p, q) => {
       field('r-group', 'Group', group),
       field('r-tag', 'Tag', tag),
       field('r-probes', 'Probe ids', probeIds, 'Separated by spaces or commas.'),
+      field('r-agent-below', 'Agents older than', agentBelow, 'Only probes whose agent reports an older version.'),
     ),
     h(
       'fieldset',
@@ -109,6 +111,7 @@ export const rolloutNewView: ViewFactory = async (ctx, _p, q) => {
     if (group.value.trim()) target['group'] = group.value.trim();
     if (tag.value.trim()) target['tag'] = tag.value.trim();
     if (list(probeIds).length) target['probeIds'] = list(probeIds);
+    if (agentBelow.value.trim()) target['agentBelow'] = agentBelow.value.trim();
     const strategy: Record<string, unknown> = {
       waves: list(waves).map(Number),
       successThreshold: (num(success) ?? 90) / 100,
