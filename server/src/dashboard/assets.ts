@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 /**
  * The dashboard's files, built by `npm run build` into `dist/server/web/` (tsc compiles
  * server/web/*.ts; scripts/post-build.mjs copies server/web/static/). They are read once, at
- * start, into memory (about 100 KiB), each with a strong ETag: nothing is read from disk per
+ * start, into memory (about 90 KB), each with a strong ETag: nothing is read from disk per
  * request, and no request can name a file outside this set.
  */
 export interface Asset {
