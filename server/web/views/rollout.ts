@@ -8,14 +8,14 @@ import { rolloutBar, waveLabel, whereItStands } from './rollouts.js';
  * One rollout, live: its state (and why it paused), a bar per wave, every probe of the started
  * waves with its state and reason, the history, and the actions its state allows the role.
  */
-const ACTIONS: readonly { action: string; label: string; when: readonly string[]; role: 'operator' | 'admin'; danger?: boolean }[] = [
+const ACTIONS: readonly { action: string; label: string; when: readonly string[]; role: 'operator' | 'admin'; danger?: boolean; only?: (r: RolloutStatus) => boolean }[] = [
   { action: 'start', label: 'Start', when: ['draft'], role: 'operator' },
   { action: 'pause', label: 'Pause', when: ['running', 'waiting', 'awaiting-approval'], role: 'operator' },
   { action: 'resume', label: 'Resume', when: ['paused'], role: 'operator' },
   { action: 'approve', label: 'Approve the next wave', when: ['awaiting-approval'], role: 'operator' },
-  { action: 'retry', label: 'Retry the failed probes', when: ['running', 'waiting', 'awaiting-approval', 'paused', 'completed'], role: 'operator' },
+  { action: 'retry', label: 'Retry the failed probes', when: ['running', 'waiting', 'awaiting-approval', 'paused'], role: 'operator' },
   { action: 'abort', label: 'Abort', when: ['draft', 'running', 'waiting', 'awaiting-approval', 'paused'], role: 'operator', danger: true },
-  { action: 'promote', label: 'Approve promotion', when: ['completed'], role: 'admin' },
+  { action: 'promote', label: 'Approve promotion', when: ['completed'], role: 'admin', only: (r) => r.environment !== null && r.environment !== 'production' },
 ];
 
 const PAUSE_WHY: Record<string, string> = {
@@ -45,7 +45,7 @@ export const rolloutView: ViewFactory = async (ctx, params) => {
   const render = async (): Promise<void> => {
     const r = await get<RolloutStatus>(`/api/v1/rollouts/${encodeURIComponent(id)}`);
     const targets = await get<Target[]>(`/api/v1/rollouts/${encodeURIComponent(id)}/targets${query({ limit: 500 })}`);
-    const buttons = ACTIONS.filter((a) => a.when.includes(r.state) && ctx.can(a.role)).map((a) => {
+    const buttons = ACTIONS.filter((a) => a.when.includes(r.state) && ctx.can(a.role) && (a.only?.(r) ?? true)).map((a) => {
       const b = h('button', { type: 'button', id: `rollout-${a.action}`, class: a.danger ? 'danger' : a.action === 'retry' ? 'secondary' : null }, a.label);
       b.addEventListener('click', () => act(a.action, b));
       return b;
