@@ -7,9 +7,9 @@ import type { ReceiptView } from './response-schemas.js';
  * code and message (the agent puts the app's last words there when the app died), and every event.
  */
 export function receiptOf(d: { deployment: DeploymentRecord; events: readonly StoredEvent[] }): ReceiptView {
+  const STEPS = new Set(['command-accepted', 'download-started', 'download-complete', 'download-failed', 'install-state', 'install-outcome']);
   const marks = d.events
-    .filter((e) => e.event.type === 'install-state' || e.event.type === 'command-accepted' || e.event.type.startsWith('download-') || e.event.type === 'install-outcome')
-    .filter((e) => e.event.type !== 'download-progress')
+    .filter((e) => STEPS.has(e.event.type))
     .map((e) => ({ state: e.event.type === 'install-state' ? (e.event.state ?? 'unknown') : e.event.type === 'install-outcome' ? (e.event.outcome ?? 'outcome') : e.event.type, at: e.event.at }));
   const steps = marks.map((m, i) => {
     const next = marks[i + 1];

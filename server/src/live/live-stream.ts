@@ -51,6 +51,8 @@ export interface LiveOptions {
   readonly maxStreams?: number | undefined;
 }
 
+type Hub = { commands: { commandId: string; probeId: string; rolloutId: string | null; status: string }[] };
+
 export class LiveHub {
   private readonly streams = new Set<Stream>();
   private unfollow: (() => void) | null = null;
@@ -58,7 +60,7 @@ export class LiveHub {
   private heartbeat: NodeJS.Timeout | null = null;
   private probes: Set<string> | '*' = new Set();
   private rollouts = new Set<string>();
-  private commands: { commandId: string; probeId: string; rolloutId: string | null; status: string }[] = [];
+  private commands: Hub['commands'] = [];
   private events: LiveEvent[] = [];
   private packs = false;
   private readonly flushMs: number;
@@ -121,11 +123,18 @@ export class LiveHub {
     this.flushTimer = null;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    this.takePending();
+  }
+
+  /** What was gathered since the last flush, as one message; the gathering starts afresh. */
+  private takePending(): { probes: string[] | '*'; events: LiveEvent[]; commands: Hub['commands']; rollouts: string[]; packs: boolean } {
+    const message = { probes: this.probes === '*' ? ('*' as const) : [...this.probes], events: this.events, commands: this.commands, rollouts: [...this.rollouts], packs: this.packs };
     this.probes = new Set();
-    this.rollouts.clear();
+    this.rollouts = new Set();
     this.commands = [];
     this.events = [];
     this.packs = false;
+    return message;
   }
 
   private gather(c: Change): void {
@@ -156,19 +165,7 @@ export class LiveHub {
 
   private flush(): void {
     this.flushTimer = null;
-    const message = {
-      probes: this.probes === '*' ? '*' : [...this.probes],
-      events: this.events,
-      commands: this.commands,
-      rollouts: [...this.rollouts],
-      packs: this.packs,
-    };
-    this.probes = new Set();
-    this.rollouts.clear();
-    this.commands = [];
-    this.events = [];
-    this.packs = false;
-    const text = `event: change\ndata: ${JSON.stringify(message)}\n\n`;
+    const text = `event: change\ndata: ${JSON.stringify(this.takePending())}\n\n`;
     for (const s of this.streams) if (!s.lagging) this.write(s, text);
   }
 

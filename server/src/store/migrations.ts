@@ -246,8 +246,7 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
         token_id TEXT NOT NULL,
         csrf TEXT NOT NULL,
         created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        used_at TEXT NOT NULL
+        expires_at TEXT NOT NULL
       )`,
       `CREATE INDEX sessions_token ON sessions (token_id)`,
       `CREATE INDEX sessions_expires ON sessions (expires_at)`,

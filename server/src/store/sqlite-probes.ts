@@ -333,17 +333,11 @@ function whereOf(t: ProbeQuery): { where: string; params: unknown[] } {
     );
     params.push(like, like, like);
   }
-  if (t.version !== undefined) {
-    clauses.push(t.version === 'none' ? 'p.version IS NULL' : 'p.version = ?');
-    if (t.version !== 'none') params.push(t.version);
-  }
-  if (t.health !== undefined) {
-    clauses.push(t.health === 'none' ? 'p.health IS NULL' : 'p.health = ?');
-    if (t.health !== 'none') params.push(t.health);
-  }
-  if (t.outcome !== undefined) {
-    clauses.push(t.outcome === 'none' ? `${OUTCOME} IS NULL` : `${OUTCOME} = ?`);
-    if (t.outcome !== 'none') params.push(t.outcome);
+  // `none`: the probe has reported no such value (no state yet, no deployment yet).
+  for (const [expr, value] of [['p.version', t.version], ['p.health', t.health], [OUTCOME, t.outcome]] as const) {
+    if (value === undefined) continue;
+    clauses.push(value === 'none' ? `${expr} IS NULL` : `${expr} = ?`);
+    if (value !== 'none') params.push(value);
   }
   return { where: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', params };
 }

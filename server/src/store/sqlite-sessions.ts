@@ -6,7 +6,6 @@ interface Row {
   csrf: string;
   created_at: string;
   expires_at: string;
-  used_at: string;
   id: string;
   kind: TokenKind;
   name: string;
@@ -21,34 +20,29 @@ export class SqliteSessions implements SessionRepository {
 
   async create(s: { hash: string; tokenId: string; csrf: string; createdAt: string; expiresAt: string }): Promise<void> {
     this.sql.run(
-      'INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)',
+      'INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
       s.hash,
       s.tokenId,
       s.csrf,
       s.createdAt,
       s.expiresAt,
-      s.createdAt,
     );
   }
 
   async find(hash: string, now: string): Promise<SessionRecord | null> {
     const r = this.sql.get<Row>(
-      `SELECT s.hash, s.csrf, s.created_at, s.expires_at, s.used_at, t.id, t.kind, t.name, t.role, t.probe_id, t.created_at AS t_created_at
+      `SELECT s.hash, s.csrf, s.created_at, s.expires_at, t.id, t.kind, t.name, t.role, t.probe_id, t.created_at AS t_created_at
        FROM sessions s JOIN tokens t ON t.id = s.token_id
        WHERE s.hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL AND t.kind = 'staff'`,
       hash,
       now,
     );
     if (!r) return null;
-    // The last use is for the operator's eyes (who is signed in); a write per request would be
-    // a write per dashboard refresh, so it moves at most once a minute.
-    if (Date.parse(now) - Date.parse(r.used_at) > 60_000) this.sql.run('UPDATE sessions SET used_at = ? WHERE hash = ?', now, hash);
     return {
       hash: r.hash,
       csrf: r.csrf,
       createdAt: r.created_at,
       expiresAt: r.expires_at,
-      usedAt: r.used_at,
       token: { id: r.id, kind: r.kind, name: r.name, role: r.role, probeId: r.probe_id, createdAt: r.t_created_at, revokedAt: null },
     };
   }

@@ -63,14 +63,13 @@ export interface SessionRecord {
   readonly csrf: string;
   readonly createdAt: string;
   readonly expiresAt: string;
-  readonly usedAt: string;
   /** The staff token the session stands for; a revoked token ends its sessions. */
   readonly token: TokenRecord;
 }
 
 export interface SessionRepository {
   create(s: { hash: string; tokenId: string; csrf: string; createdAt: string; expiresAt: string }): Promise<void>;
-  /** The session with this hash while it has not expired and its token is not revoked; marks it used (at most once a minute). */
+  /** The session with this hash while it has not expired and its token is not revoked. */
   find(hash: string, now: string): Promise<SessionRecord | null>;
   delete(hash: string): Promise<boolean>;
   /** Removes expired sessions and those of revoked tokens; returns how many. */
