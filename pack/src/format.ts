@@ -45,8 +45,11 @@ export function sealedSize(plainBytes: number): number {
 }
 
 /** The kinds of pack (DESIGN.md, "Pack kinds") and the types of payload a manifest may list. */
-export const PACK_KINDS = ['product', 'servicepack', 'license', 'trust'] as const;
-export const PAYLOAD_TYPES = ['app', 'system', 'data', 'config', 'db', 'license', 'hooks', 'trust'] as const;
+export const PACK_KINDS = ['product', 'servicepack', 'license', 'trust', 'agent'] as const;
+export const PAYLOAD_TYPES = ['app', 'system', 'data', 'config', 'db', 'license', 'hooks', 'trust', 'agent'] as const;
+
+/** The product name of an agent pack (kind `agent`): the agent updating itself (docs/self-update.md). */
+export const AGENT_PRODUCT = 'sonde-agent';
 
 export type PackKind = (typeof PACK_KINDS)[number];
 export type PayloadType = (typeof PAYLOAD_TYPES)[number];

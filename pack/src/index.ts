@@ -26,7 +26,7 @@ export { PackerError, PACKER_CODES, type PackerCode } from './packer-errors.js';
 export { KeysError, KEYS_CODES, type KeysCode } from './keys-errors.js';
 
 // What a pack is: the manifest.
-export { PACK_KINDS, PAYLOAD_TYPES, type PackKind, type PayloadType } from './format.js';
+export { AGENT_PRODUCT, PACK_KINDS, PAYLOAD_TYPES, type PackKind, type PayloadType } from './format.js';
 export type { Manifest, PayloadEntry, Recipient } from './manifest.js';
 
 // Read, verify, decrypt, extract (the probe's side): loaded on first use.

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { isCanonicalBase64 } from './base64.js';
-import { PACK_KINDS, PAYLOAD_TYPES } from './format.js';
+import { AGENT_PRODUCT, PACK_KINDS, PAYLOAD_TYPES } from './format.js';
 import { pemCert } from './signature.js';
 // Only the two checks the manifest needs: all of semver is some 50 modules to load on every verify.
 import validVersion from 'semver/functions/valid.js';
@@ -125,6 +125,13 @@ export const manifestSchema = z
     });
     if (m.rootRotations !== undefined && m.kind !== 'trust') {
       ctx.addIssue({ code: 'custom', message: 'only a trust pack carries root rotations', path: ['rootRotations'] });
+    }
+    // An agent pack carries one agent build and nothing else: it never touches the app's slots.
+    if (m.kind === 'agent' && (m.product !== AGENT_PRODUCT || m.payloads.length !== 1 || m.payloads[0]!.type !== 'agent')) {
+      ctx.addIssue({ code: 'custom', message: `an agent pack is product ${AGENT_PRODUCT} with exactly one payload, of type agent`, path: ['payloads'] });
+    }
+    if (m.kind !== 'agent' && m.payloads.some((p) => p.type === 'agent')) {
+      ctx.addIssue({ code: 'custom', message: 'only an agent pack carries an agent payload', path: ['payloads'] });
     }
     if (m.kind === 'servicepack' && m.requires === undefined) {
       ctx.addIssue({ code: 'custom', message: 'a servicepack must state the versions it applies to (requires)', path: ['requires'] });

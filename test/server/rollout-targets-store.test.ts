@@ -27,6 +27,7 @@ function rollout(id: string): RolloutRecord {
     strategy: { waves: [100], successThreshold: 1, errorThreshold: 0.1, advance: { mode: 'approval' }, skipCurrent: true },
     windows: [],
     download: null,
+    agentFirst: null,
     state: 'running',
     wave: 0,
     waveCount: 1,

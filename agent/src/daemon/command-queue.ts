@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import type { Command } from '../../../base/src/protocol/messages.js';
 import type { Outbox } from '../link/outbox.js';
-import type { InstallOutcome } from '../update/engine.js';
+import semver from 'semver';
+import { AGENT_VERSION } from '../update/agent-version.js';
+import { awaitsAgentRestart, type InstallOutcome } from '../update/engine.js';
 import type { Outcome } from '../update/machine.js';
 import type { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
@@ -115,10 +117,33 @@ export class CommandQueue {
     this.current = { commandId: c.commandId, phase: 'download', abort };
     x.commands.set(c.commandId, 'running');
     try {
-      const dest = await fetchPack(c, resumed, abort.signal, { staging: x.staging, config: x.config, creds: x.creds, log: x.log, event: x.event });
+      const deps = { staging: x.staging, config: x.config, creds: x.creds, log: x.log, event: x.event };
+      // The pack needs a newer agent: the agent update the rollout names goes first. The agent
+      // restarts into it; the new agent, once committed, resumes this command with the pack.
+      const first = c.agentFirst;
+      if (first && semver.valid(AGENT_VERSION) && semver.lt(AGENT_VERSION, first.minAgentVersion)) {
+        x.log.info({ commandId: c.commandId, agent: AGENT_VERSION, needs: first.minAgentVersion }, 'the pack needs a newer agent: installing the agent update first');
+        const agentPack = await fetchPack({ ...c, pack: first.pack }, resumed, abort.signal, deps);
+        this.current.phase = 'install';
+        const d = (await x.installer.install(agentPack)).deployment;
+        if (awaitsAgentRestart(d)) {
+          x.commands.set(c.commandId, 'running', d.id);
+          return;
+        }
+        // The agent update did not install: that is this command's outcome.
+        x.commands.set(c.commandId, 'done', d.id);
+        x.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
+        return;
+      }
+      const dest = await fetchPack(c, resumed, abort.signal, deps);
       this.current.phase = 'install';
       const outcome: InstallOutcome = await x.installer.install(dest);
       const d = outcome.deployment;
+      if (awaitsAgentRestart(d)) {
+        // An agent pack: the new agent reports the outcome once it has confirmed itself.
+        x.commands.set(c.commandId, 'running', d.id);
+        return;
+      }
       x.commands.set(c.commandId, 'done', d.id);
       x.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, c.commandId);
       await rm(dest, { force: true });

@@ -64,6 +64,14 @@ const configSchema = z
       })
       .strict()
       .default({ attempts: 50, maxDelayMs: 30_000, idleTimeoutMs: 30_000 }),
+    /**
+     * An agent updating itself (docs/self-update.md): the launcher takes the new agent back unless
+     * it confirms itself within `windowSeconds`; offline, its self-check runs after `settleMs`.
+     */
+    selfUpdate: z
+      .object({ windowSeconds: z.number().int().min(10).max(3600).default(300), settleMs: ms.default(30_000) })
+      .strict()
+      .default({ windowSeconds: 300, settleMs: 30_000 }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -7,6 +7,9 @@ import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../../../base/src/protocol/messages.js';
 import { Engine } from '../update/engine.js';
+import type { Deployment } from '../update/journal.js';
+import { AgentTrial } from './agent-trial.js';
+import { downloadPath } from './fetch-pack.js';
 import type { Outcome } from '../update/machine.js';
 import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';
@@ -62,6 +65,10 @@ export class AgentDaemon {
   private readonly queue: CommandQueue;
   private stopping = false;
   private recentLog: RecentLog | null = null;
+  private trial: AgentTrial | null = null;
+  private wantRestart: (() => void) | null = null;
+  /** Resolves when an agent pack was installed: the agent must restart (exit RESTART_EXIT_CODE) into the new one. */
+  readonly restartRequested: Promise<void> = new Promise((resolve) => (this.wantRestart = resolve));
 
   private constructor(
     readonly config: AgentConfig,
@@ -76,7 +83,7 @@ export class AgentDaemon {
     this.outbox = new Outbox(db, creds.probeId, config.outbox.maxMessages);
     this.commands = new CommandStore(db);
     this.installer = new Installer(
-      {
+      () => ({
         root: config.root,
         state: layout.state,
         ...(config.keyring ? { keyring: config.keyring } : {}),
@@ -84,10 +91,13 @@ export class AgentDaemon {
         ...(config.model ? { model: config.model } : {}),
         health: Object.fromEntries(Object.entries(config.health).filter((e): e is [string, number] => e[1] !== undefined)),
         ...(config.maintenanceWindow ? { maintenanceWindow: config.maintenanceWindow } : {}),
-      },
+        // The new agent must do at least what this one does: reach the server if this one does.
+        selfUpdate: { windowSeconds: config.selfUpdate.windowSeconds, confirm: this.link?.connected ? 'connect' : 'self-check' },
+      }),
       layout.lock,
       log,
       (p) => this.onInstallProgress(p),
+      (d) => this.onAgentInstalled(d),
     );
     this.cadence = new StateCadence({
       checkMs: config.report.checkIntervalMs,
@@ -145,8 +155,21 @@ export class AgentDaemon {
       // attempt is still reported, as the deployment it was. Past MAX_INTERRUPTED attempts (a pack
       // that takes the agent down every time), the interruption is the command's outcome.
       const retry = commandId !== undefined && recovered.errorCode === 'INSTALL_INTERRUPTED' && this.commands.interrupted(commandId) < MAX_INTERRUPTED;
-      if (commandId !== undefined && !retry) this.commands.set(commandId, 'done', recovered.id);
-      this.reportOutcome(recovered.id, recovered.outcome, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
+      if (recovered.kind === 'agent') this.reportAgentOutcome(recovered);
+      else {
+        if (commandId !== undefined && !retry) this.commands.set(commandId, 'done', recovered.id);
+        this.reportOutcome(recovered.id, recovered.outcome, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
+      }
+    }
+    // A new agent on trial (the launcher runs it): it installs nothing until it has confirmed itself.
+    this.trial = await AgentTrial.detect(this.installer, this.engine, log, config.selfUpdate.settleMs);
+    if (this.trial) {
+      const trial = this.trial;
+      trial.start();
+      void this.withInstallLock(async () => {
+        const d = await trial.done;
+        if (d) this.reportAgentOutcome(d);
+      });
     }
     // The app does not outlive a reboot (or a container stop): start it, then report its state as
     // soon as it is healthy instead of at the next periodic report.
@@ -167,7 +190,10 @@ export class AgentDaemon {
       outbox: this.outbox,
       log,
       onCommand: (payload) => this.onCommand(payload, 'mqtt'),
-      onConnect: () => void this.reportState(),
+      onConnect: () => {
+        void this.reportState();
+        this.trial?.onConnected();
+      },
     });
     this.link.start();
     this.poller = new Poller({
@@ -206,6 +232,29 @@ export class AgentDaemon {
     await this.notifier.ready(`probe ${creds.probeId} ready`);
     this.notifier.startWatchdog();
     log.info({ probeId: creds.probeId, root: config.root }, 'agent started');
+  }
+
+  /**
+   * An agent pack was installed and its trial written: the agent restarts into the launcher, which
+   * runs the new agent. The command (if any) stays running: the new agent reports its outcome.
+   */
+  private onAgentInstalled(d: Deployment): void {
+    this.log.warn({ deploymentId: d.id, version: d.toVersion }, 'agent update installed; restarting into the new agent on trial');
+    this.wantRestart?.();
+  }
+
+  /**
+   * An agent deployment's outcome, against its command: when it was the agent update a pack
+   * needed first (the command's `agentFirst`) and it committed, the command goes on (its own pack
+   * installs next) and the agent's outcome is reported on its own; otherwise it is the command's.
+   */
+  private reportAgentOutcome(d: Deployment): void {
+    const c = this.commands.pending().find((x) => x.deploymentId === d.id);
+    const first = c?.command.type === 'install' ? c.command.agentFirst : undefined;
+    const prerequisite = first !== undefined && d.packPath === downloadPath(this.layout.staging, first.pack.sha256);
+    const commandId = c && !(prerequisite && d.outcome === 'committed') ? c.command.commandId : undefined;
+    if (commandId !== undefined) this.commands.set(commandId, 'done', d.id);
+    this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, commandId);
   }
 
   /** Installs run one at a time, whoever asks (a command, the FTP drop). */
@@ -331,12 +380,19 @@ export class AgentDaemon {
   }
 
   /** SIGTERM: stop taking work, park a download, let a running install finish, say goodbye. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  stop(): Promise<void> {
+    this.stopped ??= this.drain();
+    return this.stopped;
+  }
+
+  private stopped: Promise<void> | null = null;
+
+  private async drain(): Promise<void> {
     this.stopping = true;
     await this.notifier.stopping();
     this.notifier.stopWatchdog();
     this.cadence.stop();
+    this.trial?.stop();
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.poller?.stop();
     await this.drop?.stop();

@@ -51,7 +51,8 @@ export function dropSourceFor(daemon: AgentDaemon): DropSource {
     install: (path) =>
       daemon.withInstallLock(async () => {
         const r = await install(path);
-        daemon.reportOutcome(r.deploymentId, r.outcome, r.errorCode, r.errorMessage, r.version);
+        // An agent pack on trial: the new agent reports its outcome.
+        if (!r.onTrial) daemon.reportOutcome(r.deploymentId, r.outcome, r.errorCode, r.errorMessage, r.version);
         return r;
       }),
     answer: (path) => daemon.answerDropRequest(path),

@@ -37,12 +37,15 @@ async function serve(req: ChildRequest): Promise<void> {
     ...(o.model ? { model: o.model } : {}),
     ...(o.health ? { health: o.health } : {}),
     ...(o.maintenanceWindow ? { maintenanceWindow: o.maintenanceWindow } : {}),
+    ...(o.selfUpdate ? { selfUpdate: o.selfUpdate } : {}),
     onProgress: (p) => void reply({ type: 'progress', progress: p }),
   });
   try {
     if (req.op === 'install' || req.op === 'rollback') {
       const r = req.op === 'install' ? await engine.install(req.pack) : await engine.rollback();
       await reply({ type: 'outcome', deployment: r.deployment, committed: r.committed });
+    } else if (req.op === 'confirm-agent') {
+      await reply({ type: 'recovered', deployment: await engine.confirmAgent() });
     } else {
       await reply({ type: 'recovered', deployment: await engine.recover() });
     }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { SondeError } from '../../../base/src/errors/sonde-error.js';
 import { processAlive } from '../../../base/src/os/process-alive.js';
-import type { InstallOutcome } from '../update/engine.js';
+import { awaitsAgentRestart, type InstallOutcome } from '../update/engine.js';
 import { UpdateError } from '../update/errors.js';
 import { succeeded, type Deployment } from '../update/journal.js';
 import type { ChildEngineOptions, ChildReply, ChildRequest } from './install-protocol.js';
@@ -35,10 +35,13 @@ export class RelayedError extends SondeError<string> {
  */
 export class Installer {
   constructor(
-    private readonly engine: ChildEngineOptions,
+    /** Read at each request: an agent pack's trial depends on whether the link is up at the time. */
+    private readonly engineOptions: () => ChildEngineOptions,
     private readonly lockFile: string,
     private readonly log: Logger,
     private readonly onProgress: (p: InstallProgress) => void,
+    /** An agent pack installed, on trial: the agent must restart into it. */
+    private readonly onAgentInstalled: (d: Deployment) => void = () => undefined,
   ) {}
 
   /** Installs the pack at `path`; the outcome of the engine, or of the recovery after a child death. */
@@ -53,6 +56,10 @@ export class Installer {
     }
     // What an operator reading the probe's log needs: the outcome and its code, every time.
     const d = outcome.deployment;
+    if (awaitsAgentRestart(d)) {
+      this.onAgentInstalled(d);
+      return outcome;
+    }
     const fields = { pack: path, deploymentId: d.id, outcome: d.outcome, version: d.toVersion, code: d.errorCode, reason: d.errorMessage };
     if (outcome.committed) this.log.info(fields, 'install committed');
     else this.log.warn(fields, `install ${d.outcome ?? 'failed'}`);
@@ -62,7 +69,7 @@ export class Installer {
   /** Returns to the previous committed release (the engine's rollback, its refusals included). */
   async rollback(): Promise<InstallOutcome> {
     this.log.info('rollback started');
-    const outcome = await this.runOnce({ op: 'rollback', engine: this.engine });
+    const outcome = await this.runOnce({ op: 'rollback', engine: this.engineOptions() });
     const d = outcome.deployment;
     const fields = { deploymentId: d.id, outcome: d.outcome, version: d.toVersion, code: d.errorCode, reason: d.errorMessage };
     if (outcome.committed) this.log.info(fields, 'rollback committed');
@@ -71,7 +78,7 @@ export class Installer {
   }
 
   private installOnce(path: string): Promise<InstallOutcome> {
-    return this.runOnce({ op: 'install', pack: path, engine: this.engine });
+    return this.runOnce({ op: 'install', pack: path, engine: this.engineOptions() });
   }
 
   private async runOnce(req: Extract<ChildRequest, { op: 'install' | 'rollback' }>): Promise<InstallOutcome> {
@@ -85,9 +92,20 @@ export class Installer {
     return { deployment: d, committed: succeeded(d) };
   }
 
+  /**
+   * The new agent on trial confirms itself (it reached the server, or passed its self-check): the
+   * agent deployment commits. Null when this agent is not on trial.
+   */
+  async confirmAgent(): Promise<Deployment | null> {
+    const r = await this.run({ op: 'confirm-agent', engine: this.engineOptions() });
+    if (r.type === 'recovered') return r.deployment;
+    if (r.type !== 'died') throw new Error(`the installer process answered a confirmation with ${r.type}`);
+    throw new UpdateError('INSTALL_INTERRUPTED', `the installer process ended (${r.why}) while the new agent confirmed itself`);
+  }
+
   /** Finishes or rolls back a deployment a crash left unfinished; null when there was none. */
   async recover(): Promise<Deployment | null> {
-    const r = await this.run({ op: 'recover', engine: this.engine });
+    const r = await this.run({ op: 'recover', engine: this.engineOptions() });
     if (r.type === 'recovered') return r.deployment;
     if (r.type !== 'died') throw new Error(`the installer process answered a recovery with ${r.type}`);
     throw new UpdateError('INSTALL_INTERRUPTED', `the installer process ended (${r.why}) while recovering an interrupted install`);

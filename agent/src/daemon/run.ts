@@ -17,7 +17,17 @@ export async function runDaemon(configPath: string, deps: DaemonDeps = {}): Prom
   // The drop's modules load once the app runs and the links are up (the daemon's boot order).
   const makeDrop = deps.makeDrop ?? (async (d: AgentDaemon) => (await import('./drop-source.js')).dropSourceFor(d));
   const daemon = await AgentDaemon.start(config, creds, log, { makeDrop, recentLog });
+  let restart = false;
   await new Promise<void>((resolve) => {
+    // An agent update installed: drain as for a stop, then exit RESTART_EXIT_CODE; the launcher
+    // (packaging/sonde-agent-launch) starts again at once and runs the new agent on trial.
+    void daemon.restartRequested.then(() => {
+      restart = true;
+      daemon.stop().then(resolve, (e: unknown) => {
+        log.error({ err: (e as Error).message }, 'drain failed');
+        resolve();
+      });
+    });
     let signalled = false;
     const onSignal = (sig: NodeJS.Signals): void => {
       if (signalled) return;
@@ -32,4 +42,8 @@ export async function runDaemon(configPath: string, deps: DaemonDeps = {}): Prom
     process.on('SIGINT', onSignal);
   });
   log.flush?.();
+  if (restart) process.exitCode = RESTART_EXIT_CODE;
 }
+
+/** The exit code that asks the launcher to start again at once (EX_TEMPFAIL). */
+export const RESTART_EXIT_CODE = 75;

@@ -7,6 +7,8 @@ import type { DropOutcome } from './receipt.js';
  */
 export interface DropInstallResult {
   readonly committed: boolean;
+  /** An agent pack: installed and on trial; the agent restarts into it. */
+  readonly onTrial?: boolean;
   /** The deployment's recorded outcome (agent/src/update/journal.ts). */
   readonly outcome: 'committed' | 'rolled-back' | 'failed' | null;
   readonly errorCode: string | null;

@@ -29,6 +29,9 @@ export function withoutInstall(sha256: string | null, packSize: number | null, d
 
 /** The engine's answer as a filing decision. ALREADY_INSTALLED is a duplicate, not a refusal. */
 export function decisionOf(r: DropInstallResult, facts: Pick<Decision, 'sha256' | 'packSize' | 'installStartedAt' | 'installEndedAt'>): Decision {
+  if (r.onTrial) {
+    return { ...facts, outcome: 'on-trial', code: null, message: `agent ${r.version ?? ''} installed; it runs on trial once the agent has restarted`, deploymentId: r.deploymentId, version: r.version };
+  }
   const outcome: DropOutcome = r.committed ? 'committed' : r.errorCode === 'ALREADY_INSTALLED' ? 'duplicate' : r.outcome === 'rolled-back' ? 'rolled-back' : 'failed';
   return {
     ...facts,
@@ -41,7 +44,7 @@ export function decisionOf(r: DropInstallResult, facts: Pick<Decision, 'sha256' 
 }
 
 /** The outcomes filed in processed/: done, and never to be done again for the same bytes. */
-const PROCESSED: ReadonlySet<DropOutcome> = new Set<DropOutcome>(['committed', 'duplicate', 'answered']);
+const PROCESSED: ReadonlySet<DropOutcome> = new Set<DropOutcome>(['committed', 'duplicate', 'answered', 'on-trial']);
 
 export class DropFiling {
   constructor(

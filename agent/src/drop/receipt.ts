@@ -12,7 +12,8 @@ import { writeFileAtomic } from '../../../base/src/fs/atomic.js';
  *
  * Receipts hold codes, engine messages, names and hashes only; never a site variable or a key.
  */
-export const DROP_OUTCOMES = ['committed', 'duplicate', 'rolled-back', 'failed', 'incomplete', 'answered'] as const;
+/** `on-trial`: an agent pack, installed; the new agent runs on trial after the agent's restart (docs/self-update.md). */
+export const DROP_OUTCOMES = ['committed', 'duplicate', 'rolled-back', 'failed', 'incomplete', 'answered', 'on-trial'] as const;
 export type DropOutcome = (typeof DROP_OUTCOMES)[number];
 
 export const RECEIPT_SUFFIX = '.receipt.json';

@@ -21,6 +21,8 @@ export interface EngineOptions {
   readonly maintenanceWindow?: MaintenanceWindow;
   /** How many snapshots and receipts to keep. */
   readonly retain?: number;
+  /** An agent pack's trial (self-update.ts): how long the new agent has to confirm itself, and how. */
+  readonly selfUpdate?: { readonly windowSeconds: number; readonly confirm: 'connect' | 'self-check' };
   /** Reports progress (the daemon turns these into events); never receives secret values. */
   readonly onProgress?: (p: { deploymentId: string; state: string; detail?: string }) => void;
 }

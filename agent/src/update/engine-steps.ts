@@ -25,6 +25,7 @@ import { isDiskFull, releaseReserve } from './reserve.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
 import { stageSlot } from './stage.js';
 import { switchRelease, undo } from './switch.js';
+import { agentHome, agentTarget, commitAgentSlot, judgeTrial, stageAgentBuild, undoAgentUpdate, writeTrial, type TrialVerdict } from './self-update.js';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
 
 /** What the actions of one run keep in memory (never needed after a crash: see RESUME). */
@@ -34,7 +35,16 @@ export interface RunMemory {
   pack?: VerifiedPack;
   plan?: InstallPlan;
   payloadsDir?: string;
+  /** An agent pack: the trial file was written by this run, so the agent hands over (restarts) now. */
+  handover?: boolean;
+  /** An agent pack: the new agent, on trial, confirms itself (self-update.ts). */
+  confirm?: boolean;
+  /** An agent pack after a restart: what recovery read of its trial. */
+  verdict?: TrialVerdict;
 }
+
+/** The run stops, its deployment unfinished: the agent restarts into the new agent on trial. */
+const HANDOVER = 'handover' as const;
 
 /**
  * The actions of the install engine's states (engine.ts owns the lock, recovery and the entry
@@ -49,7 +59,7 @@ export class Steps {
     let d = start;
     for (;;) {
       const t0 = Date.now();
-      let event: Event;
+      let event: Event | typeof HANDOVER;
       try {
         event = await this.act(d, mem);
       } catch (caught) {
@@ -65,7 +75,7 @@ export class Steps {
         event = e.code.startsWith('POLICY_') || e.code === 'ALREADY_INSTALLED' ? 'refused' : 'error';
       }
       d = this.ctx.journal.update(d.id, { timings: { [d.state]: (d.timings[d.state] ?? 0) + Date.now() - t0 } });
-      if (isOutcome(d.state)) return d;
+      if (isOutcome(d.state) || event === HANDOVER) return d;
       const to = next(d.state, event);
       d = this.ctx.journal.transition(d.id, d.state, event, to);
       this.ctx.options.onProgress?.({ deploymentId: d.id, state: to, ...(d.errorCode ? { detail: d.errorCode } : {}) });
@@ -73,7 +83,7 @@ export class Steps {
   }
 
   /** The action of each state; it returns the event that the table turns into the next state. */
-  private async act(d: Deployment, mem: RunMemory): Promise<Event> {
+  private async act(d: Deployment, mem: RunMemory): Promise<Event | typeof HANDOVER> {
     const state: State = d.state;
     switch (state) {
       case 'received':
@@ -86,22 +96,23 @@ export class Steps {
         return 'ok';
       case 'switching':
         crashPoint('switch:persisted');
-        await switchRelease(this.ctx, d);
+        if (d.kind === 'agent') await this.switchAgent(d, mem);
+        else await switchRelease(this.ctx, d);
         return 'ok';
       case 'trial':
         crashPoint('trial:persisted');
-        return this.trial(d);
+        return d.kind === 'agent' ? this.agentTrial(d, mem) : this.trial(d);
       case 'committed':
         crashPoint('commit:persisted');
         await this.commit(d);
         return 'done';
       case 'rolling-back':
         crashPoint('rollback:persisted');
-        await undo(this.ctx, d);
+        await this.undo(d);
         return 'done';
       case 'rolled-back':
       case 'failed':
-        await undo(this.ctx, d);
+        await this.undo(d);
         await this.finish(d);
         return 'done';
       default:
@@ -174,7 +185,13 @@ export class Steps {
     const active = await this.ctx.slots.active();
     const plan = planInstall(m, active);
     mem.plan = plan;
-    journal.update(d.id, plan.kind === 'slot' ? { activeSlot: active, targetSlot: plan.targetSlot } : { activeSlot: active });
+    if (plan.kind === 'agent') {
+      // The agent's slots, not the app's: the previous agent (null: the packaged one) and the next.
+      const { previous, target } = await agentTarget(agentHome(layout));
+      journal.update(d.id, { activeSlot: previous, targetSlot: target });
+    } else {
+      journal.update(d.id, plan.kind === 'slot' ? { activeSlot: active, targetSlot: plan.targetSlot } : { activeSlot: active });
+    }
     const payloadsDir = join(layout.staging, d.id, 'payloads');
     await rm(join(layout.staging, d.id), { recursive: true, force: true });
     await mkdir(join(layout.staging, d.id), { recursive: true, mode: 0o700 });
@@ -190,6 +207,9 @@ export class Steps {
       case 'trust':
         await applyTrust(this.ctx, pack, payloadsDir);
         return 'applied';
+      case 'agent':
+        await stageAgentBuild(agentHome(layout), join(payloadsDir, 'agent'), m, journal.get(d.id)!.targetSlot!);
+        return 'ok';
       case 'slot': {
         // pre-install: the release's hooks as they will be in the slot (the pack's, or the active
         // release's that a pack without hooks keeps), before anything of the probe is touched.
@@ -204,6 +224,54 @@ export class Steps {
       }
       default:
         return assertNever(plan, 'install plan');
+    }
+  }
+
+  /** An agent pack's switch: the trial file, for the launcher; the next start runs the new agent. */
+  private async switchAgent(d: Deployment, mem: RunMemory): Promise<void> {
+    const self = this.ctx.options.selfUpdate ?? { windowSeconds: 300, confirm: 'self-check' as const };
+    await writeTrial(agentHome(this.ctx.layout), { slot: d.targetSlot!, previous: d.activeSlot ?? 'packaged', window: self.windowSeconds, confirm: self.confirm });
+    mem.handover = true;
+  }
+
+  /**
+   * An agent pack's trial: the new agent must run and confirm itself; what the launcher's files say
+   * decides (self-update.ts, judgeTrial). Right after the switch the run hands over: the daemon
+   * restarts into the launcher, and the deployment stays open until the new agent commits or the
+   * launcher brings the previous one back, which then records why.
+   */
+  private async agentTrial(d: Deployment, mem: RunMemory): Promise<Event | typeof HANDOVER> {
+    const home = agentHome(this.ctx.layout);
+    const verdict = mem.verdict ?? (await judgeTrial(home, d));
+    switch (verdict.kind) {
+      case 'pending':
+        if (mem.handover) return HANDOVER;
+        // The trial file is there, yet this agent is not the new one: it was started without the launcher.
+        this.ctx.journal.update(d.id, { errorCode: 'AGENT_UPDATE_NOT_STARTED', errorMessage: 'the new agent never ran: the agent restarted without its launcher (sonde-agent-launch), which runs a new agent on trial; the update was withdrawn' });
+        return 'unhealthy';
+      case 'mine':
+        if (!mem.confirm) return HANDOVER;
+        await commitAgentSlot(home, d.targetSlot!);
+        return 'healthy';
+      case 'committed':
+        return 'healthy';
+      case 'fell-back':
+        this.ctx.journal.update(d.id, { errorCode: 'AGENT_UPDATE_ROLLED_BACK', errorMessage: `the new agent ${d.toVersion ?? ''} was taken back by the launcher: ${verdict.reason}` });
+        return 'unhealthy';
+      case 'not-written':
+        this.ctx.journal.update(d.id, { errorCode: 'INSTALL_INTERRUPTED', errorMessage: 'the agent stopped before its trial was written; the previous agent runs' });
+        return 'unhealthy';
+      default:
+        return assertNever(verdict, 'trial verdict');
+    }
+  }
+
+  private async undo(d: Deployment): Promise<void> {
+    if (d.kind === 'agent') {
+      await undoAgentUpdate(agentHome(this.ctx.layout), d);
+      await rm(join(this.ctx.layout.staging, d.id), { recursive: true, force: true });
+    } else {
+      await undo(this.ctx, d);
     }
   }
 
@@ -236,7 +304,7 @@ export class Steps {
     // The trusted time floor rises with every pack committed (a rollback brings no new pack).
     if (d.kind !== null && d.packCreatedAt !== null) journal.raiseTimeFloor(d.packCreatedAt);
     if ((d.kind === 'license' || d.kind === 'trust') && d.packCreatedAt !== null) journal.recordApplied(d.kind, d.packCreatedAt);
-    if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust') {
+    if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust' && d.kind !== 'agent') {
       // markGood is a no-op for a rollback target, which is good already.
       await slots.markGood(d.targetSlot, d.toVersion ?? 'unknown');
       crashPoint('commit:slot-marked-good');
@@ -255,7 +323,7 @@ export class Steps {
     }
     await rm(join(this.ctx.layout.staging, d.id), { recursive: true, force: true });
     // post-commit: the release is committed whatever it says; its run is in the receipt.
-    if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust' && d.kind !== null) await runHook(this.ctx, d, 'post-commit', { dir: slotHooks(this.ctx, d) });
+    if (d.targetSlot !== null && d.kind !== 'license' && d.kind !== 'trust' && d.kind !== 'agent' && d.kind !== null) await runHook(this.ctx, d, 'post-commit', { dir: slotHooks(this.ctx, d) });
     await this.finish(d);
     crashPoint('commit:receipt-written');
     await applyRetention(this.ctx);

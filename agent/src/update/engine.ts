@@ -30,6 +30,11 @@ export interface InstallOutcome {
   readonly committed: boolean;
 }
 
+/** An agent pack's install ends unfinished, on trial: the agent must restart into the launcher. */
+export function awaitsAgentRestart(d: Deployment): boolean {
+  return d.kind === 'agent' && d.outcome === null && (d.state === 'switching' || d.state === 'trial');
+}
+
 
 let lastIdMs = 0;
 
@@ -99,6 +104,18 @@ export class Engine {
   private async recoverLocked(): Promise<Deployment | null> {
     const d = this.ctx.journal.unfinished();
     if (!d) return null;
+    if (d.kind === 'agent' && (d.state === 'switching' || d.state === 'trial')) {
+      // An agent updating itself restarts on purpose: its trial is judged from the launcher's
+      // files (self-update.ts), not rolled back as an interruption.
+      const { agentHome, judgeTrial } = await import('./self-update.js');
+      const verdict = await judgeTrial(agentHome(this.ctx.layout), d);
+      // The new agent on trial: it confirms itself once it has reached the server (confirmAgent).
+      if (verdict.kind === 'mine') return null;
+      if (verdict.kind !== 'not-written') {
+        const atTrial = d.state === 'switching' ? this.ctx.journal.transition(d.id, d.state, 'ok', next(d.state, 'ok')) : d;
+        return this.run(atTrial, { verdict });
+      }
+    }
     const resumed = this.ctx.journal.update(d.id, { resumeCount: d.resumeCount + 1 });
     if (resumed.resumeCount > MAX_RESUMES) {
       // A crash loop: stop acting, record it through the table, and leave the probe as it stands.
@@ -125,6 +142,7 @@ export class Engine {
   async install(packPath: string): Promise<InstallOutcome> {
     return this.locked(async () => {
       await this.recoverLocked();
+      this.refuseDuringAgentTrial();
       const before = await probeFacts(this.ctx);
       const d0 = this.ctx.journal.create(newDeploymentId(), 'unknown', packPath, before);
       crashPoint('received:persisted');
@@ -148,10 +166,33 @@ export class Engine {
     });
   }
 
+  /**
+   * The new agent, on trial, confirms itself (it reached the server, or passed its self-check):
+   * `committed` names its slot, the trial ends, the deployment commits. Null when this process is
+   * not an agent on trial.
+   */
+  async confirmAgent(): Promise<Deployment | null> {
+    return this.locked(async () => {
+      const d = this.ctx.journal.unfinished();
+      if (!d || d.kind !== 'agent' || (d.state !== 'switching' && d.state !== 'trial')) return null;
+      const { runningOnTrial } = await import('./self-update.js');
+      if (!runningOnTrial(d)) return null;
+      const atTrial = d.state === 'switching' ? this.ctx.journal.transition(d.id, d.state, 'ok', next(d.state, 'ok')) : d;
+      return this.run(atTrial, { confirm: true });
+    });
+  }
+
+  /** A new agent on trial installs nothing until it has committed itself (or been taken back). */
+  private refuseDuringAgentTrial(): void {
+    const open = this.ctx.journal.unfinished();
+    if (open) throw new UpdateError('INSTALL_LOCKED', `agent ${open.toVersion ?? ''} is on trial (deployment ${open.id}); installs wait until it has committed`);
+  }
+
   /** Returns to the previous committed release (see rollback-stage.ts). */
   async rollback(): Promise<InstallOutcome> {
     return this.locked(async () => {
       await this.recoverLocked();
+      this.refuseDuringAgentTrial();
       const before = await probeFacts(this.ctx);
       // Journaled from the start, so a refused rollback leaves its receipt like any attempt.
       const d0 = this.ctx.journal.create(newDeploymentId(), 'rollback', 'rollback to the previous release', before);

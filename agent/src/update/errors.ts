@@ -35,6 +35,11 @@ export const UPDATE_CODES = [
   'PROBE_NOT_INITIALISED',
   'NOT_A_PROBE_ROOT',
   'AGENT_PATHS_INVALID',
+  // An agent updating itself (self-update.ts): a build that cannot run here, a trial the launcher
+  // took back, a trial written while the agent runs without its launcher.
+  'AGENT_BUILD_INVALID',
+  'AGENT_UPDATE_ROLLED_BACK',
+  'AGENT_UPDATE_NOT_STARTED',
 ] as const;
 
 export type UpdateCode = (typeof UPDATE_CODES)[number];

@@ -20,7 +20,9 @@ export type InstallPlan =
       readonly migratesConfig: boolean;
     }
   | { readonly kind: 'license' }
-  | { readonly kind: 'trust' };
+  | { readonly kind: 'trust' }
+  /** The agent's own build, into its inactive agent slot (self-update.ts); the app's slots are not touched. */
+  | { readonly kind: 'agent' };
 
 /** Folders a slot holds; db and config are kept too, so a release carries its own migrations. */
 export const SLOT_FOLDERS: readonly PayloadType[] = ['app', 'data', 'hooks', 'system', 'db', 'config'];
@@ -34,6 +36,8 @@ export function planInstall(m: Manifest, activeSlot: SlotName | null): InstallPl
     case 'trust':
       if (!types.has('trust')) throw new UpdateError('RELEASE_INVALID', 'a trust pack needs a trust payload');
       return { kind: 'trust' };
+    case 'agent':
+      return { kind: 'agent' };
     case 'product':
     case 'servicepack': {
       if (m.kind === 'product' && !types.has('app')) throw new UpdateError('RELEASE_INVALID', 'a product pack needs an app payload');

@@ -91,6 +91,13 @@ export function checkPolicy(f: PolicyFacts): void {
       throw new UpdateError('POLICY_STALE_PACK', `the pack was created ${m.createdAt}, before a pack of the same securityVersion already installed (${f.newestCreatedAtSameSecurity})`);
     }
   }
+  // An agent pack replaces the agent: newer only, unless signed to replace exactly this one.
+  if (m.kind === 'agent') {
+    if (semver.eq(m.version, f.agentVersion)) throw new UpdateError('ALREADY_INSTALLED', `agent ${m.version} is already running`);
+    if (semver.lt(m.version, f.agentVersion) && !(m.allowDowngrade && m.downgradeFrom === f.agentVersion)) {
+      throw new UpdateError('POLICY_DOWNGRADE', `agent ${m.version} is older than the running agent ${f.agentVersion}, and the pack carries no signed downgrade allowance for it`);
+    }
+  }
   // Licence and trust packs follow the same anti-replay rule as releases: an older pack of the
   // kind already applied would take back what a newer one changed (a licence, a root set).
   if ((m.kind === 'license' || m.kind === 'trust') && f.newestAppliedSameKind !== null && Date.parse(m.createdAt) < Date.parse(f.newestAppliedSameKind)) {

@@ -101,7 +101,23 @@ export const MAX_DIAGNOSTICS_BYTES = 64 * 1024 * 1024;
 
 export const commandSchema = z.discriminatedUnion('type', [
   /** `download`: the rollout's limits on the pack's download (download-limits.ts); the probe's own config may be stricter. */
-  z.object({ v: z.literal(1), type: z.literal('install'), commandId: id, probeId, issuedAt: isoTime, rolloutId: id.optional(), pack: packRefSchema, download: downloadLimitsSchema.optional() }).strict(),
+  /**
+   * `agentFirst`: the pack needs agent `minAgentVersion` or newer; an older agent first installs
+   * the agent pack named here (it restarts into it), then the command's pack (docs/self-update.md).
+   */
+  z
+    .object({
+      v: z.literal(1),
+      type: z.literal('install'),
+      commandId: id,
+      probeId,
+      issuedAt: isoTime,
+      rolloutId: id.optional(),
+      pack: packRefSchema,
+      download: downloadLimitsSchema.optional(),
+      agentFirst: z.object({ minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/).max(64), pack: packRefSchema }).strict().optional(),
+    })
+    .strict(),
   z.object({ v: z.literal(1), type: z.literal('cancel'), commandId: id, probeId, issuedAt: isoTime, target: id }).strict(),
   z.object({ v: z.literal(1), type: z.literal('report-now'), commandId: id, probeId, issuedAt: isoTime }).strict(),
   /** Back to the previous committed release: the agent's own rollback, with its refusals. */

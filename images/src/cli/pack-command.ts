@@ -38,7 +38,7 @@ export function registerPackCommand(program: Command): void {
     .command('pack')
     .description('build, sign and optionally encrypt a service pack (.spk) from a folder')
     .argument('<src>', 'a folder packed as one app payload, or a folder with a pack.json recipe')
-    .option('--kind <kind>', 'product | servicepack | license | trust')
+    .option('--kind <kind>', 'product | servicepack | license | trust | agent')
     .option('--product <name>', 'product name (lower case)')
     .option('--version <semver>', 'release version')
     .option('--model <model>', 'a compatible hardware model (repeatable)', collect)

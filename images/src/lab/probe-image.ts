@@ -49,9 +49,15 @@ const RCS = `#!/bin/sh
 echo "probe $(/bin/busybox hostname) booted at $(/bin/busybox date +%s)" >> /var/log/boot.log
 `;
 
+/**
+ * The agent's command line, as the package's unit has it: the launcher picks the agent (the
+ * packaged one or a committed self-update) and runs a self-update on trial (docs/self-update.md).
+ */
+const LAUNCH_AGENT = `/usr/bin/env SONDE_AGENT_PACKAGED=${AGENT_HOME} SONDE_AGENT_HOME=${AGENT_STATE}/agent ${AGENT_HOME}/agent-launch agent run --config ${AGENT_CONFIG}`;
+
 const RUN_AGENT = `#!/bin/sh
 # Started (and restarted when it exits) by busybox init.
-exec /usr/bin/node ${AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${AGENT_CONFIG} >> ${AGENT_LOG} 2>&1
+exec ${LAUNCH_AGENT} >> ${AGENT_LOG} 2>&1
 `;
 
 /** docs/ftp-drop.md's vsftpd config, on every address of the probe's own network namespace. */
@@ -112,7 +118,7 @@ Description=Sonde agent
 After=sonde-boot.service
 
 [Service]
-ExecStart=/usr/bin/node ${AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${AGENT_CONFIG}
+ExecStart=${LAUNCH_AGENT}
 StandardOutput=append:${AGENT_LOG}
 StandardError=append:${AGENT_LOG}
 Restart=always

@@ -3,14 +3,14 @@ import { CliError } from '../../../base/src/cli/cli-error.js';
 import { jsonEnvelope } from '../../../base/src/cli/output.js';
 import { progressBar } from '../../../base/src/cli/progress.js';
 import { dirname, join } from 'node:path';
-import { loadPrivateKey, PackerError, makePlan, readRootRotations, ROTATIONS_DIR, type PlanOverrides, type RootRotation, writePack } from '../../../pack/src/index.js';
+import { loadPrivateKey, PackerError, makePlan, PACK_KINDS, readRootRotations, ROTATIONS_DIR, type PackKind, type PlanOverrides, type RootRotation, writePack } from '../../../pack/src/index.js';
 import type { PackFlags } from '../cli/pack-command.js';
 import { PEM_CERT, readText } from '../keys/input-files.js';
 
 export async function packCommand(src: string, flags: PackFlags): Promise<void> {
   const overrides: PlanOverrides = {};
   if (flags.kind !== undefined) {
-    if (!['product', 'servicepack', 'license', 'trust'].includes(flags.kind)) throw new CliError('USAGE', `--kind ${flags.kind}: expected product, servicepack, license or trust`);
+    if (!PACK_KINDS.includes(flags.kind as PackKind)) throw new CliError('USAGE', `--kind ${flags.kind}: expected ${PACK_KINDS.join(', ')}`);
     overrides.kind = flags.kind;
   }
   if (flags.product !== undefined) overrides.product = flags.product;

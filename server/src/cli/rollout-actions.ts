@@ -21,6 +21,7 @@ export interface CreateFlags extends ApiFlags, JsonFlag {
   tag?: string;
   probe?: string[];
   agentBelow?: string;
+  agentFirst?: string;
   canary?: string;
   canaryProbe?: string[];
   waves?: string;
@@ -150,6 +151,7 @@ export function createBody(f: CreateFlags): Record<string, unknown> {
     strategy,
     ...(f.window?.length ? { windows: f.window.map(parseWindow) } : {}),
     ...(f.downloadCap !== undefined || f.downloadWindow !== undefined ? { download: downloadLimits(f) } : {}),
+    ...(f.agentFirst ? { agentPackSha256: f.agentFirst } : {}),
     ...(f.draft ? { draft: true } : {}),
   };
 }
@@ -160,8 +162,10 @@ function path(id: string, action = ''): string {
 
 export async function rolloutCreateAction(f: CreateFlags): Promise<void> {
   const client = new ApiClient(await resolveTarget(f));
-  const pack = await resolvePackRef(f.pack, async () => (await client.json<{ sha256: string }[]>('GET', '/api/v1/packs')).body.map((p) => p.sha256));
-  const body = createBody({ ...f, pack });
+  const listPacks = async (): Promise<string[]> => (await client.json<{ sha256: string }[]>('GET', '/api/v1/packs')).body.map((p) => p.sha256);
+  const pack = await resolvePackRef(f.pack, listPacks);
+  const agentFirst = f.agentFirst === undefined ? undefined : await resolvePackRef(f.agentFirst, listPacks);
+  const body = createBody({ ...f, pack, ...(agentFirst ? { agentFirst } : {}) });
   const { body: r } = await client.json<RolloutView>('POST', '/api/v1/rollouts', body);
   if (f.json) return printJson(r);
   process.stdout.write(`created ${r.id}: ${r.product} ${r.version}, ${r.waveCount} wave(s), ${r.state}\n`);

@@ -27,6 +27,7 @@ export function registerRolloutCommands(program: Command): void {
     .option('--tag <tag>', 'target: a tag')
     .option('--probe <id>', 'target: a probe (repeatable)', collect, [])
     .option('--agent-below <version>', 'target: probes whose agent is older than this version')
+    .option('--agent-first <id>', 'an agent pack that probes whose agent is older than the pack\'s minAgentVersion install first')
     .option('--canary <n|n%>', 'first wave: a number of probes or a percentage')
     .option('--canary-probe <id>', 'first wave: these probes (repeatable)', collect, [])
     .option('--waves <list>', 'cumulative percentages, e.g. 10,50,100 (default 100)')

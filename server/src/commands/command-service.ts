@@ -22,7 +22,13 @@ import { ACKNOWLEDGED_TYPES, TERMINAL_STATUSES, type CommandChange, type Command
  * second (notes/fleet-facts.md).
  */
 export type CommandSpec =
-  | { readonly type: 'install'; readonly packSha256: string; readonly download?: DownloadLimits }
+  | {
+      readonly type: 'install';
+      readonly packSha256: string;
+      readonly download?: DownloadLimits;
+      /** An agent pack a probe whose agent is older than `minAgentVersion` installs first. */
+      readonly agentFirst?: { readonly packSha256: string; readonly minAgentVersion: string };
+    }
   | { readonly type: 'cancel'; readonly target: string }
   | { readonly type: 'report-now' }
   | { readonly type: 'rollback' }
@@ -103,6 +109,8 @@ export class CommandService {
     }
     const pack = spec.type === 'install' ? await this.o.store.packs.get(spec.packSha256) : null;
     if (spec.type === 'install' && !pack) throw new ServerError('PACK_NOT_FOUND', `no pack ${spec.packSha256}`);
+    const agentPack = spec.type === 'install' && spec.agentFirst ? await this.o.store.packs.get(spec.agentFirst.packSha256) : null;
+    if (spec.type === 'install' && spec.agentFirst && !agentPack) throw new ServerError('PACK_NOT_FOUND', `no pack ${spec.agentFirst.packSha256}`);
     const now = new Date().toISOString();
     const records: CommandRecord[] = ids.map((id) => {
       const p = { id, httpBase: bases.get(id) ?? null };
@@ -116,6 +124,14 @@ export class CommandService {
               ...(opts.rolloutId !== undefined ? { rolloutId: opts.rolloutId } : {}),
               pack: { url: `${(p.httpBase ?? this.o.defaultHttpBase).replace(/\/+$/, '')}/api/v1/packs/${pack!.sha256}/content`, sha256: pack!.sha256, size: pack!.size },
               ...(spec.download ? { download: spec.download } : {}),
+              ...(spec.agentFirst && agentPack
+                ? {
+                    agentFirst: {
+                      minAgentVersion: spec.agentFirst.minAgentVersion,
+                      pack: { url: `${(p.httpBase ?? this.o.defaultHttpBase).replace(/\/+$/, '')}/api/v1/packs/${agentPack.sha256}/content`, sha256: agentPack.sha256, size: agentPack.size },
+                    },
+                  }
+                : {}),
             }
           : spec.type === 'cancel'
             ? { ...common, type: 'cancel', target: spec.target }

@@ -159,6 +159,10 @@ export const rolloutViewSchema = z.object({
   strategy: z.lazy(() => strategySchema),
   windows: z.array(windowSchema).readonly(),
   download: downloadLimitsSchema.nullable(),
+  agentFirst: z
+    .object({ packSha256: sha256, version: z.string(), minAgentVersion: z.string() })
+    .nullable()
+    .describe('the agent update sent first to probes whose agent is older than the pack needs'),
   wave: z.number().int().describe('the current wave, 0-based; -1 before the start'),
   waveCount: z.number().int(),
   hasCanary: z.boolean(),

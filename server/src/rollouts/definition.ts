@@ -83,6 +83,11 @@ export const rolloutCreateBody = z
     windows: z.array(windowSchema).max(16).default([]),
     /** Limits on each probe's download of the pack: a bandwidth cap and a window of local time (a probe's own config may be stricter). */
     download: downloadLimitsSchema.optional(),
+    /**
+     * An agent pack (kind `agent`) that a probe whose agent is older than this pack's
+     * minAgentVersion installs first (docs/self-update.md); it must be at least that version.
+     */
+    agentPackSha256: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256: 64 lower-case hex characters').optional(),
     /** Create without starting (`POST …/start` starts it). */
     draft: z.boolean().default(false),
   })

@@ -1,12 +1,13 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { ServerError } from '../errors.js';
-import type { Store } from '../store/types.js';
+import semver from 'semver';
+import type { PackRecord, Store } from '../store/types.js';
 import type { RolloutDefinition } from './definition.js';
 import type { Actor } from './engine.js';
 import { previousEnvironment, type Environment } from './environments.js';
 import { planRollout } from './plan.js';
-import type { RolloutRecord, TargetRecord } from './rollout-repository.js';
+import type { AgentFirst, RolloutRecord, TargetRecord } from './rollout-repository.js';
 
 /**
  * A rollout written as a draft: the pack, the promotion gate, the target's probes and the plan
@@ -25,6 +26,7 @@ export async function draftRollout(store: Store, d: RolloutDefinition, who: Acto
   const pack = await store.packs.get(d.packSha256);
   if (!pack) throw new ServerError('PACK_NOT_FOUND', `no pack ${d.packSha256}`);
   if (d.environment) await checkPromotion(store, d.packSha256, d.environment);
+  const agentFirst = d.agentPackSha256 === undefined ? null : await agentFirstOf(store, pack, d.agentPackSha256);
   if (d.target.probeIds) {
     const known = new Set(await store.probes.match({ probeIds: d.target.probeIds }));
     const missing = d.target.probeIds.filter((id) => !known.has(id));
@@ -59,6 +61,7 @@ export async function draftRollout(store: Store, d: RolloutDefinition, who: Acto
     strategy: d.strategy,
     windows: d.windows,
     download: d.download ?? null,
+    agentFirst,
     state: 'draft',
     wave: -1,
     waveCount: plan.waveSizes.length,
@@ -91,9 +94,21 @@ export async function draftRollout(store: Store, d: RolloutDefinition, who: Acto
   // The pin first: a crash before the rollout row leaves a pin too many, never a rollout whose
   // pack was collected.
   await store.packs.pin(pack.sha256, `rollout:${id}`);
+  if (agentFirst) await store.packs.pin(agentFirst.packSha256, `rollout:${id}`);
   await nextTurn();
   await store.rollouts.create(record, targets);
   return { record, probes: ids.length, waveSizes: plan.waveSizes };
+}
+
+/** The agent update a rollout names: an agent pack, new enough for the pack's minAgentVersion. */
+async function agentFirstOf(store: Store, pack: PackRecord, sha256: string): Promise<AgentFirst> {
+  const agent = await store.packs.get(sha256);
+  if (!agent) throw new ServerError('PACK_NOT_FOUND', `no pack ${sha256} (agentPackSha256)`);
+  if (agent.summary.kind !== 'agent') throw new ServerError('BODY_INVALID', `body.agentPackSha256: pack ${sha256.slice(0, 12)}… is a ${agent.summary.kind} pack, not an agent pack`);
+  const min = pack.manifest.minAgentVersion;
+  if (min === undefined) throw new ServerError('BODY_INVALID', 'body.agentPackSha256: the pack names no minAgentVersion, so no probe needs an agent update first');
+  if (semver.lt(agent.summary.version, min)) throw new ServerError('BODY_INVALID', `body.agentPackSha256: agent ${agent.summary.version} is older than the pack's minAgentVersion ${min}`);
+  return { packSha256: agent.sha256, version: agent.summary.version, minAgentVersion: min };
 }
 
 /** The gate: the environment before completed this pack, and someone approved the promotion. */

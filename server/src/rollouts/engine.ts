@@ -252,6 +252,7 @@ export class RolloutEngine {
       }
     }
     await this.ctx.store.packs.unpin(r.packSha256, `rollout:${r.id}`);
+    if (r.agentFirst) await this.ctx.store.packs.unpin(r.agentFirst.packSha256, `rollout:${r.id}`);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -304,7 +305,12 @@ export class RolloutEngine {
     if (missing.length === 0) return;
     const ids = new Map(missing.map((m) => [m.probeId, m.commandId]));
     try {
-      await this.ctx.commands.sendMany([...ids.keys()], { type: 'install', packSha256: r.packSha256, ...(r.download ? { download: r.download } : {}) }, { rolloutId: r.id, commandIdFor: (p) => ids.get(p)! });
+      await this.ctx.commands.sendMany([...ids.keys()], {
+          type: 'install',
+          packSha256: r.packSha256,
+          ...(r.download ? { download: r.download } : {}),
+          ...(r.agentFirst ? { agentFirst: { packSha256: r.agentFirst.packSha256, minAgentVersion: r.agentFirst.minAgentVersion } } : {}),
+        }, { rolloutId: r.id, commandIdFor: (p) => ids.get(p)! });
     } catch (e) {
       // A probe removed or the pack gone: these targets fail with the code, and the rest go on.
       const code = e instanceof ServerError ? e.code : 'INTERNAL_ERROR';

@@ -1,4 +1,10 @@
 import type { DownloadLimits } from '../../../base/src/protocol/download-limits.js';
+
+export interface AgentFirst {
+  readonly packSha256: string;
+  readonly version: string;
+  readonly minAgentVersion: string;
+}
 import type { RolloutTarget, Strategy } from './definition.js';
 import type { Environment } from './environments.js';
 import type { RolloutEvent, RolloutState, TargetState } from './machine.js';
@@ -21,6 +27,8 @@ export interface RolloutRecord {
   readonly windows: readonly MaintenanceWindow[];
   /** Limits on each probe's download of the pack (bandwidth cap, window of local time); null: none. */
   readonly download: DownloadLimits | null;
+  /** The agent update sent first to a probe whose agent is older than the pack's minAgentVersion; null: none. */
+  readonly agentFirst: AgentFirst | null;
   readonly state: RolloutState;
   /** The current wave: -1 before the start, then 0 … waveCount - 1. */
   readonly wave: number;

@@ -32,6 +32,7 @@ interface RolloutRow {
   strategy: string;
   windows: string;
   download: string | null;
+  agent_first: string | null;
   state: RolloutState;
   wave: number;
   wave_count: number;
@@ -96,6 +97,7 @@ function toRollout(r: RolloutRow): RolloutRecord {
     strategy: JSON.parse(r.strategy) as RolloutRecord['strategy'],
     windows: JSON.parse(r.windows) as RolloutRecord['windows'],
     download: r.download === null ? null : (JSON.parse(r.download) as RolloutRecord['download']),
+    agentFirst: r.agent_first === null ? null : (JSON.parse(r.agent_first) as RolloutRecord['agentFirst']),
     state: r.state,
     wave: r.wave,
     waveCount: r.wave_count,
@@ -149,9 +151,9 @@ export class SqliteRollouts implements RolloutRepository {
   async create(r: RolloutRecord, targets: readonly TargetRecord[]): Promise<void> {
     this.sql.tx(() => {
       this.sql.run(
-        `INSERT INTO rollouts (id, name, pack_sha256, pack_version, pack_product, environment, target, strategy, windows, download, state, wave, wave_count, has_canary,
+        `INSERT INTO rollouts (id, name, pack_sha256, pack_version, pack_product, environment, target, strategy, windows, download, agent_first, state, wave, wave_count, has_canary,
            wait_until, paused_reason, created_by, created_by_name, created_at, started_at, updated_at, finished_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         r.id,
         r.name,
         r.packSha256,
@@ -162,6 +164,7 @@ export class SqliteRollouts implements RolloutRepository {
         JSON.stringify(r.strategy),
         JSON.stringify(r.windows),
         r.download === null ? null : JSON.stringify(r.download),
+        r.agentFirst === null ? null : JSON.stringify(r.agentFirst),
         r.state,
         r.wave,
         r.waveCount,

@@ -34,6 +34,7 @@ function definitionOf(r: RolloutRecord): Omit<RolloutDefinition, 'draft'> {
     strategy: r.strategy,
     windows: [...r.windows],
     ...(r.download === null ? {} : { download: r.download }),
+    ...(r.agentFirst === null ? {} : { agentPackSha256: r.agentFirst.packSha256 }),
   };
 }
 

@@ -17,6 +17,7 @@ export function rolloutView(r: RolloutRecord): RolloutView {
     strategy: r.strategy,
     windows: r.windows,
     download: r.download,
+    agentFirst: r.agentFirst,
     wave: r.wave,
     waveCount: r.waveCount,
     hasCanary: r.hasCanary,

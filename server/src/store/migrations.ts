@@ -252,4 +252,10 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       `CREATE INDEX sessions_expires ON sessions (expires_at)`,
     ],
   },
+  {
+    // Issue 21: the agent update a rollout sends first to probes whose agent is too old for its
+    // pack (JSON {packSha256, version, minAgentVersion}, or NULL).
+    id: '0007-rollout-agent-first',
+    statements: [`ALTER TABLE rollouts ADD COLUMN agent_first TEXT`],
+  },
 ]);

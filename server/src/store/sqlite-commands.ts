@@ -177,7 +177,15 @@ export class SqliteCommands implements CommandRepository {
   }
 
   async probeMayFetch(probeId: string, sha256: string): Promise<boolean> {
-    return this.sql.get('SELECT 1 AS ok FROM commands WHERE probe_id = ? AND pack_sha256 = ? LIMIT 1', probeId, sha256) !== undefined;
+    // The command's pack, or the agent update it sends first (docs/self-update.md).
+    return (
+      this.sql.get(
+        `SELECT 1 AS ok FROM commands WHERE probe_id = ? AND (pack_sha256 = ? OR (type = 'install' AND json_extract(body, '$.agentFirst.pack.sha256') = ?)) LIMIT 1`,
+        probeId,
+        sha256,
+        sha256,
+      ) !== undefined
+    );
   }
 
   async countsByStatus(): Promise<Record<string, number>> {
