@@ -5,7 +5,12 @@ import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentPack, packagedAgentTree, type AgentVariant } from '../helpers/agent-packs.js';
 import { daemonBed, type DaemonBed } from '../helpers/daemon-bed.js';
-import { dedupe, history, installCommand, outcomeOf, rawEvents, stateMessages, waitUntil, type ProbeFixture } from '../helpers/daemon-harness.js';
+import { dedupe, history, installCommand, outcomeOf, rawEvents, sleep, stateMessages, waitUntil, type ProbeFixture } from '../helpers/daemon-harness.js';
+import { mulberry32 } from '../helpers/prng.js';
+import { AGENT_UPDATE_CRASH_POINTS } from '../../agent/src/update/crash.js';
+import { variantPack } from '../helpers/sample-variants.js';
+import { parseTopic } from '../../base/src/protocol/topics.js';
+import { stateSchema } from '../../base/src/protocol/messages.js';
 
 /**
  * The agent updates itself (issue 21, docs/self-update.md), on a probe folder of this machine:
@@ -17,6 +22,9 @@ import { dedupe, history, installCommand, outcomeOf, rawEvents, stateMessages, w
  */
 const LAUNCHER = resolve(import.meta.dirname, '../../packaging/sonde-agent-launch');
 const WINDOW_S = 10;
+/** Seeded kills of a self-update (at least 50 with the lab's hard stops: test/lab/agent-self-update.test.ts). */
+const KILLS = Number(process.env.SONDE_SELF_UPDATE_KILLS ?? 40);
+const SEED = Number(process.env.SONDE_SELF_UPDATE_SEED ?? 21);
 
 let bed: DaemonBed;
 let packaged: string;
@@ -37,9 +45,9 @@ afterAll(async () => {
 });
 
 /** The agent as the unit starts it: the launcher, in a process group of its own. */
-function launch(p: ProbeFixture): ChildProcess {
+function launch(p: ProbeFixture, env: Record<string, string> = {}): ChildProcess {
   const child = spawn('sh', [LAUNCHER, 'agent', 'run', '--config', p.configPath], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SONDE_AGENT_HOME: join(p.state, 'agent'), SONDE_AGENT_PACKAGED: packaged, SONDE_NODE: process.execPath, SONDE_AGENT_KILL_GRACE: '2' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SONDE_AGENT_HOME: join(p.state, 'agent'), SONDE_AGENT_PACKAGED: packaged, SONDE_NODE: process.execPath, SONDE_AGENT_KILL_GRACE: '2', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
   });
@@ -61,12 +69,19 @@ async function stopLauncher(c: ChildProcess): Promise<void> {
   await gone;
 }
 
-async function probeOnLauncher(): Promise<ProbeFixture> {
+async function probeOnLauncher(env: Record<string, string> = {}): Promise<ProbeFixture> {
   const p = await bed.probe({ samples: bed.samples, config: { selfUpdate: { windowSeconds: WINDOW_S, settleMs: 2000 } } });
   const before = bed.broker.subscribes.get(p.id) ?? 0;
-  launch(p);
+  launch(p, env);
   await waitUntil('the packaged agent subscribed', () => (bed.broker.subscribes.get(p.id) ?? 0) > before, 30_000);
   return p;
+}
+
+/** The agent versions of the states the probe published after `since` (ms). */
+function statesSince(p: ProbeFixture, since: number): string[] {
+  return bed.broker.received
+    .filter((r) => r.at > since && parseTopic(r.topic)?.probeId === p.id && parseTopic(r.topic)?.kind === 'state')
+    .map((r) => stateSchema.parse(JSON.parse(r.payload.toString())).agentVersion ?? '');
 }
 
 function agentVersions(p: ProbeFixture): string[] {
@@ -98,6 +113,10 @@ describe('an agent that updates itself', () => {
     const events = dedupe(rawEvents(bed.broker.received, p.id)).unique.filter((e) => e.deploymentId === out.deploymentId || e.commandId === commandId);
     const states = events.filter((e) => e.type === 'install-state').map((e) => (e as { state: string }).state);
     expect(states).toEqual(['verified', 'staged', 'switching', 'trial', 'committed']);
+    if (process.env.SONDE_TIMELINE) {
+      const t0 = bed.broker.received.find((r) => r.payload.toString().includes(commandId))!.at;
+      for (const r of bed.broker.received.filter((x) => parseTopic(x.topic)?.probeId === p.id && x.at >= t0)) console.log(r.at - t0, r.topic.split('/').at(-1), r.payload.toString().slice(0, 90));
+    }
   });
 
   for (const [variant, why] of [
@@ -120,4 +139,80 @@ describe('an agent that updates itself', () => {
       expect(await readFile(join(home, 'last-fallback'), 'utf8')).toMatch(/slot=a previous=packaged/);
     });
   }
+
+  it('a pack that needs a newer agent: the agent update named by the command goes first, then the pack, in one command', async () => {
+    const p = await probeOnLauncher();
+    const agent = await agentPack(bed.dir, bed.samples.keys, '9.0.3', 'good');
+    const product = await variantPack(bed.samples, bed.dir, 'needs-agent-9.0.3', '1.0.0', { recipe: { minAgentVersion: '9.0.3' } });
+    const agentRef = bed.http.addPack('agent-9.0.3', await readFile(agent));
+    const cmd = { ...installCommand(p.id, bed.http.addPack('product-needs-9.0.3', await readFile(product))), agentFirst: { minAgentVersion: '9.0.3', pack: agentRef } };
+    await bed.server.command(p.id, cmd);
+    const out = await waitUntil('the outcome of the command', () => outcomeOf(bed.broker.received, p.id, cmd.commandId), 180_000);
+    expect(out).toMatchObject({ outcome: 'committed', version: '1.0.0' });
+    const deployments = (await history(p.root)).reverse();
+    expect(deployments.map((d) => [d.kind, d.toVersion, d.outcome])).toEqual([
+      ['agent', '9.0.3', 'committed'],
+      ['product', '1.0.0', 'committed'],
+    ]);
+    // The agent update was reported as its own deployment, not as the command's outcome.
+    const agentOutcome = rawEvents(bed.broker.received, p.id).find((e) => e.type === 'install-outcome' && e.deploymentId === deployments[0]!.id);
+    expect(agentOutcome).toMatchObject({ outcome: 'committed', version: '9.0.3' });
+    expect((agentOutcome as { commandId?: string }).commandId).toBeUndefined();
+    await waitUntil('a state of agent 9.0.3 running 1.0.0', () => stateMessages(bed.broker.received, p.id).find((m) => m.state.agentVersion === '9.0.3' && m.state.version === '1.0.0'), 30_000);
+  });
+
+  it(`kill -9 of the launcher, the agent and its installer at ${KILLS} seeded moments of a self-update always ends with one whole, working agent`, async () => {
+    const rng = mulberry32(SEED);
+    const ref = bed.http.addPack('agent-9.1.0-kills', await readFile(await agentPack(bed.dir, bed.samples.keys, '9.1.0', 'good')));
+    const packagedVersion = (JSON.parse(await readFile(join(packaged, 'package.json'), 'utf8')) as { version: string }).version;
+    const tally = new Map<string, number>();
+    // First a cut right after each of the self-update's own persistence points (the build synced
+    // into its slot, the trial file, the new agent's `committed`), then at seeded random moments.
+    const cuts = [...AGENT_UPDATE_CRASH_POINTS.map((point) => ({ point, delay: 0 })), ...Array.from({ length: KILLS }, () => ({ point: null, delay: rng.between(0, 8000) }))];
+    const written: Record<(typeof AGENT_UPDATE_CRASH_POINTS)[number], string> = { 'agent:slot-written': 'slots/a/package.json', 'agent:trial-written': 'trial', 'agent:committed-written': 'committed' };
+    for (const [i, { point, delay }] of cuts.entries()) {
+      const p = await probeOnLauncher(point ? { SONDE_CRASH_AT: point } : {});
+      const launcher = launched.at(-1)!;
+      const cmd = installCommand(p.id, ref);
+      await bed.server.command(p.id, cmd);
+      if (point) {
+        // The process that reaches the point dies there (SIGKILL); the rest of the probe goes with it.
+        await waitUntil(`${point} reached`, () => existsSync(join(p.state, 'agent', written[point])), 60_000);
+        await sleep(300);
+      } else {
+        await sleep(delay);
+      }
+      await stopLauncher(launcher);
+      const cut = (await history(p.root))[0];
+      const phase = point ?? (cut ? (cut.outcome ?? cut.state) : 'before the install');
+      tally.set(phase, (tally.get(phase) ?? 0) + 1);
+      if (process.env.SONDE_TIMELINE) console.log(`kill ${i}: ${delay} ms, ${phase}`);
+      // The agent starts again (the unit restarts it); the server repeats a command not yet acknowledged.
+      const restarted = Date.now();
+      const before = bed.broker.subscribes.get(p.id) ?? 0;
+      launch(p);
+      await waitUntil('the agent back', () => (bed.broker.subscribes.get(p.id) ?? 0) > before, 60_000);
+      await bed.server.command(p.id, cmd);
+      const out = await waitUntil(`kill ${i} (after ${delay} ms, ${phase}): the command's outcome`, () => outcomeOf(bed.broker.received, p.id, cmd.commandId), 120_000);
+      const home = join(p.state, 'agent');
+      await waitUntil(`kill ${i}: no trial left`, () => !existsSync(join(home, 'trial')), 60_000);
+      const committed = existsSync(join(home, 'committed'));
+      const d = (await history(p.root)).find((x) => x.id === out.deploymentId)!;
+      // One whole agent: what the journal says, what the launcher runs, and what reports agree.
+      expect(d.outcome, `kill ${i} at ${delay} ms (${phase})`).toBe(committed ? 'committed' : out.outcome);
+      expect(out.outcome === 'committed', `kill ${i} at ${delay} ms (${phase}): ${JSON.stringify(out)}`).toBe(committed);
+      const running = committed ? '9.1.0' : packagedVersion;
+      if (committed) {
+        expect((await readFile(join(home, 'committed'), 'utf8')).trim()).toBe('a');
+        expect((JSON.parse(await readFile(join(home, 'slots', 'a', 'package.json'), 'utf8')) as { version: string }).version).toBe('9.1.0');
+      }
+      await waitUntil(`kill ${i}: a state from agent ${running}`, () => statesSince(p, restarted).includes(running), 60_000);
+      const all = await history(p.root);
+      expect(all.every((x) => x.outcome !== null)).toBe(true);
+      // Never run twice: a command ends once, whatever the cut.
+      expect(all.filter((x) => x.errorCode === 'ALREADY_INSTALLED')).toEqual([]);
+      await stopLauncher(launched.at(-1)!);
+    }
+    console.log(`${cuts.length} cuts (${AGENT_UPDATE_CRASH_POINTS.length} at persistence points, ${KILLS} seeded, seed ${SEED}), where they landed: ${[...tally].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  }, 3_600_000);
 });

@@ -106,6 +106,10 @@ export class CommandQueue {
       const idx = this.queue.findIndex((q) => q.commandId === c.commandId);
       if (idx < 0) return; // cancelled while queued
       this.queue.splice(idx, 1);
+      // Ended while it waited (a new agent on trial resumed it, then committed the agent update
+      // that was this command's own pack): nothing left to run.
+      const status = this.x.commands.get(c.commandId)?.status;
+      if (status !== 'queued' && status !== 'running') return;
       if (c.type === 'install') await this.runInstall(c, resumed);
       else await this.runRollback(c);
     });

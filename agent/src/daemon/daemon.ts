@@ -6,7 +6,7 @@ import type { MqttLink } from '../link/mqtt-link.js';
 import { Outbox } from '../link/outbox.js';
 import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../../../base/src/protocol/messages.js';
-import { Engine } from '../update/engine.js';
+import { awaitsAgentRestart, Engine } from '../update/engine.js';
 import type { Deployment } from '../update/journal.js';
 import { AgentTrial } from './agent-trial.js';
 import { downloadPath } from './fetch-pack.js';
@@ -155,7 +155,8 @@ export class AgentDaemon {
       // attempt is still reported, as the deployment it was. Past MAX_INTERRUPTED attempts (a pack
       // that takes the agent down every time), the interruption is the command's outcome.
       const retry = commandId !== undefined && recovered.errorCode === 'INSTALL_INTERRUPTED' && this.commands.interrupted(commandId) < MAX_INTERRUPTED;
-      if (recovered.kind === 'agent') this.reportAgentOutcome(recovered);
+      if (awaitsAgentRestart(recovered)) this.onAgentInstalled(recovered);
+      else if (recovered.kind === 'agent') this.reportAgentOutcome(recovered);
       else {
         if (commandId !== undefined && !retry) this.commands.set(commandId, 'done', recovered.id);
         this.reportOutcome(recovered.id, recovered.outcome, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
@@ -208,8 +209,16 @@ export class AgentDaemon {
       log,
     });
     this.poller.start();
-    // 3. Commands accepted before a restart.
+    // 3. Commands accepted before a restart. One whose deployment ended before the agent could
+    // record so (killed between the two) is reported, not run again: running it again would be
+    // refused as already installed, and that is not what happened.
     for (const c of this.commands.pending()) {
+      const ended = c.deploymentId === null ? null : this.engine.context.journal.get(c.deploymentId);
+      if (ended && ended.endedAt !== null && ended.errorCode !== 'INSTALL_INTERRUPTED' && !this.isCommittedPrerequisite(ended, c.command)) {
+        this.commands.set(c.command.commandId, 'done', ended.id);
+        this.reportOutcome(ended.id, ended.outcome, ended.errorCode, ended.errorMessage, ended.toVersion, c.command.commandId);
+        continue;
+      }
       if (c.command.type === 'install' || c.command.type === 'rollback') this.queue.resume(c.command);
       else if (c.command.type === 'diagnose') void this.diagnose(c.command);
     }
@@ -250,11 +259,15 @@ export class AgentDaemon {
    */
   private reportAgentOutcome(d: Deployment): void {
     const c = this.commands.pending().find((x) => x.deploymentId === d.id);
-    const first = c?.command.type === 'install' ? c.command.agentFirst : undefined;
-    const prerequisite = first !== undefined && d.packPath === downloadPath(this.layout.staging, first.pack.sha256);
-    const commandId = c && !(prerequisite && d.outcome === 'committed') ? c.command.commandId : undefined;
+    const commandId = c && !this.isCommittedPrerequisite(d, c.command) ? c.command.commandId : undefined;
     if (commandId !== undefined) this.commands.set(commandId, 'done', d.id);
     this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, commandId);
+  }
+
+  /** `d` is the agent update that `command` needed first (its `agentFirst`), and it committed: the command goes on. */
+  private isCommittedPrerequisite(d: Deployment, command: Command): boolean {
+    const first = command.type === 'install' ? command.agentFirst : undefined;
+    return d.outcome === 'committed' && first !== undefined && d.packPath === downloadPath(this.layout.staging, first.pack.sha256);
   }
 
   /** Installs run one at a time, whoever asks (a command, the FTP drop). */

@@ -55,7 +55,7 @@ export type CrashPoint = (typeof CRASH_POINTS)[number];
 /**
  * The points of an agent updating itself (self-update.ts), only on the path of an `agent` pack:
  * the build synced into its slot, the launcher's trial file written, the new agent's `committed`
- * written before its trial file is removed. test/update/self-update.test.ts crashes at each.
+ * written before its trial file is removed. test/packaging/self-update.test.ts cuts the probe right after each.
  */
 export const AGENT_UPDATE_CRASH_POINTS = ['agent:slot-written', 'agent:trial-written', 'agent:committed-written'] as const;
 export type AgentUpdateCrashPoint = (typeof AGENT_UPDATE_CRASH_POINTS)[number];

@@ -111,6 +111,9 @@ export class Engine {
       const verdict = await judgeTrial(agentHome(this.ctx.layout), d);
       // The new agent on trial: it confirms itself once it has reached the server (confirmAgent).
       if (verdict.kind === 'mine') return null;
+      // The trial is written and the launcher will run it (the installer died right after the
+      // switch): the agent hands over, as if the install had returned.
+      if (verdict.kind === 'pending' && process.env.SONDE_AGENT_LAUNCHER === '1') return d;
       if (verdict.kind !== 'not-written') {
         const atTrial = d.state === 'switching' ? this.ctx.journal.transition(d.id, d.state, 'ok', next(d.state, 'ok')) : d;
         return this.run(atTrial, { verdict });
