@@ -95,7 +95,7 @@ describe('a session at work', () => {
     await s.enroll('csrf-probe');
     const forged = await s.api<{ code: string }>('PATCH', '/api/v1/probes/csrf-probe', { token: null, headers: { cookie }, body: { addTags: ['pwned'] } });
     expect([forged.status, forged.body.code]).toEqual([403, 'CSRF_INVALID']);
-    const wrong = await s.api<{ code: string }>('PATCH', '/api/v1/probes/csrf-probe', { token: null, headers: { cookie, 'x-csrf-token': `${csrf.slice(0, -1)}A` }, body: { addTags: ['pwned'] } });
+    const wrong = await s.api<{ code: string }>('PATCH', '/api/v1/probes/csrf-probe', { token: null, headers: { cookie, 'x-csrf-token': `${csrf.slice(0, -1)}${csrf.endsWith('A') ? 'B' : 'A'}` }, body: { addTags: ['pwned'] } });
     expect(wrong.status).toBe(403);
     expect((await s.api<{ tags: string[] }>('GET', '/api/v1/probes/csrf-probe')).body.tags).toEqual([]);
     const ok = await s.api<{ tags: string[] }>('PATCH', '/api/v1/probes/csrf-probe', { token: null, headers: { cookie, 'x-csrf-token': csrf }, body: { addTags: ['rack-1'] } });

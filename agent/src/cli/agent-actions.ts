@@ -90,8 +90,10 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
       `config    version ${s.configVersion ?? '-'}`,
       `security  floor ${s.securityFloor}`,
       `trust     ${s.trust.keyringError ? `keyring unreadable (${s.trust.keyringError})` : `${s.trust.roots} root(s), root rotation ${s.trust.rootRotation}`}, revocation list ${s.trust.revocationSequence ?? '-'}, time floor ${s.trust.timeFloor ?? '-'}`,
+      `agent     runs ${s.agent.runs === 'packaged' ? 'the packaged agent' : `slot ${s.agent.runs}`} (${s.agent.version ?? '?'})   ${s.agent.slots.map((x) => `${x.name}: ${x.version ?? 'empty'}`).join(', ')}${s.agent.trial ? `   TRIAL slot ${s.agent.trial.slot}, ${s.agent.trial.triesLeft} start(s) left` : ''}`,
       `last      ${s.lastOutcome ? `${s.lastOutcome.outcome} ${s.lastOutcome.version ?? ''}${s.lastOutcome.errorCode ? ` ${s.lastOutcome.errorCode}` : ''} at ${s.lastOutcome.endedAt}` : '-'}`,
     ];
+    if (s.agent.lastFallback) lines.push(`fallback  ${s.agent.lastFallback}`);
     if (s.unfinished) lines.push(`PENDING   deployment ${s.unfinished.id} stopped in ${s.unfinished.state}: run sonde agent recover`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

@@ -204,3 +204,38 @@ export async function undoAgentUpdate(home: AgentHome, d: Deployment): Promise<v
   }
   if ((await committedAgentSlot(home)) !== slot && !runningOnTrial(d)) await rm(join(home.slots, slot), { recursive: true, force: true });
 }
+
+/** `sonde agent status`'s `agent`: which agent the launcher runs, and what became of the last trial. */
+export interface AgentSlotStatus {
+  /** The slot the launcher runs (`committed`), or `packaged` (/usr/lib/sonde). */
+  readonly runs: SlotName | 'packaged';
+  /** The version of that agent (its package.json); null for the packaged one when unreadable. */
+  readonly version: string | null;
+  readonly slots: readonly { readonly name: SlotName; readonly version: string | null }[];
+  readonly trial: { readonly slot: SlotName; readonly previous: string; readonly triesLeft: number; readonly windowSeconds: number } | null;
+  /** The launcher's last fallback, as it wrote it. */
+  readonly lastFallback: string | null;
+}
+
+async function versionIn(dir: string): Promise<string | null> {
+  const text = await readText(join(dir, 'package.json'));
+  try {
+    return text === null ? null : ((JSON.parse(text) as { version?: string }).version ?? null);
+  } catch {
+    return null;
+  }
+}
+
+export async function agentSlotStatus(home: AgentHome, packagedDir: string): Promise<AgentSlotStatus> {
+  const runs = (await committedAgentSlot(home)) ?? 'packaged';
+  const trial = await readTrial(home);
+  const slots = [];
+  for (const name of ['a', 'b'] as const) slots.push({ name, version: await versionIn(join(home.slots, name)) });
+  return {
+    runs,
+    version: runs === 'packaged' ? await versionIn(packagedDir) : slots.find((s) => s.name === runs)!.version,
+    slots,
+    trial: trial ? { slot: trial.slot, previous: trial.previous, triesLeft: trial.tries, windowSeconds: trial.window } : null,
+    lastFallback: (await readText(home.lastFallback))?.trim() ?? null,
+  };
+}

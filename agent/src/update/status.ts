@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { isSondeError } from '../../../base/src/errors/sonde-error.js';
 import { exists } from '../../../base/src/fs/exists.js';
 import { loadKeyring } from '../../../pack/src/index.js';
@@ -7,6 +8,10 @@ import { runnerOf, type RunnerType } from './release-info.js';
 import type { Deployment } from './journal.js';
 import { shownOutcome } from './receipts.js';
 import type { SlotInfo } from './slots/backend.js';
+import { agentHome, agentSlotStatus, type AgentSlotStatus } from './self-update.js';
+
+/** The packaged agent's folder (/usr/lib/sonde): this program's own, the build's parent of dist/. */
+const PACKAGED_AGENT = fileURLToPath(new URL('../../../..', import.meta.url));
 
 /** `sonde agent status`: what the probe runs, read from the disk and the journal. No secrets. */
 export interface AgentStatus {
@@ -24,6 +29,8 @@ export interface AgentStatus {
   readonly slots: readonly SlotInfo[];
   readonly lastOutcome: { readonly id: string; readonly outcome: string; readonly errorCode: string | null; readonly reason: string | null; readonly version: string | null; readonly endedAt: string | null } | null;
   readonly unfinished: { readonly id: string; readonly state: string } | null;
+  /** The agent's own A/B (docs/self-update.md): which agent runs, a trial, the last fallback. */
+  readonly agent: AgentSlotStatus;
 }
 
 /** What the probe trusts: `sonde agent status` shows it (the daemon's state report does not load the keyring). */
@@ -76,5 +83,6 @@ export async function readStatus(ctx: EngineContext): Promise<AgentStatus> {
     slots: [await ctx.slots.info('a'), await ctx.slots.info('b')],
     lastOutcome: last && last.endedAt ? outcomeOf(last) : null,
     unfinished: unfinished ? { id: unfinished.id, state: unfinished.state } : null,
+    agent: await agentSlotStatus(agentHome(ctx.layout), process.env.SONDE_AGENT_PACKAGED ?? PACKAGED_AGENT),
   };
 }

@@ -160,6 +160,8 @@ export function labAgentConfig(): object {
     poll: { intervalMs: 5000, maxIntervalMs: 30000, afterOfflineMs: 10000 },
     drop: { scanIntervalMs: 500, stableMs: 1000, incompleteExpiryMs: 600000, outbox: FTP_OUTBOX },
     download: { attempts: 50, maxDelayMs: 2000, idleTimeoutMs: 4000 },
+    // A new agent on trial has 30 s to reach the server (the field's default is 300 s).
+    selfUpdate: { windowSeconds: 30, settleMs: 5000 },
     log: { level: 'info' },
   };
 }
