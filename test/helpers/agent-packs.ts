@@ -5,6 +5,7 @@ import { ensureAgentTree } from '../../lxc/src/agent-package.js';
 import { SAMPLE_MODEL } from '../../images/src/samples/releases.js';
 import type { SampleKeys } from '../../images/src/samples/sample-keys.js';
 import { loadPrivateKey, makePlan, writePack } from '../../pack/src/index.js';
+import type { Signer } from '../../pack/src/writer.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 
@@ -62,14 +63,24 @@ export async function agentTree(dir: string, version: string, variant: AgentVari
 }
 
 /** An agent pack of `version` (kind agent, one agent payload), signed by the sample signer. */
-export async function agentPack(dir: string, keys: SampleKeys, version: string, variant: AgentVariant = 'good', o: { compression?: 'gzip' | 'none'; model?: string } = {}): Promise<string> {
+export interface AgentPackOptions {
+  readonly compression?: 'gzip' | 'none';
+  readonly model?: string;
+  /** Another signer than the sample one (an attacker's). */
+  readonly signer?: Signer;
+  /** Changes the build before it is packed (another architecture's native module…). */
+  readonly tree?: (tree: string) => Promise<void>;
+}
+
+export async function agentPack(dir: string, keys: SampleKeys, version: string, variant: AgentVariant = 'good', o: AgentPackOptions = {}): Promise<string> {
   const src = join(dir, `src-${version}-${variant}`);
   await mkdir(src, { recursive: true });
   await rename(await agentTree(dir, version, variant), join(src, 'agent'));
+  await o.tree?.(join(src, 'agent'));
   await writeFile(join(src, 'pack.json'), JSON.stringify({ kind: 'agent', product: 'sonde-agent', version, compatible: [o.model ?? SAMPLE_MODEL], payloads: { agent: 'agent' } }));
   const plan = await makePlan(src, { compression: o.compression ?? 'none' });
   const out = join(dir, `sonde-agent-${version}-${variant}.spk`);
   const chain = (await readFile(keys.signerCert, 'utf8')).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
-  await writePack(plan, { signer: { key: await loadPrivateKey(keys.signerKey), chainPem: chain }, out });
+  await writePack(plan, { signer: o.signer ?? { key: await loadPrivateKey(keys.signerKey), chainPem: chain }, out });
   return out;
 }

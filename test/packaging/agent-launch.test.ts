@@ -11,8 +11,8 @@ import { mulberry32 } from '../helpers/prng.js';
  * packaging/sonde-agent-launch, the agent unit's ExecStart: which agent runs, and the fallback of
  * a self-update on trial that does not depend on the new agent (issue 21). Real sh, real node
  * processes standing in for agents: each writes what it did to a log, and the new one commits,
- * exits at start, or hangs, as told. The self-update that writes the trial file is not built yet
- * (docs/packaging.md); this proves the part that must hold whatever the new agent does.
+ * exits at start, or hangs, as told; test/packaging/self-update.test.ts runs the real agents. This
+ * proves the part that must hold whatever the new agent does.
  */
 const LAUNCH = join(REPO, 'packaging', 'sonde-agent-launch');
 let dir: string;
@@ -34,7 +34,12 @@ process.on('SIGTERM', () => process.exit(0));
 if (behaviour === 'exit') process.exit(0);
 if (behaviour === 'exit3') process.exit(3);
 if (behaviour === 'hang') setInterval(() => {}, 1000);
-if (behaviour.startsWith('commit')) {
+if (behaviour === 'commit-then-next') {
+  // Commits, installs the next agent into slot a at once (its trial written) and asks for a restart.
+  put(path.join(home, 'committed'), process.env.SONDE_AGENT_TRIAL + '\\n'); fs.rmSync(path.join(home, 'trial'));
+  put(path.join(home, 'trial'), 'slot=a\\nprevious=' + process.env.SONDE_AGENT_TRIAL + '\\ntries=1\\nwindow=10\\nconfirm=connect\\n');
+  process.exit(75);
+} else if (behaviour.startsWith('commit')) {
   const after = Number(behaviour.split(' ')[1] || 200);
   setTimeout(() => { put(path.join(home, 'committed'), process.env.SONDE_AGENT_TRIAL + '\\n'); fs.rmSync(path.join(home, 'trial')); setTimeout(() => process.exit(0), 300); }, after);
 }
@@ -52,13 +57,14 @@ async function agent(tree: string, behaviour: string): Promise<void> {
   await writeFile(join(tree, 'behaviour'), `${behaviour}\n`);
 }
 
-async function bed(name: string, o: { packaged?: string; b?: string; committed?: string; trial?: Record<string, string | number> } = {}): Promise<Bed> {
+async function bed(name: string, o: { packaged?: string; a?: string; b?: string; committed?: string; trial?: Record<string, string | number> } = {}): Promise<Bed> {
   const root = join(dir, name);
   const home = join(root, 'agent');
   const packaged = join(root, 'packaged');
   await mkdir(join(home, 'slots'), { recursive: true });
   await agent(packaged, o.packaged ?? 'exit');
   if (o.b) await agent(join(home, 'slots', 'b'), o.b);
+  if (o.a) await agent(join(home, 'slots', 'a'), o.a);
   if (o.committed) await writeFile(join(home, 'committed'), `${o.committed}\n`);
   if (o.trial) await writeFile(join(home, 'trial'), Object.entries(o.trial).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
   return { home, packaged, log: join(root, 'log') };
@@ -102,6 +108,16 @@ describe('sonde-agent-launch', () => {
     expect((await launch(b).done).code).toBe(0);
     expect(await lines(b)).toEqual(['b agent run --config /etc/sonde/agent.json trial=b']);
     expect(await state(b)).toEqual({ committed: 'b', trial: false, fallback: null });
+  });
+
+  it('starts again at once when the agent exits with 75 (it installed an agent): the trial it wrote runs next, even one written right after its own commit', async () => {
+    const b = await bed('restart', { b: 'commit-then-next', a: 'commit 100', trial: { slot: 'b', previous: 'packaged', tries: 1, window: 10 } });
+    const t0 = Date.now();
+    expect((await launch(b).done).code).toBe(0);
+    expect(await lines(b)).toEqual(['b agent run --config /etc/sonde/agent.json trial=b', 'a agent run --config /etc/sonde/agent.json trial=a']);
+    // b's commit stood (it was not mistaken for an exit before committing), then a committed.
+    expect(await state(b)).toEqual({ committed: 'a', trial: false, fallback: null });
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 
   it('takes back a new agent that exits at start, and runs the previous one at once, saying why', async () => {

@@ -119,6 +119,23 @@ describe('an agent that updates itself', () => {
     }
   });
 
+  it('a second self-update goes into the other agent slot; a failing one falls back to the first self-update, not to the packaged agent', async () => {
+    const p = await probeOnLauncher();
+    const first = await sendAgentPack(p, '9.0.6', 'good');
+    expect(await waitUntil('9.0.6 committed', () => outcomeOf(bed.broker.received, p.id, first), 120_000)).toMatchObject({ outcome: 'committed' });
+    const second = await sendAgentPack(p, '9.0.7', 'good');
+    const out2 = await waitUntil('9.0.7 committed', () => outcomeOf(bed.broker.received, p.id, second), 120_000);
+    expect(out2, JSON.stringify(out2)).toMatchObject({ outcome: 'committed', version: '9.0.7' });
+    const home = join(p.state, 'agent');
+    expect((await readFile(join(home, 'committed'), 'utf8')).trim()).toBe('b');
+    const third = await sendAgentPack(p, '9.0.8', 'exits-at-start');
+    const out3 = await waitUntil('9.0.8 taken back', () => outcomeOf(bed.broker.received, p.id, third), 120_000);
+    expect(out3).toMatchObject({ outcome: 'rolled-back', code: 'AGENT_UPDATE_ROLLED_BACK' });
+    expect((await readFile(join(home, 'committed'), 'utf8')).trim()).toBe('b');
+    const since = Date.now();
+    await waitUntil('a state from 9.0.7 again', () => statesSince(p, since - 5000).includes('9.0.7'), 30_000);
+  });
+
   for (const [variant, why] of [
     ['exits-at-start', /exited with code 3 before it reported/],
     ['hangs', new RegExp(`did not report within ${WINDOW_S} s`)],
