@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDebianContainer, type DebianContainer } from '../helpers/debian-container.js';
+import { daemonSamples } from '../helpers/daemon-harness.js';
 import { REPO } from '../helpers/systemd-container.js';
 
 /**
@@ -91,6 +92,37 @@ describe.skipIf(!canRun)('the Debian packages', () => {
     const security = await sh('systemd-analyze security --no-pager sonde-server sonde-agent');
     expect(security).toMatch(/sonde-server\.service\s+\d\.\d (OK|SAFE)/);
   }, 300_000);
+
+  it('the packaged agent updates itself under its hardened unit: an agent pack made by scripts/build-agent-pack from a newer package, sent by the server', async () => {
+    // The vendor's side, on this machine: the next version's package, and the agent pack made from it.
+    const s = await daemonSamples();
+    const next = await mkdtemp(join(tmpdir(), 'sonde-debs-next-'));
+    try {
+      await run(join(REPO, 'scripts/build-deb'), ['--no-build', '--out', next, '--version', '9.0.1'], { cwd: REPO, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
+      const deb = (await readdir(next)).find((f) => f.startsWith('sonde-agent_9.0.1_'))!;
+      await run(join(REPO, 'scripts/build-agent-pack'), ['--deb', join(next, deb), '--model', 'probe-x1', '-o', join(c.shared, 'agent-9.0.1.spk'), '--', '--sign', s.keys.signerKey, '--cert', s.keys.signerCert], { cwd: REPO, timeout: 300_000 });
+      await cp(s.keys.rootCert, join(c.shared, 'root.crt'));
+    } finally {
+      await rm(next, { recursive: true, force: true });
+    }
+    // The customer's side: both trust the vendor's root, then the server sends the pack.
+    await sh(`install -m 644 /w/root.crt /etc/sonde/root.crt && sed -i 's|"credentials"|"keyring": "/etc/sonde/root.crt", "credentials"|' /etc/sonde/agent.json && sed -i 's|"port"|"keyring": "/etc/sonde/root.crt", "port"|' /etc/sonde/server.json`);
+    await sh('systemctl restart sonde-server sonde-agent');
+    const token = (await sh('journalctl -u sonde-server -o cat --no-pager')).match(/admin token: (\S+)/)![1]!;
+    await until('the probe online again', api('/api/v1/probes/probe-deb', token), (o) => o.startsWith('200') && o.includes('"online":true'));
+    const pid = (await sh('systemctl show -p MainPID --value sonde-agent')).trim();
+    const sent = await sh(
+      `node -e 'const h={authorization:"Bearer ${token}"};(async()=>{const b=require("fs").readFileSync("/w/agent-9.0.1.spk");let r=await fetch("http://127.0.0.1:8440/api/v1/packs",{method:"POST",headers:h,body:b});const p=await r.json();r=await fetch("http://127.0.0.1:8440/api/v1/probes/probe-deb/commands",{method:"POST",headers:{...h,"content-type":"application/json"},body:JSON.stringify({type:"install",packSha256:p.sha256})});console.log(r.status,await r.text())})()'`,
+    );
+    expect(sent).toMatch(/^20[12] /);
+    await until('the probe reports agent 9.0.1', api('/api/v1/probes/probe-deb', token), (o) => o.includes('"agentVersion":"9.0.1"') && o.includes('"online":true'), 180_000);
+    // The launcher restarted into the new agent itself: the unit's main process is the same one,
+    // and systemd restarted nothing.
+    expect((await sh('systemctl show -p MainPID --value sonde-agent')).trim()).toBe(pid);
+    expect((await sh('systemctl show -p NRestarts --value sonde-agent')).trim()).toBe('0');
+    const status = JSON.parse(await sh('sonde agent status --json')) as { agent: { runs: string; version: string; trial: unknown } };
+    expect(status.agent).toMatchObject({ runs: 'a', version: '9.0.1', trial: null });
+  }, 600_000);
 
   it('apt-get remove stops both and leaves the probe\'s and the server\'s data; purge removes it', async () => {
     await sh('apt-get remove -y -q sonde-server sonde-agent', 180_000);

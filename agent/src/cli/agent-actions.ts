@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 import { loadPrivateKey } from '../../../pack/src/index.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { jsonEnvelope, printJson } from '../../../base/src/cli/output.js';
-import { Engine, type InstallOutcome } from '../update/engine.js';
+import { awaitsAgentRestart, Engine, type InstallOutcome } from '../update/engine.js';
 import type { EngineOptions } from '../update/context.js';
 import { layoutOf } from '../update/layout.js';
 import { requireProbeRoot, resolveAgentPaths } from '../update/agent-paths.js';
@@ -31,6 +31,14 @@ async function engineFor(flags: AgentFlags, opts: { readOnly?: boolean } = {}): 
 
 function report(engine: Engine, outcome: InstallOutcome, json: boolean): number {
   const d = outcome.deployment;
+  if (awaitsAgentRestart(d)) {
+    // An agent pack, installed by hand: the new agent runs once the agent restarts through its launcher.
+    const next = 'restart the agent (systemctl restart sonde-agent) to run it on trial; it commits once it reaches the server or passes its self-check';
+    if (json) process.stdout.write(`${jsonEnvelope({ onTrial: true, next, ...receiptOf(engine.context, d) }, true)}
+`);
+    else process.stdout.write(`ON TRIAL agent ${d.toVersion ?? ''} in agent slot ${d.targetSlot ?? '?'}: ${next}\n`);
+    return 0;
+  }
   if (json) {
     // A refusal or a rollback is a failure of the command: the envelope's code and message, then the receipt.
     const failure = outcome.committed ? {} : { code: d.errorCode ?? 'INSTALL_INTERNAL_ERROR', message: d.errorMessage ?? `the deployment ended in ${d.state}` };
