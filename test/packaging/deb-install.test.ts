@@ -122,6 +122,9 @@ describe.skipIf(!canRun)('the Debian packages', () => {
     expect((await sh('systemctl show -p NRestarts --value sonde-agent')).trim()).toBe('0');
     const status = JSON.parse(await sh('sonde agent status --json')) as { agent: { runs: string; version: string; trial: unknown } };
     expect(status.agent).toMatchObject({ runs: 'a', version: '9.0.1', trial: null });
+    // Stopped as systemd stops it (SIGTERM to the launcher): the new agent drains and the unit ends.
+    const stop = await c.sh('timeout 60 systemctl stop sonde-agent; echo stop=$?; systemctl is-active sonde-agent; ps -eo pid,ppid,stat,args | grep -v grep | grep -E "agent-launch|sonde.js agent"; journalctl -u sonde-agent -o cat --no-pager | tail -n 10', 120_000);
+    expect(stop.stdout, stop.stdout).toMatch(/stop=0\ninactive/);
   }, 600_000);
 
   it('apt-get remove stops both and leaves the probe\'s and the server\'s data; purge removes it', async () => {
@@ -130,6 +133,9 @@ describe.skipIf(!canRun)('the Debian packages', () => {
     await sh('test ! -e /usr/lib/sonde && test ! -e /usr/bin/sonde');
     await sh('test -s /var/lib/sonde/agent.db && test -s /etc/sonde/enrollment.json && test -s /var/lib/private/sonde-server/sonde.db');
     await sh('test -e /etc/sonde/agent.json && test -e /etc/sonde/server.json'); // conffiles stay until purge
+    // The vendor root the admin put in /etc/sonde (the self-update above) is the admin's: dpkg keeps
+    // files it does not own, so the admin removes it.
+    await sh('rm -f /etc/sonde/root.crt');
     await sh('apt-get purge -y -q sonde-server sonde-agent', 180_000);
     await sh('test ! -e /var/lib/sonde && test ! -e /var/lib/private/sonde-server && test ! -e /var/lib/sonde-server && test ! -e /srv/sonde && test ! -e /etc/sonde');
     expect((await c.sh('dpkg -l sonde-agent sonde-server 2>&1')).stdout).not.toMatch(/^(ii|rc) /m);

@@ -113,6 +113,11 @@ describe('an agent that updates itself', () => {
     const events = dedupe(rawEvents(bed.broker.received, p.id)).unique.filter((e) => e.deploymentId === out.deploymentId || e.commandId === commandId);
     const states = events.filter((e) => e.type === 'install-state').map((e) => (e as { state: string }).state);
     expect(states).toEqual(['verified', 'staged', 'switching', 'trial', 'committed']);
+    // A stop (systemd's SIGTERM to the launcher, its main process) drains the new agent and ends.
+    const launcher = launched.at(-1)!;
+    const gone = new Promise<number | null>((r) => launcher.once('close', (code) => r(code)));
+    process.kill(launcher.pid!, 'SIGTERM');
+    expect(await Promise.race([gone, sleep(30_000).then(() => 'still running')])).toBe(0);
     if (process.env.SONDE_TIMELINE) {
       const t0 = bed.broker.received.find((r) => r.payload.toString().includes(commandId))!.at;
       for (const r of bed.broker.received.filter((x) => parseTopic(x.topic)?.probeId === p.id && x.at >= t0)) console.log(r.at - t0, r.topic.split('/').at(-1), r.payload.toString().slice(0, 90));

@@ -393,16 +393,22 @@ export class AgentDaemon {
   }
 
   /** SIGTERM: stop taking work, park a download, let a running install finish, say goodbye. */
-  stop(): Promise<void> {
-    this.stopped ??= this.drain();
+  /**
+   * `restart`: the drain before the launcher runs a new agent (an agent pack was installed). The
+   * unit is not stopping, so systemd is not told STOPPING=1: told so, it marks the unit
+   * deactivating, and a later `systemctl stop` waits for the main process without signalling it
+   * (seen in test/packaging/deb-install.test.ts: the stop hung until TimeoutStopSec).
+   */
+  stop(o: { restart?: boolean } = {}): Promise<void> {
+    this.stopped ??= this.drain(o.restart === true);
     return this.stopped;
   }
 
   private stopped: Promise<void> | null = null;
 
-  private async drain(): Promise<void> {
+  private async drain(restart: boolean): Promise<void> {
     this.stopping = true;
-    await this.notifier.stopping();
+    if (!restart) await this.notifier.stopping();
     this.notifier.stopWatchdog();
     this.cadence.stop();
     this.trial?.stop();

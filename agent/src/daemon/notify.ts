@@ -9,6 +9,12 @@ export class SystemdNotifier {
   private timer: NodeJS.Timeout | null = null;
   constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
 
+  /** The unit's main process: the launcher when the agent runs under it (packaging/sonde-agent-launch), else this one. */
+  private get mainPid(): number {
+    const launcher = Number(this.env.SONDE_AGENT_LAUNCHER_PID);
+    return Number.isSafeInteger(launcher) && launcher > 1 ? launcher : process.pid;
+  }
+
   get enabled(): boolean {
     return typeof this.env.NOTIFY_SOCKET === 'string' && this.env.NOTIFY_SOCKET !== '';
   }
@@ -16,7 +22,7 @@ export class SystemdNotifier {
   private send(...args: string[]): Promise<void> {
     if (!this.enabled) return Promise.resolve();
     return new Promise((resolve) => {
-      execFile('systemd-notify', [`--pid=${process.pid}`, ...args], { env: this.env, timeout: 5000 }, () => resolve());
+      execFile('systemd-notify', [`--pid=${this.mainPid}`, ...args], { env: this.env, timeout: 5000 }, () => resolve());
     });
   }
 

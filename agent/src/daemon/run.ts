@@ -23,7 +23,7 @@ export async function runDaemon(configPath: string, deps: DaemonDeps = {}): Prom
     // (packaging/sonde-agent-launch) starts again at once and runs the new agent on trial.
     void daemon.restartRequested.then(() => {
       restart = true;
-      daemon.stop().then(resolve, (e: unknown) => {
+      daemon.stop({ restart: true }).then(resolve, (e: unknown) => {
         log.error({ err: (e as Error).message }, 'drain failed');
         resolve();
       });
