@@ -16,7 +16,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { buildSamples } from '../../images/src/samples/index.js';
@@ -24,6 +23,8 @@ import { SAMPLE_MODEL } from '../../images/src/samples/releases.js';
 import { ensureAgentTree } from '../../lxc/src/agent-package.js';
 import { loadPrivateKey, makePlan, writePack } from '../../pack/src/index.js';
 import { startServer } from '../../server/src/server.js';
+import { api, freePort } from './local-http.js';
+import { median } from './measure.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -36,26 +37,7 @@ const REPO = resolve(import.meta.dirname, '../../..');
 const LAUNCHER = join(REPO, 'packaging', 'sonde-agent-launch');
 const TARGET_GAP_S = 5;
 
-async function freePort(): Promise<number> {
-  return new Promise((r) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => r(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
-async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const r = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': body instanceof Buffer ? 'application/octet-stream' : 'application/json' }) },
-    ...(body === undefined ? {} : { body: body instanceof Buffer ? new Uint8Array(body) : JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An agent pack of `version`: the packaged tree, its package.json saying that version. */

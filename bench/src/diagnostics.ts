@@ -10,7 +10,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { AgentDaemon } from '../../agent/src/daemon/daemon.js';
@@ -20,6 +19,7 @@ import { RecentLog } from '../../agent/src/daemon/recent-log.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import { buildSamples } from '../../images/src/samples/index.js';
 import { startServer } from '../../server/src/server.js';
+import { api, freePort } from './local-http.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string): string => {
@@ -30,24 +30,6 @@ const runs = Number(arg('runs', '5'));
 const logKiB = Number(arg('log-kib', '1850'));
 const work = resolve(arg('dir', '.bench/diagnostics'));
 
-async function freePort(): Promise<number> {
-  return new Promise((r) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => r(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const r = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: body instanceof Buffer ? new Uint8Array(body) : JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
-}
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

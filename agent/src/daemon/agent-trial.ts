@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import { agentHome, readTrial, runningOnTrial, type Confirm } from '../update/self-update.js';
 import type { Engine } from '../update/engine.js';
 import type { Deployment } from '../update/journal.js';
+import type { Command } from '../../../base/src/protocol/messages.js';
+import type { CommandStore } from './commands.js';
+import { downloadPath } from './fetch-pack.js';
 import type { Installer } from './installer.js';
 
 /**
@@ -43,9 +46,15 @@ export class AgentTrial {
     return this.settled;
   }
 
-  /** Starts the self-check clock when that is how this trial ends. */
-  start(): void {
-    void this.done;
+  /**
+   * Starts the self-check clock when that is how this trial ends, and holds the install lock until
+   * the trial is over (the daemon's installs wait behind it); then its outcome is reported.
+   */
+  start(withInstallLock: (fn: () => Promise<void>) => Promise<void>, report: (d: Deployment) => void): void {
+    void withInstallLock(async () => {
+      const d = await this.done;
+      if (d) report(d);
+    });
     this.log.warn({ deploymentId: this.deployment.id, version: this.deployment.toVersion, confirm: this.confirm }, 'this agent is on trial');
     if (this.confirm === 'self-check') {
       this.timer = setTimeout(() => void this.selfCheck(), this.settleMs);
@@ -97,4 +106,20 @@ export class AgentTrial {
       this.log.error({ code: (e as { code?: string }).code, err: (e as Error).message }, 'the new agent could not commit itself');
     }
   }
+}
+
+/** `d` is the agent update that `command` needed first (its `agentFirst`), and it committed: the command goes on with its own pack. */
+export function committedPrerequisite(d: Deployment, command: Command, staging: string): boolean {
+  const first = command.type === 'install' ? command.agentFirst : undefined;
+  return d.outcome === 'committed' && first !== undefined && d.packPath === downloadPath(staging, first.pack.sha256);
+}
+
+/**
+ * The command an agent deployment's outcome is reported against: its command, unless it was the
+ * agent update that command needed first and it committed (the agent's outcome is then reported
+ * on its own, and the command's own pack installs next).
+ */
+export function agentOutcomeCommand(d: Deployment, commands: CommandStore, staging: string): string | undefined {
+  const c = commands.pending().find((x) => x.deploymentId === d.id);
+  return c && !committedPrerequisite(d, c.command, staging) ? c.command.commandId : undefined;
 }

@@ -6,6 +6,8 @@ import type { Outbox } from '../link/outbox.js';
 import semver from 'semver';
 import { AGENT_VERSION } from '../update/agent-version.js';
 import { awaitsAgentRestart, type InstallOutcome } from '../update/engine.js';
+import type { Deployment } from '../update/journal.js';
+import { committedPrerequisite } from './agent-trial.js';
 import type { Outcome } from '../update/machine.js';
 import type { CommandStore } from './commands.js';
 import type { AgentConfig } from './config.js';
@@ -70,8 +72,17 @@ export class CommandQueue {
     this.enqueue(c, false);
   }
 
-  /** A command accepted before a restart. */
-  resume(c: QueuedCommand): void {
+  /**
+   * A command accepted before a restart, with the deployment it last ran. One whose deployment
+   * ended before the agent could record so (killed between the two) is reported, not run again:
+   * run again, it would be refused as already installed, which is not what happened.
+   */
+  resume(c: QueuedCommand, last: Deployment | null): void {
+    if (last && last.endedAt !== null && last.errorCode !== 'INSTALL_INTERRUPTED' && !committedPrerequisite(last, c, this.x.staging)) {
+      this.x.commands.set(c.commandId, 'done', last.id);
+      this.x.reportOutcome(last.id, last.outcome, last.errorCode, last.errorMessage, last.toVersion, c.commandId);
+      return;
+    }
     this.enqueue(c, true);
   }
 

@@ -8,8 +8,7 @@ import type { Poller } from '../link/poller.js';
 import { commandSchema, parseMessage, type Command } from '../../../base/src/protocol/messages.js';
 import { awaitsAgentRestart, Engine } from '../update/engine.js';
 import type { Deployment } from '../update/journal.js';
-import { AgentTrial } from './agent-trial.js';
-import { downloadPath } from './fetch-pack.js';
+import { AgentTrial, agentOutcomeCommand } from './agent-trial.js';
 import type { Outcome } from '../update/machine.js';
 import { Installer, type InstallProgress } from './installer.js';
 import { layoutOf } from '../update/layout.js';
@@ -154,24 +153,18 @@ export class AgentDaemon {
       // server gets for it (a server keeps the first final outcome of a command). The interrupted
       // attempt is still reported, as the deployment it was. Past MAX_INTERRUPTED attempts (a pack
       // that takes the agent down every time), the interruption is the command's outcome.
-      const retry = commandId !== undefined && recovered.errorCode === 'INSTALL_INTERRUPTED' && this.commands.interrupted(commandId) < MAX_INTERRUPTED;
+      // An agent update is judged by its trial, except one cut before its trial file (interrupted).
       if (awaitsAgentRestart(recovered)) this.onAgentInstalled(recovered);
-      else if (recovered.kind === 'agent') this.reportAgentOutcome(recovered);
+      else if (recovered.kind === 'agent' && recovered.errorCode !== 'INSTALL_INTERRUPTED') this.reportAgentOutcome(recovered);
       else {
+        const retry = commandId !== undefined && recovered.errorCode === 'INSTALL_INTERRUPTED' && this.commands.interrupted(commandId) < MAX_INTERRUPTED;
         if (commandId !== undefined && !retry) this.commands.set(commandId, 'done', recovered.id);
         this.reportOutcome(recovered.id, recovered.outcome, recovered.errorCode, recovered.errorMessage, recovered.toVersion, retry ? undefined : commandId);
       }
     }
     // A new agent on trial (the launcher runs it): it installs nothing until it has confirmed itself.
     this.trial = await AgentTrial.detect(this.installer, this.engine, log, config.selfUpdate.settleMs);
-    if (this.trial) {
-      const trial = this.trial;
-      trial.start();
-      void this.withInstallLock(async () => {
-        const d = await trial.done;
-        if (d) this.reportAgentOutcome(d);
-      });
-    }
+    this.trial?.start((fn) => this.withInstallLock(fn), (d) => this.reportAgentOutcome(d));
     // The app does not outlive a reboot (or a container stop): start it, then report its state as
     // soon as it is healthy instead of at the next periodic report.
     const appStarted = await this.engine.ensureAppRunning().catch((e: Error) => {
@@ -209,17 +202,9 @@ export class AgentDaemon {
       log,
     });
     this.poller.start();
-    // 3. Commands accepted before a restart. One whose deployment ended before the agent could
-    // record so (killed between the two) is reported, not run again: running it again would be
-    // refused as already installed, and that is not what happened.
+    // 3. Commands accepted before a restart (with the deployment each last ran, if any).
     for (const c of this.commands.pending()) {
-      const ended = c.deploymentId === null ? null : this.engine.context.journal.get(c.deploymentId);
-      if (ended && ended.endedAt !== null && ended.errorCode !== 'INSTALL_INTERRUPTED' && !this.isCommittedPrerequisite(ended, c.command)) {
-        this.commands.set(c.command.commandId, 'done', ended.id);
-        this.reportOutcome(ended.id, ended.outcome, ended.errorCode, ended.errorMessage, ended.toVersion, c.command.commandId);
-        continue;
-      }
-      if (c.command.type === 'install' || c.command.type === 'rollback') this.queue.resume(c.command);
+      if (c.command.type === 'install' || c.command.type === 'rollback') this.queue.resume(c.command, c.deploymentId === null ? null : this.engine.context.journal.get(c.deploymentId));
       else if (c.command.type === 'diagnose') void this.diagnose(c.command);
     }
     // 4. The FTP drop.
@@ -252,22 +237,11 @@ export class AgentDaemon {
     this.wantRestart?.();
   }
 
-  /**
-   * An agent deployment's outcome, against its command: when it was the agent update a pack
-   * needed first (the command's `agentFirst`) and it committed, the command goes on (its own pack
-   * installs next) and the agent's outcome is reported on its own; otherwise it is the command's.
-   */
+  /** An agent deployment's outcome, against its command unless it was that command's committed `agentFirst` (agent-trial.ts). */
   private reportAgentOutcome(d: Deployment): void {
-    const c = this.commands.pending().find((x) => x.deploymentId === d.id);
-    const commandId = c && !this.isCommittedPrerequisite(d, c.command) ? c.command.commandId : undefined;
+    const commandId = agentOutcomeCommand(d, this.commands, this.layout.staging);
     if (commandId !== undefined) this.commands.set(commandId, 'done', d.id);
     this.reportOutcome(d.id, d.outcome, d.errorCode, d.errorMessage, d.toVersion, commandId);
-  }
-
-  /** `d` is the agent update that `command` needed first (its `agentFirst`), and it committed: the command goes on. */
-  private isCommittedPrerequisite(d: Deployment, command: Command): boolean {
-    const first = command.type === 'install' ? command.agentFirst : undefined;
-    return d.outcome === 'committed' && first !== undefined && d.packPath === downloadPath(this.layout.staging, first.pack.sha256);
   }
 
   /** Installs run one at a time, whoever asks (a command, the FTP drop). */
@@ -393,12 +367,7 @@ export class AgentDaemon {
   }
 
   /** SIGTERM: stop taking work, park a download, let a running install finish, say goodbye. */
-  /**
-   * `restart`: the drain before the launcher runs a new agent (an agent pack was installed). The
-   * unit is not stopping, so systemd is not told STOPPING=1: told so, it marks the unit
-   * deactivating, and a later `systemctl stop` waits for the main process without signalling it
-   * (seen in test/packaging/deb-install.test.ts: the stop hung until TimeoutStopSec).
-   */
+  /** `restart`: the drain before the launcher runs a new agent; systemd is not told STOPPING=1 (docs/packaging.md). */
   stop(o: { restart?: boolean } = {}): Promise<void> {
     this.stopped ??= this.drain(o.restart === true);
     return this.stopped;

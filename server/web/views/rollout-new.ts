@@ -6,7 +6,7 @@ import { h, notice, replace } from '../dom.js';
 /**
  * A rollout's creation form: everything POST /api/v1/rollouts takes (pack, target, canary,
  * waves, thresholds, wait or approval between waves, maintenance windows, environment, download
- * limits, draft). The server judges the definition; its refusal is shown with its code.
+ * limits, the agent update sent first to probes too old for the pack, draft). The server judges the definition; its refusal is shown with its code.
  */
 function field(id: string, label: string, input: HTMLElement, help?: string): HTMLElement {
   return h('div', { class: 'field' }, h('label', { for: id }, label), input, help ? h('p', { class: 'help', id: `${id}-help` }, help) : null);
@@ -40,6 +40,11 @@ export const rolloutNewView: ViewFactory = async (ctx, _p, q) => {
   const waitSeconds = i('r-wait', { type: 'number', min: 0, value: 600 });
   const skipCurrent = i('r-skip', { type: 'checkbox', checked: true });
   const windows = h('textarea', { id: 'r-windows', rows: 2, cols: 40, placeholder: '22:00-04:00 +01:00 mon,tue,wed' });
+  const agentFirst = h(
+    'select',
+    { id: 'r-agent-first' },
+    [h('option', { value: '' }, 'none'), ...packs.filter((p) => p.kind === 'agent').map((p) => h('option', { value: p.sha256 }, `${p.product} ${p.version} (${p.sha256.slice(0, 12)})`))],
+  );
   const environment = h('select', { id: 'r-env' }, [['', 'none'], ['integration', 'integration'], ['qa', 'qa'], ['uat', 'uat'], ['production', 'production']].map(([v, t]) => h('option', { value: v! }, t!)));
   const cap = i('r-cap', { type: 'number', min: 1, placeholder: 'KiB/s' });
   const dlWindow = i('r-dl-window', { placeholder: '01:00-05:00@Europe/Paris', size: 28 });
@@ -49,7 +54,15 @@ export const rolloutNewView: ViewFactory = async (ctx, _p, q) => {
   const form = h(
     'form',
     { id: 'rollout-form' },
-    h('fieldset', null, h('legend', null, 'What'), field('r-name', 'Name (optional)', name), field('r-pack', 'Pack', pack), field('r-env', 'Environment (promotion gate)', environment)),
+    h(
+      'fieldset',
+      null,
+      h('legend', null, 'What'),
+      field('r-name', 'Name (optional)', name),
+      field('r-pack', 'Pack', pack),
+      field('r-agent-first', 'Agent update first (optional)', agentFirst, "An agent pack that probes whose agent is older than the pack's minAgentVersion install first."),
+      field('r-env', 'Environment (promotion gate)', environment),
+    ),
     h(
       'fieldset',
       null,
@@ -141,6 +154,7 @@ export const rolloutNewView: ViewFactory = async (ctx, _p, q) => {
     return {
       ...(name.value.trim() ? { name: name.value.trim() } : {}),
       packSha256: pack.value,
+      ...(agentFirst.value ? { agentPackSha256: agentFirst.value } : {}),
       ...(environment.value ? { environment: environment.value } : {}),
       target,
       strategy,
