@@ -19,6 +19,14 @@ beforeAll(async () => {
     'config/config.json': '{"configVersion":1}\n',
     'db/0001-init.up.sql': 'CREATE TABLE t(x);\n',
   });
+  // An agent pack carries one payload, the agent's build (docs/self-update.md).
+  await writeTree(join(tmp.dir, 'src-agent'), {
+    'pack.json': JSON.stringify({ payloads: { agent: 'agent' } }),
+    'agent/package.json': '{"name":"sonde","version":"1.0.0"}\n',
+    'agent/dist/cli/src/sonde.js': '#!/usr/bin/node\n',
+    'agent/node_modules/dep/big.bin': randomBytes(300 * 1024),
+    'agent/node_modules/dep/current': { symlink: 'big.bin' },
+  });
 });
 afterAll(() => tmp.cleanup());
 
@@ -30,8 +38,11 @@ describe('pack round trip', () => {
   it.each(cases)('extracts a $kind pack encrypted for $recipients recipient(s) byte for byte', async ({ kind, recipients }) => {
     const out = join(tmp.dir, `${kind}-${recipients}.spk`);
     const certs = recipients === 'none' ? [] : recipients === 'one' ? [pki.probe.cert] : [pki.fleet.cert, pki.group.cert, pki.probe.cert];
-    await packTree(pki, join(tmp.dir, 'src'), out, {
+    const src = join(tmp.dir, kind === 'agent' ? 'src-agent' : 'src');
+    const names = kind === 'agent' ? ['agent'] : ['app', 'config', 'db'];
+    await packTree(pki, src, out, {
       kind,
+      ...(kind === 'agent' ? { product: 'sonde-agent' } : {}),
       recipients: certs,
       // Only a root may sign a trust pack (pack/src/trust.ts).
       ...(kind === 'trust' ? { signer: pki.root } : {}),
@@ -45,9 +56,9 @@ describe('pack round trip', () => {
       expect(pack.manifest.encryption?.recipients.length ?? 0).toBe(certs.length);
       const result = await extractPack(pack, { mode: 'extract', staging, ...(key ? { key } : {}) });
       expect(result.decrypted).toBe(recipients !== 'none');
-      expect(result.payloads.map((p) => p.entry.name)).toEqual(['app', 'config', 'db']);
-      for (const name of ['app', 'config', 'db']) {
-        expect(await treeDigest(join(staging, name))).toEqual(await treeDigest(join(tmp.dir, 'src', name)));
+      expect(result.payloads.map((p) => p.entry.name)).toEqual(names);
+      for (const name of names) {
+        expect(await treeDigest(join(staging, name))).toEqual(await treeDigest(join(src, name)));
       }
     }
   });
