@@ -1,4 +1,5 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -38,6 +39,12 @@ export interface ExtractOptions {
   readonly flushLargeFiles?: boolean;
   /** In 'extract' mode, extract only payloads of these types; the others are hash-checked only. */
   readonly only?: readonly PayloadEntry['type'][];
+  /**
+   * Where a `system` payload's plain image goes (the agent: the inactive slot's block device).
+   * Without one it is written to `<staging>/<name>/image`. Either way the bytes are held against
+   * the signed sizes and hashes as they pass, and the payload fails if they do not match.
+   */
+  readonly imageSink?: (entry: PayloadEntry, plain: AsyncIterable<Buffer>) => Promise<void>;
 }
 
 export interface ExtractedPayload {
@@ -104,7 +111,7 @@ export async function extractPack(pack: VerifiedPack, options: ExtractOptions): 
         created.push(dir);
       }
       const key = contentKey && entry.encryption ? derivePayloadKey(contentKey, Buffer.from(entry.encryption.salt, 'base64'), entry.file) : null;
-      const { entries, onDisk } = await streamPayload(cursor, entry, dir, key, options.onProgress, options.flushLargeFiles === true);
+      const { entries, onDisk } = await streamPayload(cursor, entry, dir, key, options.onProgress, options.flushLargeFiles === true, options.imageSink);
       await cursor.reader.skip(paddingFor(entry.size), `the padding of ${entry.file}`);
       results.push({ entry, dir, entries, onDisk });
     }
@@ -136,6 +143,7 @@ async function streamPayload(
   key: Buffer | null,
   onProgress?: (bytesRead: number) => void,
   flushLargeFiles = false,
+  imageSink?: ExtractOptions['imageSink'],
 ): Promise<{ entries: number; onDisk: number }> {
   const reader = cursor.reader;
   const hash = payloadHasher(entry.size, reader.lender);
@@ -202,6 +210,34 @@ async function streamPayload(
     }
   }
 
+  /** A system payload: the plain image, counted and hashed on its way to the sink. */
+  const imageHash = entry.type === 'system' ? createHash('sha256') : null;
+  async function* countedImage(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      plainOut += chunk.length;
+      if (plainOut > entry.unpackedSize) {
+        throw new PackError('UNPACKED_SIZE_MISMATCH', `payload ${entry.file} unpacks to more than the ${entry.unpackedSize} bytes its manifest declares`);
+      }
+      if (entry.compression === 'gzip' && plainOut > RATIO_CAP * compressedIn + RATIO_SLACK) {
+        throw new PackError('COMPRESSION_RATIO_EXCEEDED', `payload ${entry.file} inflates past ${RATIO_CAP}:1 (decompression bomb)`);
+      }
+      if (entry.compression === 'gzip') releaser.add(chunk.length);
+      imageHash!.update(chunk);
+      yield chunk;
+    }
+  }
+  async function intoImage(source: AsyncIterable<Buffer>): Promise<void> {
+    const plain = countedImage(source);
+    if (imageSink) await imageSink(entry, plain);
+    else await pipeline(plain, createWriteStream(join(dir!, 'image'), { mode: 0o600 }));
+    if (plainOut !== entry.unpackedSize) {
+      throw new PackError('UNPACKED_SIZE_MISMATCH', `payload ${entry.file} unpacks to ${plainOut} bytes; its manifest declares ${entry.unpackedSize}`);
+    }
+    if (imageHash!.digest('hex') !== entry.imageSha256) {
+      throw new PackError('PAYLOAD_HASH_MISMATCH', `the image in payload ${entry.file} does not match its signed imageSha256`);
+    }
+  }
+
   async function intoTar(source: AsyncIterable<Buffer>): Promise<void> {
     for await (const chunk of source) {
       plainOut += chunk.length;
@@ -229,8 +265,9 @@ async function streamPayload(
   }
 
   try {
+    const sink = entry.type === 'system' ? intoImage : intoTar;
     if (entry.compression === 'gzip') {
-      await pipeline(stored(), createGunzip({ chunkSize: 256 * 1024 }), intoTar).catch((e: unknown) => {
+      await pipeline(stored(), createGunzip({ chunkSize: 256 * 1024 }), sink).catch((e: unknown) => {
         const code = (e as NodeJS.ErrnoException).code;
         if (typeof code === 'string' && code.startsWith('Z_')) {
           throw new PackError('DECOMPRESS_FAILED', `payload ${entry.file} is not valid gzip`, { cause: e });
@@ -238,7 +275,7 @@ async function streamPayload(
         throw e;
       });
     } else {
-      await intoTar(stored());
+      await sink(stored());
     }
   } catch (caught) {
     const e = asPackError(caught, entry.file);
@@ -259,5 +296,9 @@ async function streamPayload(
     throw e;
   }
   await verifyHash();
+  if (entry.type === 'system') {
+    await extractor.abort();
+    return { entries: 0, onDisk: 0 };
+  }
   return { entries: extractor.entries, onDisk: extractor.created };
 }

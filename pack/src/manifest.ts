@@ -33,6 +33,11 @@ export const payloadSchema = z
     compression: z.enum(['none', 'gzip']),
     /** Present when the payload is sealed: the HKDF salt of its payload key. */
     encryption: z.object({ salt: base64.length(24) }).strict().optional(),
+    /**
+     * A `system` payload only: the sha256 of the plain file-system image (unpackedSize bytes), which
+     * the agent holds the slot's device against when it reads the image back (docs/slots.md).
+     */
+    imageSha256: sha256Hex.optional(),
   })
   .strict();
 
@@ -119,6 +124,11 @@ export const manifestSchema = z
       names.add(p.name);
       const expected = `payloads/${String(i + 1).padStart(2, '0')}-${p.name}`;
       if (p.file !== expected) ctx.addIssue({ code: 'custom', message: `payload ${i} must be stored as ${expected}`, path: ['payloads', i, 'file'] });
+      // A system payload is a file-system image, not a tar: no entries, and the image's own hash.
+      if (p.type === 'system' && (p.imageSha256 === undefined || p.fileCount !== 0)) {
+        ctx.addIssue({ code: 'custom', message: 'a system payload is one file-system image: imageSha256 and fileCount 0', path: ['payloads', i] });
+      }
+      if (p.type !== 'system' && p.imageSha256 !== undefined) ctx.addIssue({ code: 'custom', message: 'only a system payload carries imageSha256', path: ['payloads', i] });
       if ((p.encryption !== undefined) !== (m.encryption !== undefined)) {
         ctx.addIssue({ code: 'custom', message: 'every payload is encrypted exactly when the pack is', path: ['payloads', i] });
       }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -21,6 +21,7 @@ export interface BuildPayloadOptions {
   readonly type: PayloadType;
   readonly name: string;
   readonly file: string;
+  /** The folder to tar; for a `system` payload, the file-system image file itself. */
   readonly dir: string;
   readonly compression: 'gzip' | 'none' | 'auto';
   readonly contentKey: Buffer | null;
@@ -56,17 +57,23 @@ function tarStream(dir: string, paths: string[]): Readable {
 }
 
 export async function buildPayload(o: BuildPayloadOptions): Promise<PayloadEntry> {
-  const { paths } = await listTree(o.dir);
+  // A system payload is the image's bytes as they are (docs/slots.md); every other payload a tar.
+  const image = o.type === 'system';
+  if (image && !(await lstat(o.dir)).isFile()) throw new PackerError('SOURCE_INVALID', `${o.dir}: a system payload is a file-system image file`);
+  const { paths } = image ? { paths: [] as string[] } : await listTree(o.dir);
+  const source = (): Readable => (image ? createReadStream(o.dir, { highWaterMark: 256 * 1024 }) : tarStream(o.dir, paths));
   const attempt = async (compression: 'gzip' | 'none'): Promise<{ entry: PayloadEntry; compressed: number }> => {
     let unpacked = 0;
     let compressed = 0;
     let size = 0;
     const hash = createHash('sha256');
+    const plainHash = image ? createHash('sha256') : null;
     const salt = o.contentKey ? randomBytes(18) : null;
     const sealer = o.contentKey && salt ? new StreamSealer(derivePayloadKey(o.contentKey, salt, o.file)) : null;
     const counted = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
       for await (const c of src) {
         unpacked += c.length;
+        plainHash?.update(c);
         o.onTarBytes?.(c.length);
         yield c;
       }
@@ -88,9 +95,9 @@ export async function buildPayload(o: BuildPayloadOptions): Promise<PayloadEntry
     };
     const out = createWriteStream(o.tmpPath);
     if (compression === 'gzip') {
-      await pipeline(tarStream(o.dir, paths), counted, createGzip({ level: 6, chunkSize: 256 * 1024 }), afterCompression, hashed, out);
+      await pipeline(source(), counted, createGzip({ level: 6, chunkSize: 256 * 1024 }), afterCompression, hashed, out);
     } else {
-      await pipeline(tarStream(o.dir, paths), counted, afterCompression, hashed, out);
+      await pipeline(source(), counted, afterCompression, hashed, out);
     }
     const entry: PayloadEntry = {
       name: o.name,
@@ -103,6 +110,7 @@ export async function buildPayload(o: BuildPayloadOptions): Promise<PayloadEntry
       compression,
     };
     if (salt) entry.encryption = { salt: salt.toString('base64') };
+    if (plainHash) entry.imageSha256 = plainHash.digest('hex');
     return { entry, compressed };
   };
   if (o.compression === 'none') return (await attempt('none')).entry;

@@ -81,7 +81,10 @@ export async function makePlan(src: string, flags: PlanOverrides): Promise<PackP
     : [{ type: 'app' as const, dir: root }];
   for (const p of payloads) {
     const info = await stat(p.dir).catch(() => null);
-    if (!info?.isDirectory()) throw new PackerError('SOURCE_INVALID', `payload folder ${p.dir} (${p.type}) is not a directory`);
+    // A system payload names its file-system image file; every other type a folder.
+    if (p.type === 'system') {
+      if (!info?.isFile()) throw new PackerError('SOURCE_INVALID', `system image ${p.dir} is not a file`);
+    } else if (!info?.isDirectory()) throw new PackerError('SOURCE_INVALID', `payload folder ${p.dir} (${p.type}) is not a directory`);
   }
   const plan: PackPlan = {
     kind: flags.kind ?? r.kind ?? 'product',

@@ -26,7 +26,7 @@ export async function buildState(engine: Engine, probeId: string, inbox: { waiti
     else {
       const config = await readConfig(ctx.layout.config).catch(() => null);
       const port = typeof config?.port === 'number' ? config.port : null;
-      const path = (await activeRelease(ctx.layout, s.slot))?.health?.path ?? DEFAULT_HEALTH_PATH;
+      const path = (await activeRelease(ctx, s.slot))?.health?.path ?? DEFAULT_HEALTH_PATH;
       health = port !== null && (await httpHealthCheck(port, path, HEALTH_TIMEOUT_MS)) === null ? 'ok' : 'degraded';
     }
   }

@@ -19,7 +19,7 @@ export async function applyLicense(ctx: EngineContext, payloadsDir: string): Pro
   // The app reads its licence at start.
   const pid = await ctx.runner.running();
   const active = await ctx.slots.active();
-  if (pid !== null && active !== null) await ctx.runner.start(join(ctx.layout.slotsDir, active));
+  if (pid !== null && active !== null) await ctx.runner.start(ctx.slots.releaseDir(active));
 }
 
 /**

@@ -64,6 +64,18 @@ export function agentUpdateCrashPoint(point: AgentUpdateCrashPoint): void {
   faultPoint(point);
 }
 
+/**
+ * The points only a system install on block slots passes (system-install.ts, slots/boot-env.ts):
+ * each write of the bootloader environment, and the reboot asked for. The power-cut harness cuts
+ * right after each (docs/slots.md).
+ */
+export const SYSTEM_CRASH_POINTS = ['bootenv:written', 'trial:reboot-requested'] as const;
+export type SystemCrashPoint = (typeof SYSTEM_CRASH_POINTS)[number];
+
+export function systemCrashPoint(point: SystemCrashPoint): void {
+  faultPoint(point);
+}
+
 /** Dies at `point` when SONDE_CRASH_AT names it (base/src/fault/fault-point.ts). */
 export function crashPoint(point: CrashPoint, detail?: string): void {
   faultPoint(point, detail);

@@ -12,7 +12,6 @@ import { UpdateError } from './errors.js';
 import { probeFacts, probeModel, readConfig, recordModel } from './facts.js';
 import { checkHealth, DEFAULT_HEALTH_PATH } from './health.js';
 import type { Deployment, Release } from './journal.js';
-import { slotDir } from './layout.js';
 import { exists } from '../../../base/src/fs/exists.js';
 import { isOutcome, next, type Event, type State } from './machine.js';
 import { planInstall, type InstallPlan } from './plan.js';
@@ -24,6 +23,7 @@ import { requirePassed, runHook, slotHooks } from './hooks.js';
 import { isDiskFull, releaseReserve } from './reserve.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
 import { stageSlot } from './stage.js';
+import { judgeBoot, needsReboot, reboot, stageSystem } from './system-install.js';
 import { switchRelease, undo } from './switch.js';
 import { agentHome, agentTarget, commitAgentSlot, judgeTrial, stageAgentBuild, undoAgentUpdate, writeTrial, type TrialVerdict } from './self-update.js';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
@@ -75,6 +75,11 @@ export class Steps {
         event = e.code.startsWith('POLICY_') || e.code === 'ALREADY_INSTALLED' ? 'refused' : 'error';
       }
       d = this.ctx.journal.update(d.id, { timings: { [d.state]: (d.timings[d.state] ?? 0) + Date.now() - t0 } });
+      if (isOutcome(d.state) && event === 'done' && (await needsReboot(this.ctx))) {
+        // Block slots, rolled back from the new slot it booted: back into the slot the bootloader now boots.
+        await reboot(this.ctx, d, `back into slot ${await this.ctx.slots.primary()}`);
+        return d;
+      }
       if (isOutcome(d.state) || event === HANDOVER) return d;
       const to = next(d.state, event);
       d = this.ctx.journal.transition(d.id, d.state, event, to);
@@ -101,7 +106,20 @@ export class Steps {
         return 'ok';
       case 'trial':
         crashPoint('trial:persisted');
-        return d.kind === 'agent' ? this.agentTrial(d, mem) : this.trial(d);
+        if (d.kind === 'agent') return this.agentTrial(d, mem);
+        if (this.ctx.slots.rebootsToSwitch) {
+          // Block slots: the new release runs only once the bootloader booted it (system-install.ts).
+          const verdict = await judgeBoot(this.ctx, d);
+          if (verdict === 'reboot-now') {
+            await reboot(this.ctx, d, `into slot ${d.targetSlot}, tried once`);
+            return HANDOVER;
+          }
+          if (verdict === 'fell-back') {
+            this.ctx.journal.update(d.id, { errorCode: 'SYSTEM_BOOT_FAILED', errorMessage: `slot ${d.targetSlot} (${d.toVersion ?? ''}) never came up: the bootloader gave up on it and booted slot ${d.activeSlot} again` });
+            return 'unhealthy';
+          }
+        }
+        return this.trial(d);
       case 'committed':
         crashPoint('commit:persisted');
         await this.commit(d);
@@ -183,7 +201,7 @@ export class Steps {
     if (!pack) throw new UpdateError('INSTALL_INTERRUPTED', 'the verified pack is no longer open');
     const m = pack.manifest;
     const active = await this.ctx.slots.active();
-    const plan = planInstall(m, active);
+    const plan = planInstall(m, active, this.ctx.slots.kind);
     mem.plan = plan;
     if (plan.kind === 'agent') {
       // The agent's slots, not the app's: the previous agent (null: the packaged one) and the next.
@@ -197,6 +215,11 @@ export class Steps {
     await mkdir(join(layout.staging, d.id), { recursive: true, mode: 0o700 });
     const candidates = [...(this.ctx.options.recipientKey ? [this.ctx.options.recipientKey] : []), ...(await storedRecipientKeys(layout))];
     const key = m.encryption ? pickRecipientKey(m, candidates) : undefined;
+    if (plan.kind === 'slot' && plan.system) {
+      // The image goes straight into the slot's device, never through staging (system-install.ts).
+      await stageSystem(this.ctx, journal.get(d.id)!, m, pack, plan.targetSlot, payloadsDir, key);
+      return 'ok';
+    }
     const extracted = await extractPack(pack, { mode: 'extract', staging: payloadsDir, flushLargeFiles: true, ...(key ? { key } : {}) });
     crashPoint('stage:payloads-extracted');
     mem.payloadsDir = payloadsDir;
@@ -214,7 +237,7 @@ export class Steps {
         // pre-install: the release's hooks as they will be in the slot (the pack's, or the active
         // release's that a pack without hooks keeps), before anything of the probe is touched.
         const shipped = join(payloadsDir, 'hooks');
-        const hooksDir = (await exists(shipped)) ? shipped : plan.inheritActive && active ? join(slotDir(layout, active), 'hooks') : null;
+        const hooksDir = (await exists(shipped)) ? shipped : plan.inheritActive && active ? join(this.ctx.slots.releaseDir(active), 'hooks') : null;
         const pre = await runHook(this.ctx, journal.get(d.id)!, 'pre-install', { dir: hooksDir, env: { SONDE_STAGING: payloadsDir } });
         requirePassed(pre);
         if (m.kind === 'product') await recordModel(layout, m.compatible[0]!);
@@ -277,7 +300,7 @@ export class Steps {
 
   private async trial(d: Deployment): Promise<Event> {
     const { layout, runner } = this.ctx;
-    const target = slotDir(layout, d.targetSlot!);
+    const target = this.ctx.slots.releaseDir(d.targetSlot!);
     const release = await readReleaseInfo(join(target, 'app'));
     const config = (await readConfig(layout.config)) ?? {};
     const port = typeof config.port === 'number' ? config.port : NaN;

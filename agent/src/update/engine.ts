@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { EngineContext, EngineOptions } from './context.js';
 import { tryPidLock } from '../../../base/src/os/pid-lock.js';
 import { crashPoint } from './crash.js';
@@ -16,6 +15,9 @@ import { writeReceipt } from './receipts.js';
 import { keepReserve } from './reserve.js';
 import { ReleaseRunner } from './runner/release-runner.js';
 import { DirSlotBackend } from './slots/dir-backend.js';
+import type { SlotBackend } from './slots/backend.js';
+import { BlockSlotBackend } from './slots/block-backend.js';
+import { readSlotFile } from './slots/slot-config.js';
 import { preloadReadPasses } from '../../../pack/src/index.js';
 
 /**
@@ -56,11 +58,18 @@ export class Engine {
   static async open(options: EngineOptions, opts: { readOnly?: boolean } = {}): Promise<Engine> {
     const layout = layoutOf(options.root, options.state);
     if (!opts.readOnly) for (const d of [layout.root, layout.state, layout.slotsDir, layout.dataDir, layout.etc, layout.run]) await mkdir(d, { recursive: true });
+    const slotFile = await readSlotFile(layout.slotConfig);
+    let slots: SlotBackend = new DirSlotBackend(layout);
+    if (slotFile?.slots[0]!.type === 'block') {
+      const block = new BlockSlotBackend(layout, slotFile);
+      await block.refresh();
+      slots = block;
+    }
     const journal = opts.readOnly && !existsSync(layout.journal) ? new Journal(':memory:') : Journal.open(layout);
     const ctx: EngineContext = {
       layout,
       journal,
-      slots: new DirSlotBackend(layout),
+      slots,
       runner: new ReleaseRunner(layout),
       options,
       health: { ...DEFAULT_HEALTH, ...options.health },
@@ -131,6 +140,11 @@ export class Engine {
       await writeReceipt(this.ctx, { ...gaveUp, endedAt });
       return this.ctx.journal.update(d.id, { endedAt });
     }
+    if (d.state === 'trial' && this.ctx.slots.rebootsToSwitch && d.stage.rebootFrom !== undefined) {
+      // Block slots: the agent asked for the reboot into the new slot; which slot booted decides
+      // (system-install.ts, judgeBoot), as the trial goes on.
+      return this.run(resumed, {});
+    }
     if (RESUME[d.state] === 'roll-back') {
       const to = next(d.state, 'interrupted');
       const moved = this.ctx.journal.transition(d.id, d.state, 'interrupted', to, {
@@ -162,11 +176,26 @@ export class Engine {
   async ensureAppRunning(): Promise<boolean> {
     return this.locked(async () => {
       if (this.ctx.journal.unfinished()) return false;
+      await this.confirmBoot();
       const active = await this.ctx.slots.active();
       if (active === null || (await this.ctx.runner.running()) !== null) return false;
-      await this.ctx.runner.start(join(this.ctx.layout.slotsDir, active));
+      await this.ctx.runner.start(this.ctx.slots.releaseDir(active));
       return true;
     });
+  }
+
+  /**
+   * Block slots, like RAUC's mark-good service: the bootloader counts every boot of a slot down;
+   * the agent, up and with no install open, marks the booted slot good again when it is the
+   * release it committed. A slot whose agent never comes up is skipped at the next boot.
+   */
+  private async confirmBoot(): Promise<void> {
+    const slots = this.ctx.slots;
+    if (!(slots instanceof BlockSlotBackend)) return;
+    const booted = await slots.active();
+    if (booted === null) return;
+    const info = await slots.info(booted);
+    if (info.health === 'good' && info.boot !== 'good') await slots.chooser.markGood(slots.slot(booted).bootname);
   }
 
   /**

@@ -40,6 +40,13 @@ export const UPDATE_CODES = [
   'AGENT_BUILD_INVALID',
   'AGENT_UPDATE_ROLLED_BACK',
   'AGENT_UPDATE_NOT_STARTED',
+  // Block slots and their bootloader (slots/, docs/slots.md).
+  'SLOT_CONFIG_INVALID',
+  'SLOT_DEVICE_INVALID',
+  'SLOT_DEVICE_BUSY',
+  'SLOT_DEVICE_TOO_SMALL',
+  'BOOTLOADER_ENV_FAILED',
+  'SYSTEM_BOOT_FAILED',
 ] as const;
 
 export type UpdateCode = (typeof UPDATE_CODES)[number];

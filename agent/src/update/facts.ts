@@ -10,7 +10,6 @@ import type { ProbeFacts } from './journal.js';
 import type { Layout } from './layout.js';
 import { dbVersion } from './migrations.js';
 import { readReleaseInfo, type ReleaseInfo } from './release-info.js';
-import { slotDir } from './layout.js';
 
 /** What the probe is right now, read from disk: the facts receipts and status report. */
 export async function exists(path: string): Promise<boolean> {
@@ -57,10 +56,10 @@ export async function probeFacts(ctx: EngineContext): Promise<ProbeFacts> {
 }
 
 /** The release in the active slot (its release.json), or null when there is none or it is unreadable. */
-export async function activeRelease(layout: Layout, slot: string | null): Promise<ReleaseInfo | null> {
+export async function activeRelease(ctx: Pick<EngineContext, 'slots'>, slot: string | null): Promise<ReleaseInfo | null> {
   if (slot !== 'a' && slot !== 'b') return null;
   try {
-    return await readReleaseInfo(join(slotDir(layout, slot), 'app'));
+    return await readReleaseInfo(join(ctx.slots.releaseDir(slot), 'app'));
   } catch {
     return null;
   }

@@ -7,7 +7,6 @@ import type { EngineContext } from './context.js';
 import { crashPoint, type CrashPoint } from './crash.js';
 import { UpdateError } from './errors.js';
 import type { Deployment } from './journal.js';
-import { slotDir } from './layout.js';
 import { readSiteVars } from './site-vars.js';
 
 /**
@@ -73,7 +72,7 @@ export interface HookPlace {
 
 /** The target release's hooks folder: the slot's once written (a pack without hooks keeps the active release's). */
 export function slotHooks(ctx: EngineContext, d: Deployment): string | null {
-  return d.targetSlot === null ? null : join(slotDir(ctx.layout, d.targetSlot), 'hooks');
+  return d.targetSlot === null ? null : join(ctx.slots.releaseDir(d.targetSlot), 'hooks');
 }
 
 /**
@@ -107,8 +106,8 @@ export async function runHook(ctx: EngineContext, d: Deployment, name: HookName,
     SONDE_PROBE_ROOT: ctx.layout.root,
     SONDE_OLD_VERSION: d.fromVersion ?? '',
     SONDE_NEW_VERSION: d.toVersion ?? '',
-    SONDE_OLD_SLOT: d.activeSlot === null ? '' : slotDir(ctx.layout, d.activeSlot),
-    SONDE_NEW_SLOT: d.targetSlot === null ? '' : slotDir(ctx.layout, d.targetSlot),
+    SONDE_OLD_SLOT: d.activeSlot === null ? '' : ctx.slots.releaseDir(d.activeSlot),
+    SONDE_NEW_SLOT: d.targetSlot === null ? '' : ctx.slots.releaseDir(d.targetSlot),
     // Names only: a hook that needs a value reads the probe's config, as the app does.
     SONDE_SITE_VARS: Object.keys(vars).sort().join(','),
     ...(place.env ?? {}),

@@ -58,6 +58,8 @@ export interface StageFacts {
   /** The target slot was marked bad and (partly) written. */
   targetTouched?: boolean;
   releaseVersion?: string;
+  /** Block slots: the boot id of the system that asked for the reboot into the new slot. */
+  rebootFrom?: string;
   dbVersion?: number;
   configVersion?: number;
 }

@@ -8,6 +8,8 @@ export interface Layout {
   readonly slotsDir: string;
   readonly current: string;
   readonly slotStatus: string;
+  /** The slot file (docs/slots.md): absent means two `dir` slots under slotsDir. */
+  readonly slotConfig: string;
   readonly dataDir: string;
   readonly db: string;
   readonly snapshots: string;
@@ -38,6 +40,7 @@ export function layoutOf(rootDir: string, stateDir?: string): Layout {
     slotsDir: join(root, 'slots'),
     current: join(root, 'current'),
     slotStatus: join(root, 'slots', 'status.json'),
+    slotConfig: join(root, 'etc', 'slots.json'),
     dataDir: join(root, 'data'),
     db: join(root, 'data', 'probe.db'),
     snapshots: join(root, 'data', 'snapshots'),

@@ -18,6 +18,8 @@ export type InstallPlan =
       readonly inheritActive: boolean;
       readonly migratesDb: boolean;
       readonly migratesConfig: boolean;
+      /** A system image for a block slot (system-install.ts); its release tree is inside the image. */
+      readonly system: boolean;
     }
   | { readonly kind: 'license' }
   | { readonly kind: 'trust' }
@@ -27,8 +29,15 @@ export type InstallPlan =
 /** Folders a slot holds; db and config are kept too, so a release carries its own migrations. */
 export const SLOT_FOLDERS: readonly PayloadType[] = ['app', 'data', 'hooks', 'system', 'db', 'config'];
 
-export function planInstall(m: Manifest, activeSlot: SlotName | null): InstallPlan {
+export function planInstall(m: Manifest, activeSlot: SlotName | null, slotKind: 'dir' | 'block' = 'dir'): InstallPlan {
   const types = new Set(m.payloads.map((p) => p.type));
+  if ((m.kind === 'product' || m.kind === 'servicepack') && (types.has('system') || slotKind === 'block')) {
+    // Block slots take whole file-system images, and an image fills a block slot alone (docs/slots.md).
+    if (slotKind !== 'block') throw new UpdateError('RELEASE_INVALID', 'a system pack needs block slots (etc/slots.json); this probe has dir slots');
+    if (!types.has('system') || m.payloads.length !== 1) throw new UpdateError('RELEASE_INVALID', 'this probe has block slots: its product and service packs carry exactly one payload, a system image');
+    if (activeSlot === null) throw new UpdateError('SYSTEM_BOOT_FAILED', 'the booted slot is not one of the pair (no sonde.slot= of etc/slots.json on the kernel command line)');
+    return { kind: 'slot', activeSlot, targetSlot: otherSlot(activeSlot), slotPayloads: [], inheritActive: false, migratesDb: true, migratesConfig: true, system: true };
+  }
   switch (m.kind) {
     case 'license':
       if (!types.has('license')) throw new UpdateError('RELEASE_INVALID', 'a license pack needs a license payload');
@@ -51,6 +60,7 @@ export function planInstall(m: Manifest, activeSlot: SlotName | null): InstallPl
         inheritActive,
         migratesDb: types.has('db'),
         migratesConfig: types.has('config'),
+        system: false,
       };
     }
     default:

@@ -6,7 +6,6 @@ import type { EngineContext } from './context.js';
 import { UpdateError } from './errors.js';
 import { exists, readConfig } from './facts.js';
 import type { Deployment, Release } from './journal.js';
-import { slotDir } from './layout.js';
 import { dbVersion, loadMigrations, snapshotDatabase } from './migrations.js';
 import { configVersionOf } from './config-ops.js';
 import { readReleaseInfo } from './release-info.js';
@@ -36,7 +35,7 @@ export async function stageRollback(ctx: EngineContext, d: Deployment, current: 
   if (info.health !== 'good' || info.version !== previous.version) {
     throw new UpdateError('ROLLBACK_UNAVAILABLE', `slot ${target} no longer holds ${previous.version} whole (it is ${info.health}${info.version ? `, ${info.version}` : ''})`);
   }
-  const release = await readReleaseInfo(join(slotDir(layout, target), 'app'));
+  const release = await readReleaseInfo(join(slots.releaseDir(target), 'app'));
   const staging = join(layout.staging, d.id);
   await mkdir(staging, { recursive: true, mode: 0o700 });
 
@@ -58,7 +57,7 @@ export async function stageRollback(ctx: EngineContext, d: Deployment, current: 
   await rm(copy, { force: true });
   if (await exists(layout.db)) await snapshotDatabase(layout.db, copy);
   else await copyFile(join(layout.snapshots, current.deploymentId, 'probe.db'), copy);
-  const downs = (await loadMigrations(join(slotDir(layout, current.slot!), 'db', 'migrations')))
+  const downs = (await loadMigrations(join(ctx.slots.releaseDir(current.slot!), 'db', 'migrations')))
     .filter((m) => m.version > (previous.dbVersion ?? 0) && m.version <= dbVersion(copy))
     .sort((a, b) => b.version - a.version);
   const db = new Database(copy);

@@ -50,8 +50,7 @@ export async function stageSlot(
   /** Paths each payload left on disk when extracted, by payload name (pack/src/extract.ts). */
   onDisk: ReadonlyMap<string, number>,
 ): Promise<Staged> {
-  const { layout, journal, slots, runner } = ctx;
-  const staging = join(layout.staging, d.id);
+  const { layout, journal, slots } = ctx;
   const target = slotDir(layout, plan.targetSlot);
 
   // RAUC's order: mark the target bad, write it, read it back, and only at the switch mark it active.
@@ -84,13 +83,25 @@ export async function stageSlot(
       throw new UpdateError('SLOT_VERIFY_FAILED', `slot ${plan.targetSlot}/${p.type} holds ${n} entries; its payload made ${expected}: the slot was emptied`);
     }
   }
-  const release = await readReleaseInfo(join(target, 'app'));
   // One syncfs for the whole slot: its bytes are on disk before anything can point at it. It runs
   // while the config and the database copy are staged below (neither reads the slot's payloads,
   // and the app's stop is mostly waiting), and this step does not end before it has: nothing can
   // point at the slot before the switch, which comes after "staged".
   const slotSynced = run('sync', ['-f', target]);
   slotSynced.catch(() => undefined); // awaited below; an early failure must not go unhandled meanwhile
+  return stageMigrations(ctx, d, target, slotSynced);
+}
+
+/**
+ * The second half of staging, for any slot type: the new release (read from `target`, its release
+ * tree: a dir slot, or a block slot's image mounted read-only) gives the config template and ops,
+ * the database migrations and the migrate hook; they run on copies in staging. `written` is the
+ * slot's own sync, awaited before the step ends.
+ */
+export async function stageMigrations(ctx: EngineContext, d: Deployment, target: string, written: Promise<unknown>): Promise<Staged> {
+  const { layout, journal, runner } = ctx;
+  const staging = join(layout.staging, d.id);
+  const release = await readReleaseInfo(join(target, 'app'));
 
   // Config, on a copy: template (product packs), numbered ops, then site variables.
   const live = (await readConfig(layout.config)) ?? {};
@@ -135,7 +146,7 @@ export async function stageSlot(
     env: { SONDE_STAGING: staging, SONDE_DB_COPY: copy, SONDE_CONFIG_COPY: join(staging, 'config.json') },
   });
   requirePassed(migrate);
-  await slotSynced;
+  await written;
   crashPoint('stage:slot-synced');
   await run('sync', ['-f', staging]);
   journal.update(d.id, { stage: { stagingDir: staging, releaseVersion: release.version, dbVersion: version, configVersion } });

@@ -64,7 +64,7 @@ export function outcomeOf(d: Deployment): AgentStatus['lastOutcome'] {
 
 export async function readStatus(ctx: EngineContext): Promise<AgentStatus> {
   const facts = await probeFacts(ctx);
-  const active = await activeRelease(ctx.layout, facts.slot);
+  const active = await activeRelease(ctx, facts.slot);
   const release = ctx.journal.releases()[0] ?? null;
   const pid = await ctx.runner.running();
   const last = ctx.journal.history(1)[0] ?? null;

@@ -5,7 +5,6 @@ import type { EngineContext } from './context.js';
 import { crashPoint } from './crash.js';
 import { exists } from './facts.js';
 import type { Deployment } from './journal.js';
-import { slotDir } from './layout.js';
 import { runHook, slotHooks } from './hooks.js';
 
 /**
@@ -67,6 +66,12 @@ export async function undo(ctx: EngineContext, d: Deployment): Promise<void> {
     if (d.activeSlot !== null) await slots.activate(d.activeSlot);
     else await slots.deactivate();
     crashPoint('rollback:pointer-restored');
+  } else if (target !== null && slots.rebootsToSwitch && d.activeSlot !== null && (await slots.primary()) !== d.activeSlot) {
+    // Block slots, switched but still on the old slot (not rebooted yet, or the bootloader gave up
+    // on the new one): the bootloader is told the old slot again, good and first.
+    await slots.activate(d.activeSlot);
+    crashPoint('rollback:pointer-restored');
+    if (d.stage.appStopped) await runner.stop();
   } else if (d.stage.appStopped) {
     // Not switched, but the old app was stopped for the snapshot; make sure no half-state runs.
     await runner.stop();
@@ -95,8 +100,10 @@ export async function undo(ctx: EngineContext, d: Deployment): Promise<void> {
   await rm(staging, { recursive: true, force: true });
   await rm(snap, { recursive: true, force: true });
   const back = await slots.active();
-  if (back !== null && d.stage.appWasRunning !== false && (d.stage.appStopped || active === target) && (await runner.running()) === null) {
-    await runner.start(slotDir(layout, back));
+  // Block slots booted into the slot going away: the old release runs after the reboot that follows, not here.
+  const bootsElsewhere = slots.rebootsToSwitch && back !== (await slots.primary());
+  if (back !== null && !bootsElsewhere && d.stage.appWasRunning !== false && (d.stage.appStopped || active === target) && (await runner.running()) === null) {
+    await runner.start(slots.releaseDir(back));
     crashPoint('rollback:app-started');
   }
 }

@@ -1,38 +1,22 @@
-import { readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { readlink, rename, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
-import { fsyncDir, writeFileAtomic } from '../../../../base/src/fs/atomic.js';
-import type { Layout, SlotName } from '../layout.js';
-import type { SlotBackend, SlotHealth, SlotInfo } from './backend.js';
+import { fsyncDir } from '../../../../base/src/fs/atomic.js';
+import { slotDir, type Layout, type SlotName } from '../layout.js';
+import type { SlotBackend, SlotInfo } from './backend.js';
+import { SlotStatusFile } from './status-file.js';
 
 /**
  * The `dir` backend: `<root>/slots/{a,b}`, `<root>/current` a symlink to the active one, switched
  * by rename(2) of a new symlink over it, so a power cut leaves either the old or the new pointer.
  * Slot health lives in `<root>/slots/status.json`, written atomically.
  */
-const statusSchema = z.record(
-  z.enum(['a', 'b']),
-  z.object({ health: z.enum(['good', 'bad', 'empty']), version: z.string().nullable() }).strict(),
-);
-type Status = z.infer<typeof statusSchema>;
-
 export class DirSlotBackend implements SlotBackend {
-  constructor(private readonly layout: Layout) {}
-
-  private async status(): Promise<Status> {
-    try {
-      return statusSchema.parse(JSON.parse(await readFile(this.layout.slotStatus, 'utf8')));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { a: { health: 'empty', version: null }, b: { health: 'empty', version: null } };
-      throw e;
-    }
-  }
-
-  private async setStatus(slot: SlotName, health: SlotHealth, version: string | null): Promise<void> {
-    const s = await this.status();
-    s[slot] = { health, version };
-    await writeFileAtomic(this.layout.slotStatus, `${JSON.stringify(s, null, 2)}\n`);
+  readonly kind = 'dir';
+  readonly rebootsToSwitch = false;
+  private readonly status: SlotStatusFile;
+  constructor(private readonly layout: Layout) {
+    this.status = new SlotStatusFile(layout.slotStatus);
   }
 
   async active(): Promise<SlotName | null> {
@@ -46,17 +30,25 @@ export class DirSlotBackend implements SlotBackend {
     }
   }
 
+  async primary(): Promise<SlotName | null> {
+    return this.active();
+  }
+
+  releaseDir(slot: SlotName): string {
+    return slotDir(this.layout, slot);
+  }
+
   async info(slot: SlotName): Promise<SlotInfo> {
-    const s = (await this.status())[slot] ?? { health: 'empty' as const, version: null };
+    const s = await this.status.get(slot);
     return { name: slot, health: s.health, version: s.version };
   }
 
   async markBad(slot: SlotName): Promise<void> {
-    await this.setStatus(slot, 'bad', null);
+    await this.status.set(slot, 'bad', null);
   }
 
   async markGood(slot: SlotName, version: string): Promise<void> {
-    await this.setStatus(slot, 'good', version);
+    await this.status.set(slot, 'good', version);
   }
 
   async activate(slot: SlotName): Promise<void> {
