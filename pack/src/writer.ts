@@ -1,6 +1,6 @@
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { commitFile } from '../../base/src/fs/atomic.js';
@@ -78,7 +78,7 @@ export async function writePack(plan: PackPlan, o: WritePackOptions): Promise<Wr
       return wrapFor(cert.publicKey, commonName(cert), contentKey!);
     });
     let total = 0;
-    for (const p of plan.payloads) total += (await listTree(p.dir)).bytes;
+    for (const p of plan.payloads) total += p.type === 'system' ? (await stat(p.dir)).size : (await listTree(p.dir)).bytes;
     let done = 0;
     const payloads: { entry: PayloadEntry; tmp: string }[] = [];
     for (const [i, p] of plan.payloads.entries()) {

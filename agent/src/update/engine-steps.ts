@@ -23,7 +23,7 @@ import { requirePassed, runHook, slotHooks } from './hooks.js';
 import { isDiskFull, releaseReserve } from './reserve.js';
 import { rollbackTarget, stageRollback } from './rollback-stage.js';
 import { stageSlot } from './stage.js';
-import { judgeBoot, needsReboot, reboot, stageSystem } from './system-install.js';
+import { blockSlots, judgeBoot, needsReboot, reboot, stageSystem } from './system-install.js';
 import { switchRelease, undo } from './switch.js';
 import { agentHome, agentTarget, commitAgentSlot, judgeTrial, stageAgentBuild, undoAgentUpdate, writeTrial, type TrialVerdict } from './self-update.js';
 import { assertNever } from '../../../base/src/errors/sonde-error.js';
@@ -294,6 +294,8 @@ export class Steps {
       await undoAgentUpdate(agentHome(this.ctx.layout), d);
       await rm(join(this.ctx.layout.staging, d.id), { recursive: true, force: true });
     } else {
+      // Block slots: the agent's read-only mount of the slot going away first.
+      if (d.targetSlot !== null) await blockSlots(this.ctx)?.unmount(d.targetSlot);
       await undo(this.ctx, d);
     }
   }

@@ -61,7 +61,7 @@ export class BlockSlotBackend implements SlotBackend {
 
   releaseDir(slot: SlotName): string {
     // The booted slot's release is the running root's; any other is read where it is mounted.
-    return slot === this.booted ? this.file.releaseDir : join(this.mountPoint(slot), this.file.releaseDir);
+    return join(slot === this.booted ? this.file.bootedRoot : this.mountPoint(slot), this.file.releaseDir);
   }
 
   /** Cached by refresh(): releaseDir() is synchronous. */

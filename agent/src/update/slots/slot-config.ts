@@ -47,6 +47,8 @@ export const slotFileSchema = z
     bootedFrom: absolute.default('/proc/cmdline'),
     /** This boot's id (tells "not rebooted yet" from "rebooted into the old slot"). */
     bootIdFrom: absolute.default('/proc/sys/kernel/random/boot_id'),
+    /** Where the booted slot's file system is: / on a probe (a lab or a test may run the agent beside it). */
+    bootedRoot: absolute.default('/'),
     /** Inside every system image: the release's tree (app/, db/, config/, hooks/, release-meta.json). */
     releaseDir: absolute.default('/opt/sonde/release'),
     /** Where the agent mounts an inactive slot read-only to read its release (default <state>/mnt). */
