@@ -26,6 +26,12 @@ APT_PACKAGES+=(chromium)
 # dpkg-dev (dpkg-shlibdeps, dpkg-architecture), binutils (strip) and lintian: scripts/build-deb and
 # its test (test/packaging/), which also runs apt-get remove/purge in a container.
 APT_PACKAGES+=(dpkg-dev binutils lintian)
+# Block slots and the QEMU probe (docs/slots.md, issue 20): grub-editenv and grub-install
+# (grub2-common, grub-pc-bin), fw_printenv/fw_setenv on a file-backed environment
+# (libubootenv-tool; u-boot-tools for mkimage), sfdisk (fdisk), mkfs.ext4 (e2fsprogs), QEMU under TCG
+# (qemu-system-x86) with Debian's small cloud kernel as the guest's (linux-image-cloud-amd64), and
+# U-Boot's qemu-x86_64 ROM (u-boot-qemu).
+APT_PACKAGES+=(grub-pc-bin grub2-common libubootenv-tool u-boot-tools fdisk e2fsprogs qemu-system-x86 linux-image-cloud-amd64 u-boot-qemu)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

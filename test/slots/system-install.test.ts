@@ -10,6 +10,7 @@ import { makeSampleKeys, packSampleRecipe, type SampleKeys } from '../../images/
 import type { SampleReleaseVersion } from '../../images/src/samples/releases.js';
 import { buildExt4Image, writeSampleReleaseTree, writeSystemRecipe } from '../../images/src/system/system-image.js';
 import { loadPrivateKey } from '../../pack/src/key-files.js';
+import { entryNamed, flipped, layoutOf as packLayout } from '../helpers/pack-layout.js';
 import { grubChoose, grubEnv, LoopBench, writeBootFacts } from '../helpers/block-probe.js';
 import { scratch } from '../helpers/packs.js';
 import { dbDigest, FAST_HEALTH, httpJson, stopApp, waitFor } from '../helpers/probe.js';
@@ -255,5 +256,22 @@ describe.skipIf(!ROOT)('system images on block slots (loop devices, ext4, grub-e
     } finally {
       await writeFile(slotsFile, original);
     }
+  }, 120_000);
+
+  it('an attacker on the FTP drop who alters the image gets nothing booted: refused, the slot marked bad, GRUB still boots the old slot', async () => {
+    const bytes = await readFile(packs['1.1.1']!);
+    const e = entryNamed(packLayout(bytes), 'payloads/01-system');
+    const forged = join(tmp.dir, 'forged-1.1.1.spk');
+    await writeFile(forged, flipped(bytes, e.data + Math.floor((e.dataEnd - e.data) / 2)));
+    const eng = await engine();
+    try {
+      const r = await eng.install(forged);
+      expect(r.deployment.state).toBe('failed');
+      expect(['DECRYPT_FAILED', 'PAYLOAD_HASH_MISMATCH']).toContain(r.deployment.errorCode);
+    } finally {
+      eng.close();
+    }
+    expect(await grubEnv(envFile)).toMatchObject({ ORDER: 'B A', A_OK: '0', B_OK: '1', B_TRY: '0' });
+    expect((await status()).slot).toBe('b');
   }, 120_000);
 });

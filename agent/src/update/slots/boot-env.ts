@@ -78,11 +78,11 @@ class UbootEnv implements BootEnv {
     return parseList(await tool('fw_printenv', this.base()));
   }
   async write(vars: ReadonlyMap<string, string>): Promise<void> {
-    // fw_setenv -s: every variable in one write of the environment (both copies, when redundant).
+    // fw_setenv -s (lines of name=value): every variable in one write of the environment (both copies, when redundant).
     const dir = await mkdtemp(join(tmpdir(), 'sonde-fwenv-'));
     try {
       const script = join(dir, 'vars');
-      await writeFile(script, [...vars].map(([k, v]) => `${k} ${v}\n`).join(''));
+      await writeFile(script, [...vars].map(([k, v]) => `${k}=${v}\n`).join(''));
       await tool('fw_setenv', [...this.base(), '-s', script]);
     } finally {
       await rm(dir, { recursive: true, force: true });
