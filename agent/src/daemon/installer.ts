@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { SondeError } from '../../../base/src/errors/sonde-error.js';
 import { processAlive } from '../../../base/src/os/process-alive.js';
-import { awaitsAgentRestart, type InstallOutcome } from '../update/engine.js';
+import { awaitsAgentRestart, awaitsReboot, type InstallOutcome } from '../update/engine.js';
 import { UpdateError } from '../update/errors.js';
 import { succeeded, type Deployment } from '../update/journal.js';
 import type { ChildEngineOptions, ChildReply, ChildRequest } from './install-protocol.js';
@@ -58,6 +58,10 @@ export class Installer {
     const d = outcome.deployment;
     if (awaitsAgentRestart(d)) {
       this.onAgentInstalled(d);
+      return outcome;
+    }
+    if (awaitsReboot(d)) {
+      this.log.warn({ pack: path, deploymentId: d.id, version: d.toVersion, slot: d.targetSlot }, 'system image installed; the probe reboots into it on trial');
       return outcome;
     }
     const fields = { pack: path, deploymentId: d.id, outcome: d.outcome, version: d.toVersion, code: d.errorCode, reason: d.errorMessage };

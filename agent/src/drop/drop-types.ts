@@ -9,6 +9,8 @@ export interface DropInstallResult {
   readonly committed: boolean;
   /** An agent pack: installed and on trial; the agent restarts into it. */
   readonly onTrial?: boolean;
+  /** A system image, on trial: the probe reboots into its slot (docs/slots.md). */
+  readonly reboots?: boolean;
   /** The deployment's recorded outcome (agent/src/update/journal.ts). */
   readonly outcome: 'committed' | 'rolled-back' | 'failed' | null;
   readonly errorCode: string | null;

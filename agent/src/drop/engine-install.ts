@@ -1,4 +1,4 @@
-import { awaitsAgentRestart, type InstallOutcome } from '../update/engine.js';
+import { awaitsAgentRestart, awaitsReboot, type InstallOutcome } from '../update/engine.js';
 import type { DropInstall } from './drop-types.js';
 
 /**
@@ -9,6 +9,6 @@ import type { DropInstall } from './drop-types.js';
 export function installWithEngine(engine: { install(path: string): Promise<InstallOutcome> }): DropInstall {
   return async (path) => {
     const { deployment: d, committed } = await engine.install(path);
-    return { committed, ...(awaitsAgentRestart(d) ? { onTrial: true } : {}), outcome: d.outcome, errorCode: d.errorCode, errorMessage: d.errorMessage, deploymentId: d.id, version: d.toVersion };
+    return { committed, ...(awaitsAgentRestart(d) ? { onTrial: true } : awaitsReboot(d) ? { onTrial: true, reboots: true } : {}), outcome: d.outcome, errorCode: d.errorCode, errorMessage: d.errorMessage, deploymentId: d.id, version: d.toVersion };
   };
 }

@@ -30,7 +30,8 @@ export function withoutInstall(sha256: string | null, packSize: number | null, d
 /** The engine's answer as a filing decision. ALREADY_INSTALLED is a duplicate, not a refusal. */
 export function decisionOf(r: DropInstallResult, facts: Pick<Decision, 'sha256' | 'packSize' | 'installStartedAt' | 'installEndedAt'>): Decision {
   if (r.onTrial) {
-    return { ...facts, outcome: 'on-trial', code: null, message: `agent ${r.version ?? ''} installed; it runs on trial once the agent has restarted`, deploymentId: r.deploymentId, version: r.version };
+    const message = r.reboots ? `system ${r.version ?? ''} written to the other slot; it runs on trial once the probe has rebooted into it` : `agent ${r.version ?? ''} installed; it runs on trial once the agent has restarted`;
+    return { ...facts, outcome: 'on-trial', code: null, message, deploymentId: r.deploymentId, version: r.version };
   }
   const outcome: DropOutcome = r.committed ? 'committed' : r.errorCode === 'ALREADY_INSTALLED' ? 'duplicate' : r.outcome === 'rolled-back' ? 'rolled-back' : 'failed';
   return {

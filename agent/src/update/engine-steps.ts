@@ -77,7 +77,7 @@ export class Steps {
       d = this.ctx.journal.update(d.id, { timings: { [d.state]: (d.timings[d.state] ?? 0) + Date.now() - t0 } });
       if (isOutcome(d.state) && event === 'done' && (await needsReboot(this.ctx))) {
         // Block slots, rolled back from the new slot it booted: back into the slot the bootloader now boots.
-        await reboot(this.ctx, d, `back into slot ${await this.ctx.slots.primary()}`);
+        await reboot(this.ctx, d);
         return d;
       }
       if (isOutcome(d.state) || event === HANDOVER) return d;
@@ -111,7 +111,7 @@ export class Steps {
           // Block slots: the new release runs only once the bootloader booted it (system-install.ts).
           const verdict = await judgeBoot(this.ctx, d);
           if (verdict === 'reboot-now') {
-            await reboot(this.ctx, d, `into slot ${d.targetSlot}, tried once`);
+            await reboot(this.ctx, d); // into the target slot, tried once
             return HANDOVER;
           }
           if (verdict === 'fell-back') {

@@ -37,6 +37,10 @@ export function awaitsAgentRestart(d: Deployment): boolean {
   return d.kind === 'agent' && d.outcome === null && (d.state === 'switching' || d.state === 'trial');
 }
 
+/** A system install on block slots ends unfinished, on trial: the probe reboots into the new slot (system-install.ts). */
+export function awaitsReboot(d: Deployment): boolean {
+  return d.kind !== 'agent' && d.outcome === null && d.state === 'trial' && d.stage.rebootFrom !== undefined;
+}
 
 let lastIdMs = 0;
 
@@ -179,6 +183,8 @@ export class Engine {
       await this.confirmBoot();
       const active = await this.ctx.slots.active();
       if (active === null || (await this.ctx.runner.running()) !== null) return false;
+      // A block slot runs the release the agent committed there, not whatever a factory flashed.
+      if (this.ctx.slots.kind === 'block' && (await this.ctx.slots.info(active)).health !== 'good') return false;
       await this.ctx.runner.start(this.ctx.slots.releaseDir(active));
       return true;
     });

@@ -116,6 +116,7 @@ export function checkPolicy(f: PolicyFacts): void {
 
 /** Bytes an install needs: every payload unpacked, two copies of the database, and a margin. */
 export function requiredBytes(m: Manifest, dbBytes: number): number {
-  const unpacked = m.payloads.reduce((n, p) => n + p.unpackedSize, 0);
+  // A system image goes to its slot's device, not to this file system (its size is checked against the device).
+  const unpacked = m.payloads.reduce((n, p) => n + (p.type === 'system' ? 0 : p.unpackedSize), 0);
   return Math.ceil((unpacked + 2 * dbBytes) * 1.1) + 16 * MiB;
 }

@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { extractPack, type Manifest, type VerifiedPack } from '../../../pack/src/index.js';
 import type { EngineContext } from './context.js';
 import { crashPoint, systemCrashPoint } from './crash.js';
@@ -10,8 +9,6 @@ import { checkWritable, readBack, writeImage } from './slots/block-device.js';
 import { BlockSlotBackend } from './slots/block-backend.js';
 import { stageMigrations, type Staged } from './stage.js';
 import type { SlotName } from './layout.js';
-
-const run = promisify(execFile);
 
 /**
  * A system pack on block slots (docs/slots.md): the file-system image streamed from the pack's
@@ -73,15 +70,23 @@ export async function judgeBoot(ctx: EngineContext, d: Deployment): Promise<Boot
   return 'fell-back';
 }
 
-/** Restarts the probe (the slot file's `rebootCommand`, default `reboot`): nothing after this runs for long. */
-export async function reboot(ctx: EngineContext, d: Deployment, why: string): Promise<void> {
+/**
+ * Restarts the probe (the slot file's `rebootCommand`, default `reboot`). Started, not awaited:
+ * the agent goes on to file and report what it did while init takes the system down. Whatever
+ * happens next, the journal already says the reboot was asked for, from which boot.
+ */
+export async function reboot(ctx: EngineContext, d: Deployment): Promise<void> {
   const slots = blockSlots(ctx)!;
   ctx.journal.update(d.id, { stage: { rebootFrom: await bootId(ctx) } });
-  ctx.options.onProgress?.({ deploymentId: d.id, state: d.state, detail: `rebooting: ${why}` });
   systemCrashPoint('trial:reboot-requested');
   const [cmd, ...args] = slots.file.rebootCommand;
-  await run(cmd!, args, { timeout: 60_000 }).catch((e: unknown) => {
-    throw new UpdateError('SYSTEM_BOOT_FAILED', `the reboot (${slots.file.rebootCommand.join(' ')}) failed: ${(e as Error).message}`, { cause: e });
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(cmd!, args, { detached: true, stdio: 'ignore' });
+    child.once('error', (e) => reject(new UpdateError('SYSTEM_BOOT_FAILED', `the reboot (${slots.file.rebootCommand.join(' ')}) could not start: ${e.message}`, { cause: e })));
+    child.once('spawn', () => {
+      child.unref();
+      resolve();
+    });
   });
 }
 
