@@ -135,6 +135,7 @@ export class AgentDaemon {
     // interrupts is reported against its command after the restart (commandOf).
     const running = this.queue.runningCommand;
     if (running) this.commands.set(running, 'running', p.deploymentId);
+    this.log.info({ deploymentId: p.deploymentId, state: p.state }, 'install state');
     this.outbox.add({ type: 'install-state', deploymentId: p.deploymentId, state: p.state, ...(p.detail ? { code: p.detail } : {}) });
     void this.link?.drain();
   }

@@ -82,9 +82,25 @@ export function faultPoint(point: string, detail?: string): void {
     diskFilled = true;
     fillDisk(filler);
   }
+  const trace = process.env.SONDE_FAULT_TRACE;
+  if (trace !== undefined) announce(trace, `sonde-point: ${process.pid} ${point}${detail !== undefined ? `:${detail}` : ''}`);
   const at = process.env.SONDE_CRASH_AT;
   if (at === undefined) return;
-  if (matches('SONDE_CRASH_AT', at, point, detail)) powerCut();
+  if (matches('SONDE_CRASH_AT', at, point, detail)) powerCut(`${point}${detail !== undefined ? `:${detail}` : ''}`);
+}
+
+/** One line to a console or log file, written at once (the machine may be cut right after). */
+function announce(path: string, line: string): void {
+  try {
+    const fd = openSync(path, 'a');
+    try {
+      writeSync(fd, `${line}\n`);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // a trace is best effort; the point itself must not fail
+  }
 }
 
 /**
@@ -92,7 +108,16 @@ export function faultPoint(point: string, detail?: string): void {
  * is the daemon first, then the installer: a power cut does not leave the daemon standing to
  * clean up. `SONDE_INSTALLER_OF` names the parent that must die with it.
  */
-function powerCut(): never {
+function powerCut(where: string): never {
+  // SONDE_CRASH_CONSOLE: a whole machine is cut from outside (a QEMU probe: the power-cut harness
+  // kills QEMU when it reads this line). The agent says where and stops dead, so nothing it would
+  // have done after the point reaches the disk; its SIGSTOP is its last act.
+  const console = process.env.SONDE_CRASH_CONSOLE;
+  if (console !== undefined) {
+    announce(console, `sonde-cut-here: ${where}`);
+    if (process.env.SONDE_INSTALLER_OF !== undefined && Number(process.env.SONDE_INSTALLER_OF) === process.ppid) process.kill(process.ppid, 'SIGSTOP');
+    for (;;) process.kill(process.pid, 'SIGSTOP');
+  }
   if (process.env.SONDE_INSTALLER_OF !== undefined && Number(process.env.SONDE_INSTALLER_OF) === process.ppid) {
     try {
       process.kill(process.ppid, 'SIGKILL');

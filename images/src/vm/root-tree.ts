@@ -20,7 +20,7 @@ export const VM_INBOX = '/data/drop/incoming';
 /** What rcS prints on the serial console once the slot is up, and what the agent's exit prints. */
 export const VM_BOOT_MARK = 'sonde-vm: booted slot';
 
-const APPLETS = ['sh', 'ash', 'mount', 'umount', 'mkdir', 'cat', 'echo', 'ls', 'sync', 'reboot', 'poweroff', 'halt', 'hostname', 'ip', 'sleep', 'ps', 'kill', 'date', 'grep', 'sed', 'rm', 'cp', 'mv', 'ln', 'chmod', 'env', 'true', 'false', 'test', '[', 'uname', 'dmesg', 'tail', 'head', 'wc', 'sha256sum', 'mountpoint', 'fsck', 'printf', 'awk', 'stat', 'touch', 'dd', 'blockdev'];
+const APPLETS = ['sh', 'ash', 'mount', 'umount', 'mkdir', 'cat', 'echo', 'ls', 'sync', 'reboot', 'poweroff', 'halt', 'hostname', 'ip', 'sleep', 'ps', 'kill', 'date', 'grep', 'sed', 'rm', 'cp', 'mv', 'ln', 'chmod', 'env', 'true', 'false', 'test', '[', 'uname', 'dmesg', 'tail', 'head', 'wc', 'sha256sum', 'mountpoint', 'fsck', 'printf', 'awk', 'stat', 'touch', 'dd', 'blockdev', 'tr'];
 const SBIN_APPLETS = ['init', 'switch_root', 'modprobe', 'insmod'];
 
 /** Copies `binary` and every library `ldd` names for it into `tree`, at the same paths. */
@@ -50,8 +50,8 @@ export interface RootTreeOptions {
 const INITTAB = `# Sonde QEMU probe (images/src/vm/root-tree.ts): busybox init
 ::sysinit:/etc/init.d/rcS
 ::respawn:/etc/sonde/run-agent
+::respawn:/etc/sonde/report-status
 ::shutdown:/bin/sync
-::shutdown:/bin/umount -a -r
 `;
 
 const RCS = `#!/bin/sh
@@ -71,9 +71,22 @@ slot=$(sed -n 's/.*sonde\\.slot=\\([A-Za-z0-9_]*\\).*/\\1/p' /proc/cmdline)
 echo "${VM_BOOT_MARK} $slot ($(cat /proc/sys/kernel/random/boot_id))" > /dev/console
 `;
 
+/** Environment for the agent a test or the power-cut harness puts on the data partition (fault points). */
+export const VM_AGENT_ENV = '/data/sonde/agent.env';
+
 const RUN_AGENT = `#!/bin/sh
-# Started (and restarted when it exits) by busybox init; its log goes to the console and /data/log.
+# Started (and restarted when it exits) by busybox init; its log goes to the console.
+[ -f ${VM_AGENT_ENV} ] && set -a && . ${VM_AGENT_ENV} && set +a
 exec /usr/bin/node ${VM_AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${VM_AGENT_CONFIG} > /dev/console 2>&1
+`;
+
+/** What the agent's status says, one line on the console every few seconds, for the lab and the power-cut harness. */
+export const VM_STATUS_MARK = 'sonde-status:';
+const REPORT_STATUS = `#!/bin/sh
+sleep 5
+s=$(/usr/bin/node ${VM_AGENT_HOME}/dist/cli/src/sonde.js agent status --config ${VM_AGENT_CONFIG} --json 2>/dev/null | tr -d '\\n')
+n=$(ls ${VM_INBOX} 2>/dev/null | wc -l)
+echo "${VM_STATUS_MARK} {\\"inbox\\":$n,\\"status\\":\${s:-null}}" > /dev/console
 `;
 
 export async function buildRootTree(tree: string, o: RootTreeOptions): Promise<void> {
@@ -93,6 +106,7 @@ export async function buildRootTree(tree: string, o: RootTreeOptions): Promise<v
   await writeFile(join(tree, 'etc/inittab'), INITTAB);
   await writeFile(join(tree, 'etc/init.d/rcS'), RCS, { mode: 0o755 });
   await writeFile(join(tree, 'etc/sonde/run-agent'), RUN_AGENT, { mode: 0o755 });
+  await writeFile(join(tree, 'etc/sonde/report-status'), REPORT_STATUS, { mode: 0o755 });
   await writeFile(join(tree, 'etc/hostname'), `${o.hostname ?? 'vmprobe'}\n`);
   await writeFile(join(tree, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
   await writeFile(join(tree, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');

@@ -1,0 +1,233 @@
+import Database from 'better-sqlite3';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { VmProbe, type VmImages, type VmStatus } from './vm-probe.js';
+import { applyMigrations, loadMigrations, planMigrations } from '../../../agent/src/update/migrations.js';
+import { RELEASE_DIR, writeSampleReleaseTree } from '../../../images/src/system/system-image.js';
+import type { SampleReleaseVersion } from '../../../images/src/samples/releases.js';
+
+/**
+ * The power-cut harness (docs/slots.md, "Power cuts"): a QEMU probe installs a system image from
+ * its FTP drop; QEMU is killed at a chosen moment (the guest's page cache is lost, what its kernel
+ * wrote to the virtual disk stays); the probe boots again and settles; then every check says
+ * which release the probe is on, and all must say the same: the whole old release (the factory's
+ * 1.0.0 in slot A, never committed by an agent: no database, the factory config) or the whole new
+ * one (1.1.0 in slot B, committed).
+ *
+ * A cut lands either at a moment (a delay after the install started, seeded) or right after a
+ * persistence point the agent passes (SONDE_CRASH_AT; the agent prints where and stops dead, and
+ * the harness cuts when it reads that).
+ */
+export type CutPlan = { readonly kind: 'moment'; readonly delayMs: number } | { readonly kind: 'point'; readonly at: string };
+
+export type Verdict = 'old' | 'new' | 'inconsistent';
+
+export interface CutResult {
+  readonly plan: CutPlan;
+  readonly phase: string;
+  readonly verdict: Verdict;
+  /** Each check's answer ("old", "new", or what was wrong). */
+  readonly checks: Readonly<Record<string, string>>;
+  readonly seconds: number;
+}
+
+const NEW_PACK = '1.1.0' as const;
+const FACTORY_CONFIG = `${JSON.stringify({ port: 8080 }, null, 2)}\n`;
+
+/** Where in the install a cut landed, from what the console showed up to it. */
+export function phaseOf(console: string): string {
+  const afterInstall = console.slice(Math.max(0, console.indexOf('install started')));
+  if (!console.includes('install started')) return 'before the install';
+  const downAt = afterInstall.search(/The system is going down|reboot: Restarting system/);
+  if (downAt < 0) {
+    const states = [...afterInstall.matchAll(/install state .*?state=(\w[\w-]*)/g)].map((m) => m[1]);
+    switch (states[states.length - 1]) {
+      case undefined:
+      case 'received':
+        return 'download and verify';
+      case 'verified':
+        return 'image write and migration';
+      case 'staged':
+      case 'switching':
+        return 'switch';
+      case 'trial':
+        return 'reboot asked';
+      default:
+        return `state ${states[states.length - 1]}`;
+    }
+  }
+  const after = afterInstall.slice(downAt);
+  if (!/sonde-grub: booting/.test(after)) return 'reboot';
+  const booted = after.search(/sonde-vm: booted slot/);
+  if (booted < 0) return 'first boot (bootloader, kernel)';
+  if (!/recovered an interrupted install/.test(after.slice(booted))) return 'first boot (agent, health gate)';
+  return 'commit';
+}
+
+function sqliteFacts(path: string): { integrity: string; version: number; schema: string } {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join(',');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    const schema = (db.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all() as { sql: string | null }[]).map((r) => r.sql ?? '').join(';\n');
+    return { integrity, version, schema };
+  } finally {
+    db.close();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return readFile(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Every check of one probe at rest, each answering "old", "new" or what is wrong. */
+export async function judge(probe: VmProbe, images: VmImages, st: VmStatus, work: string, expectedSchemaV2: string): Promise<Record<string, string>> {
+  const s = st.status!;
+  const checks: Record<string, string> = {};
+  const { grubenv } = await probe.readDisk(work);
+  const newPack = images.packs[NEW_PACK];
+  // The booted slot and the release the agent says it runs.
+  checks.booted = s.slot === 'a' && s.version === null ? 'old' : s.slot === 'b' && s.version === newPack.version ? 'new' : `slot ${s.slot} version ${s.version}`;
+  // The bootloader boots next what runs now, marked good.
+  const name = s.slot === 'b' ? 'B' : 'A';
+  const first = (grubenv.ORDER ?? '').split(' ').find((n) => grubenv[`${n}_OK`] === '1' && grubenv[`${n}_TRY`] !== '1');
+  checks.bootloader = first === name && grubenv[`${name}_OK`] === '1' ? (name === 'A' ? 'old' : 'new') : `grubenv ${JSON.stringify(grubenv)}`;
+  // The running slot's bytes against the signed image hash.
+  if (s.slot === 'b') checks.slot = (await probe.slotSha256(2, newPack.imageBytes)) === newPack.imageSha256 ? 'new' : 'slot B does not hold the signed 1.1.0 image';
+  else checks.slot = (await probe.slotSha256(1, images.factory.imageBytes)) === images.factory.imageSha256 ? 'old' : 'slot A does not hold the factory image';
+  // The probe's database: none (old), or whole at version 2 with 1.1.0's schema (new).
+  if (!(await exists(join(work, 'probe.db')))) checks.database = (await exists(join(work, 'probe.db-wal'))) ? 'a WAL without its database' : 'old';
+  else {
+    const f = sqliteFacts(join(work, 'probe.db'));
+    checks.database = f.integrity !== 'ok' ? `integrity_check: ${f.integrity}` : f.version === 2 && f.schema === expectedSchemaV2 ? 'new' : `version ${f.version}, schema ${f.schema === expectedSchemaV2 ? 'as 1.1.0' : 'unlike 1.1.0'}`;
+  }
+  // The config: the factory's bytes (old), or migrated into 1.1.0's range (new).
+  const config = await readFile(join(work, 'config.json'), 'utf8').catch(() => null);
+  if (config === FACTORY_CONFIG) checks.config = 'old';
+  else {
+    try {
+      const v = (JSON.parse(config ?? 'null') as { configVersion?: number } | null)?.configVersion;
+      checks.config = v === 2 || v === 3 ? 'new' : `configVersion ${v}`;
+    } catch {
+      checks.config = 'config.json is not JSON';
+    }
+  }
+  // The agent's journal: whole, nothing open, and the release it records.
+  const j = sqliteFacts(join(work, 'agent.db'));
+  if (j.integrity !== 'ok') checks.journal = `agent.db integrity_check: ${j.integrity}`;
+  else {
+    const db = new Database(join(work, 'agent.db'), { readonly: true });
+    try {
+      const open = db.prepare('SELECT COUNT(*) AS n FROM deployments WHERE ended_at IS NULL').get() as { n: number };
+      const rel = db.prepare('SELECT version, slot FROM releases ORDER BY committed_at DESC LIMIT 1').get() as { version: string; slot: string } | undefined;
+      if (open.n > 0) checks.journal = `${open.n} deployment(s) left open`;
+      else if (!rel) checks.journal = 'old';
+      else checks.journal = rel.version === newPack.version && rel.slot === 'b' ? 'new' : `release ${rel.version} in slot ${rel.slot}`;
+    } finally {
+      db.close();
+    }
+  }
+  return checks;
+}
+
+export function verdictOf(checks: Readonly<Record<string, string>>): Verdict {
+  const answers = new Set(Object.values(checks));
+  if (answers.size === 1 && (answers.has('old') || answers.has('new'))) return [...answers][0] as Verdict;
+  return 'inconsistent';
+}
+
+export interface RunOptions {
+  readonly dir: string;
+  readonly images: VmImages;
+  readonly expectedSchemaV2: string;
+  readonly log?: (l: string) => void;
+  /** How long the probe has to boot and settle after the cut. */
+  readonly settleMs?: number;
+}
+
+/** One cut: a fresh probe, the install, the cut, the boot after it, the checks. */
+export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> {
+  const t0 = Date.now();
+  const probe = new VmProbe(o.dir, o.images);
+  await probe.create();
+  try {
+    await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: plan.kind === 'point' ? { SONDE_CRASH_AT: plan.at, SONDE_CRASH_CONSOLE: '/dev/console' } : null });
+    const vm = probe.boot();
+    const started = await vm.waitFor(/install started/, 180_000);
+    let phase: string;
+    if (plan.kind === 'moment') {
+      await new Promise((r) => setTimeout(r, plan.delayMs));
+      phase = phaseOf(await vm.console());
+    } else {
+      const hit = await vm.waitFor(/sonde-cut-here: (\S+)|sonde-status: \{"inbox":0,"status":\{[^\n]*"unfinished":null/, 600_000, started.end);
+      phase = hit.match[1] ? `after ${hit.match[1]}` : 'not reached';
+    }
+    await probe.cut();
+    await probe.prepare({ agentEnv: null });
+    const again = probe.boot();
+    const st = await probe.settled(o.settleMs ?? 480_000);
+    void again;
+    await probe.cut();
+    const checks = await judge(probe, o.images, st, join(o.dir, 'read'), o.expectedSchemaV2);
+    return { plan, phase, verdict: verdictOf(checks), checks, seconds: Math.round((Date.now() - t0) / 1000) };
+  } finally {
+    await probe.cut().catch(() => undefined);
+    await rm(o.dir, { recursive: true, force: true });
+  }
+}
+
+/** The schema a release's migrations make from an empty database (what a whole database of that release has). */
+export async function schemaOfRelease(version: SampleReleaseVersion, scratch: string): Promise<string> {
+  const tree = join(scratch, `schema-${version}`);
+  await writeSampleReleaseTree(tree, version);
+  const db = join(tree, 'probe.db');
+  applyMigrations(db, planMigrations(await loadMigrations(join(tree, RELEASE_DIR.slice(1), 'db', 'migrations')), 0));
+  const { schema } = sqliteFacts(db);
+  await rm(tree, { recursive: true, force: true });
+  return schema;
+}
+
+/** A small seeded generator (mulberry32): the same seed cuts at the same moments. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The persistence points of a system update, recorded in one run (SONDE_FAULT_TRACE): every point
+ * the agent passes from the install's start to its commit after the reboot, as SONDE_CRASH_AT
+ * specs (`point[:file]#n`, n counting within its process), in the order passed.
+ */
+export async function recordPoints(o: RunOptions): Promise<string[]> {
+  const probe = new VmProbe(o.dir, o.images);
+  await probe.create();
+  try {
+    await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: { SONDE_FAULT_TRACE: '/dev/console' } });
+    probe.boot();
+    await probe.settled(o.settleMs ?? 480_000);
+    const text = await probe.vm.console();
+    await probe.cut();
+    const specs: string[] = [];
+    const seen = new Map<string, number>();
+    for (const m of text.matchAll(/sonde-point: (\d+) (\S+)/g)) {
+      const key = `${m[1]} ${m[2]}`;
+      const n = (seen.get(key) ?? 0) + 1;
+      seen.set(key, n);
+      const spec = `${m[2]}#${n}`;
+      if (!specs.includes(spec)) specs.push(spec);
+    }
+    return specs;
+  } finally {
+    await probe.cut().catch(() => undefined);
+    await rm(o.dir, { recursive: true, force: true });
+  }
+}
