@@ -69,16 +69,16 @@ async function sha(path: string, bytes = SLOT_BYTES): Promise<string> {
 /** A power cycle: everything stops, the agent's mounts go, GRUB picks a slot, it is mounted as the root. */
 async function reboot(opts: { comesUp?: boolean } = {}): Promise<string> {
   await stopApp(root).catch(() => undefined);
-  for (const at of [sysroot, join(layoutOf(root).state, 'mnt', 'a'), join(layoutOf(root).state, 'mnt', 'b')]) await loops.umount(at).catch(() => undefined);
-  await import('node:child_process').then(({ execFileSync }) => {
-    for (const at of [join(layoutOf(root).state, 'mnt', 'a'), join(layoutOf(root).state, 'mnt', 'b')]) {
-      try {
-        execFileSync('umount', [at], { stdio: 'ignore' });
-      } catch {
-        // not mounted
-      }
+  await loops.umount(sysroot).catch(() => undefined);
+  // The agent's read-only mount of the slot it wrote goes with the reboot too.
+  const { execFileSync } = await import('node:child_process');
+  for (const slot of ['a', 'b']) {
+    try {
+      execFileSync('umount', [join(layoutOf(root).state, 'mnt', slot)], { stdio: 'ignore' });
+    } catch {
+      // not mounted
     }
-  });
+  }
   const pick = await grubChoose(envFile, NAMES);
   await writeBootFacts(bootDir, pick);
   await loops.mount(pick === 'A' ? dev.a : dev.b, sysroot);
@@ -164,6 +164,15 @@ describe.skipIf(!ROOT)('system images on block slots (loop devices, ext4, grub-e
 
   afterAll(async () => {
     await stopApp(root).catch(() => undefined);
+    // The engine's own read-only mounts of a slot (a failed test may leave one), then ours.
+    const { execFileSync } = await import('node:child_process');
+    for (const slot of ['a', 'b']) {
+      try {
+        execFileSync('umount', ['-l', join(layoutOf(root).state, 'mnt', slot)], { stdio: 'ignore' });
+      } catch {
+        // not mounted
+      }
+    }
     await loops?.release();
     await tmp?.cleanup();
   });

@@ -184,7 +184,7 @@ export class Engine {
       const active = await this.ctx.slots.active();
       if (active === null || (await this.ctx.runner.running()) !== null) return false;
       // A block slot runs the release the agent committed there, not whatever a factory flashed.
-      if (this.ctx.slots.kind === 'block' && (await this.ctx.slots.info(active)).health !== 'good') return false;
+      if (this.ctx.slots.kind === 'block' && (await this.ctx.slots.info(active)).version === null) return false;
       await this.ctx.runner.start(this.ctx.slots.releaseDir(active));
       return true;
     });
@@ -192,16 +192,14 @@ export class Engine {
 
   /**
    * Block slots, like RAUC's mark-good service: the bootloader counts every boot of a slot down;
-   * the agent, up and with no install open, marks the booted slot good again when it is the
-   * release it committed. A slot whose agent never comes up is skipped at the next boot.
+   * the agent, up and with no install open, marks the booted slot good again (a factory slot
+   * too). A slot whose agent never comes up is skipped at the next boot.
    */
   private async confirmBoot(): Promise<void> {
     const slots = this.ctx.slots;
     if (!(slots instanceof BlockSlotBackend)) return;
     const booted = await slots.active();
-    if (booted === null) return;
-    const info = await slots.info(booted);
-    if (info.health === 'good' && info.boot !== 'good') await slots.chooser.markGood(slots.slot(booted).bootname);
+    if (booted !== null) await slots.confirmBooted(booted);
   }
 
   /**

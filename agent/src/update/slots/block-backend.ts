@@ -84,9 +84,17 @@ export class BlockSlotBackend implements SlotBackend {
     await this.status.set(slot, 'bad', null);
   }
 
-  /** The agent's record only: the bootloader marks a slot good once it booted (confirmBooted). */
-  async markWritten(slot: SlotName, version: string): Promise<void> {
-    await this.status.set(slot, 'good', version);
+  /**
+   * The agent is up on `slot` with no install open: the slot boots. The bootloader's try is
+   * confirmed (order unchanged), and the agent records the slot good, keeping the release it knows
+   * there (none for a factory slot: a release the agent did not commit is not started by it).
+   */
+  async confirmBooted(slot: SlotName): Promise<void> {
+    const info = await this.info(slot);
+    // Marked bad by a rollback that now reboots out of it: never confirmed.
+    if (info.health === 'bad') return;
+    if (info.boot !== 'good') await this.chooser.markGood(this.slot(slot).bootname);
+    if (info.health !== 'good') await this.status.set(slot, 'good', info.version);
   }
 
   async markGood(slot: SlotName, version: string): Promise<void> {
