@@ -38,7 +38,7 @@ export interface ExecResult {
 export type ProbeRunState = 'running' | 'stopped' | 'missing';
 
 export interface ProbeBackend {
-  readonly kind: 'lxc' | 'podman';
+  readonly kind: 'lxc' | 'podman' | 'qemu';
   /** Writes the probe's definition; starts nothing. */
   create(spec: ProbeSpec): Promise<void>;
   start(name: string): Promise<void>;

@@ -3,9 +3,10 @@ import type { ProbeBackend } from './backend.js';
 import type { LabPaths } from './lab-state.js';
 import { LxcBackend } from './lxc-backend.js';
 import { PodmanBackend } from './podman-backend.js';
+import { QemuBackend } from './vm/qemu-backend.js';
 
-/** The engines the lab can run probes on. LXC is the default. */
-export const BACKENDS = ['lxc', 'podman'] as const;
+/** The engines the lab can run probes on. LXC is the default; `qemu` is `sonde lab up --vm` (docs/lab.md). */
+export const BACKENDS = ['lxc', 'podman', 'qemu'] as const;
 export type BackendKind = (typeof BACKENDS)[number];
 
 export function isBackendKind(x: string): x is BackendKind {
@@ -19,6 +20,8 @@ export function createBackend(kind: BackendKind, paths: LabPaths): ProbeBackend 
     case 'podman':
       // The lab's own engine: service, storage and probe records under <lab>/podman/.
       return new PodmanBackend(join(paths.dir, 'podman'));
+    case 'qemu':
+      return new QemuBackend(join(paths.dir, 'qemu'));
   }
 }
 
@@ -29,5 +32,7 @@ export function backendUnsupported(kind: BackendKind): string | null {
       return LxcBackend.available();
     case 'podman':
       return PodmanBackend.available();
+    case 'qemu':
+      return QemuBackend.available();
   }
 }

@@ -94,7 +94,7 @@ export interface LabServerRef {
 export interface LabState {
   readonly format: 'sonde-lab-1';
   readonly name: string;
-  readonly backend: 'lxc' | 'podman';
+  readonly backend: 'lxc' | 'podman' | 'qemu';
   readonly net: LabNet;
   server: LabServerRef | null;
   probes: LabProbe[];

@@ -112,6 +112,7 @@ export class Lab {
       if (line.keyring !== samples.rootCert && state.server?.own) {
         await run(process.execPath, [SONDE_JS_HOST, 'server', 'trust', 'add', line.keyring, '--data', this.paths.serverData], { code: 'LAB_SERVER_FAILED' });
       }
+      if (this.backend.kind === 'qemu') return this.createVms(state, samples, client, line, o.count, log);
       const base = await makeBase(join(this.paths.dir, init === 'systemd' ? 'base-systemd' : 'base'), init);
       const agentTree = await ensureAgentTree(REPO_DIR, this.paths.images, log);
       const golden = await ensureGolden(line, {
@@ -151,8 +152,35 @@ export class Lab {
       return fresh;
     });
     log('waiting for every probe to report healthy to the fleet server');
-    await this.waitHealthy(made.map((p) => ({ name: p.name, version: p.version })), o.timeoutMs ?? 120_000);
+    // A QEMU probe boots under TCG, installs its line's image and reboots into it first (minutes).
+    await this.waitHealthy(made.map((p) => ({ name: p.name, version: p.version })), Math.max(o.timeoutMs ?? 120_000, this.backend.kind === 'qemu' ? 900_000 : 0));
     return made;
+  }
+
+  /** `up --vm`: QEMU probes with their own disks on the lab bridge (lxc/src/vm/vm-lab.ts). */
+  private async createVms(state: LabState, samples: Samples, client: LabServerClient, line: { name: string; version: string; channel?: string | null }, count: number, log: (l: string) => void): Promise<LabProbe[]> {
+    if (!state.server?.own) throw new LabError('LAB_UNSUPPORTED', 'QEMU probes join the lab\'s own fleet server (no --server)');
+    const { ensureVmImages } = await import('./vm/vm-probe.js');
+    const { makeVmProbeDisk, vmPackFor } = await import('./vm/vm-lab.js');
+    vmPackFor(line.version);
+    const images = await ensureVmImages(REPO_DIR, this.paths.images, log, { keysDir: dirname(samples.rootCert) });
+    const used = new Set(state.probes.map((p) => p.index));
+    const fresh: LabProbe[] = [];
+    for (let index = 1; fresh.length < count; index++) {
+      if (!used.has(index)) fresh.push({ name: `${this.name}-${String(index).padStart(2, '0')}`, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: line.name, version: line.version, createdAt: new Date().toISOString() });
+    }
+    state.probes.push(...fresh);
+    await writeLabState(this.paths, state);
+    log(`creating ${fresh.length} QEMU probe(s) on ${line.name} (${line.version}): ${fresh.map((p) => p.name).join(', ')}`);
+    for (const p of fresh) {
+      const creds = await client.enroll(p.name, state.server.probeUrl);
+      if (line.channel) await client.setChannel(p.name, line.channel);
+      const dir = this.probeDir(p.name);
+      await makeVmProbeDisk({ dir, images, creds, address: `${p.ip}/24`, version: line.version });
+      await this.backend.create({ name: p.name, lower: '', upper: dir, ip: p.ip, bridge: state.net.bridge, veth: p.veth, mounts: [], consoleLog: join(dir, 'console.log') });
+      await this.backend.start(p.name);
+    }
+    return fresh;
   }
 
   private async ensureNetwork(): Promise<LabState> {
@@ -312,6 +340,8 @@ export class Lab {
 
   async agentLog(name: string): Promise<string> {
     await this.requireProbe(name);
+    // A QEMU probe's agent logs to its serial console, which is the probe's console log.
+    if (this.backend.kind === 'qemu') return readFile(join(this.probeDir(name), 'console.log'), 'utf8').catch(() => '');
     return readFile(join(this.upperOf(name), AGENT_LOG.slice(1)), 'utf8').catch(() => '');
   }
 

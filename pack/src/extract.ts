@@ -212,16 +212,21 @@ async function streamPayload(
 
   /** A system payload: the plain image, counted and hashed on its way to the sink. */
   const imageHash = entry.type === 'system' ? createHash('sha256') : null;
+  /** Every plain byte, tar or image: held against the declared size and the bomb guard as it comes. */
+  function countPlain(chunk: Buffer): void {
+    plainOut += chunk.length;
+    if (plainOut > entry.unpackedSize) {
+      throw new PackError('UNPACKED_SIZE_MISMATCH', `payload ${entry.file} unpacks to more than the ${entry.unpackedSize} bytes its manifest declares`);
+    }
+    if (entry.compression === 'gzip' && plainOut > RATIO_CAP * compressedIn + RATIO_SLACK) {
+      throw new PackError('COMPRESSION_RATIO_EXCEEDED', `payload ${entry.file} inflates past ${RATIO_CAP}:1 (decompression bomb)`);
+    }
+    // Inflated bytes are new buffers too: they count towards the next collection.
+    if (entry.compression === 'gzip') releaser.add(chunk.length);
+  }
   async function* countedImage(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
-      plainOut += chunk.length;
-      if (plainOut > entry.unpackedSize) {
-        throw new PackError('UNPACKED_SIZE_MISMATCH', `payload ${entry.file} unpacks to more than the ${entry.unpackedSize} bytes its manifest declares`);
-      }
-      if (entry.compression === 'gzip' && plainOut > RATIO_CAP * compressedIn + RATIO_SLACK) {
-        throw new PackError('COMPRESSION_RATIO_EXCEEDED', `payload ${entry.file} inflates past ${RATIO_CAP}:1 (decompression bomb)`);
-      }
-      if (entry.compression === 'gzip') releaser.add(chunk.length);
+      countPlain(chunk);
       imageHash!.update(chunk);
       yield chunk;
     }
@@ -240,15 +245,7 @@ async function streamPayload(
 
   async function intoTar(source: AsyncIterable<Buffer>): Promise<void> {
     for await (const chunk of source) {
-      plainOut += chunk.length;
-      if (plainOut > entry.unpackedSize) {
-        throw new PackError('UNPACKED_SIZE_MISMATCH', `payload ${entry.file} unpacks to more than the ${entry.unpackedSize} bytes its manifest declares`);
-      }
-      if (entry.compression === 'gzip' && plainOut > RATIO_CAP * compressedIn + RATIO_SLACK) {
-        throw new PackError('COMPRESSION_RATIO_EXCEEDED', `payload ${entry.file} inflates past ${RATIO_CAP}:1 (decompression bomb)`);
-      }
-      // Inflated bytes are new buffers too: they count towards the next collection.
-      if (entry.compression === 'gzip') releaser.add(chunk.length);
+      countPlain(chunk);
       const entriesBefore = extractor.entries;
       await tar.write(chunk);
       // Small files make garbage of their own (paths, handles, strings) with few bytes to count.

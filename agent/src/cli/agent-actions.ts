@@ -101,6 +101,10 @@ export async function statusAction(flags: AgentFlags): Promise<void> {
       `agent     runs ${s.agent.runs === 'packaged' ? 'the packaged agent' : `slot ${s.agent.runs}`} (${s.agent.version ?? '?'})   ${s.agent.slots.map((x) => `${x.name}: ${x.version ?? 'empty'}`).join(', ')}${s.agent.trial ? `   TRIAL slot ${s.agent.trial.slot}, ${s.agent.trial.triesLeft} start(s) left` : ''}`,
       `last      ${s.lastOutcome ? `${s.lastOutcome.outcome} ${s.lastOutcome.version ?? ''}${s.lastOutcome.errorCode ? ` ${s.lastOutcome.errorCode}` : ''} at ${s.lastOutcome.endedAt}` : '-'}`,
     ];
+    if (s.boot.type === 'block') {
+      // Like `rauc status`: each partition, what the agent recorded there, what the bootloader thinks of it.
+      lines.splice(2, 0, ...s.slots.map((x) => `  ${x.name} ${x.device ?? '?'} (${x.bootname ?? '?'})  agent: ${x.health}${x.version ? ` ${x.version}` : ''}  bootloader: ${x.boot ?? '?'}${s.boot.booted === x.name ? '  [booted]' : ''}${s.boot.primary === x.name ? '  [next boot]' : ''}`));
+    }
     if (s.agent.lastFallback) lines.push(`fallback  ${s.agent.lastFallback}`);
     if (s.unfinished) lines.push(`PENDING   deployment ${s.unfinished.id} stopped in ${s.unfinished.state}: run sonde agent recover`);
     process.stdout.write(`${lines.join('\n')}\n`);

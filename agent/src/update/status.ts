@@ -27,6 +27,8 @@ export interface AgentStatus {
   /** How the active release runs (its release.json `runner`: process, exec or systemd); null without one. */
   readonly runner: RunnerType | null;
   readonly slots: readonly SlotInfo[];
+  /** Block slots (docs/slots.md): the slot booted now and the one the bootloader boots next, as `rauc status`. */
+  readonly boot: { readonly type: 'dir' | 'block'; readonly booted: string | null; readonly primary: string | null };
   readonly lastOutcome: { readonly id: string; readonly outcome: string; readonly errorCode: string | null; readonly reason: string | null; readonly version: string | null; readonly endedAt: string | null } | null;
   readonly unfinished: { readonly id: string; readonly state: string } | null;
   /** The agent's own A/B (docs/self-update.md): which agent runs, a trial, the last fallback. */
@@ -81,6 +83,7 @@ export async function readStatus(ctx: EngineContext): Promise<AgentStatus> {
     app: { running: pid !== null, pid },
     runner: active ? runnerOf(active).type : null,
     slots: [await ctx.slots.info('a'), await ctx.slots.info('b')],
+    boot: { type: ctx.slots.kind, booted: await ctx.slots.active(), primary: await ctx.slots.primary().catch(() => null) },
     lastOutcome: last && last.endedAt ? outcomeOf(last) : null,
     unfinished: unfinished ? { id: unfinished.id, state: unfinished.state } : null,
     agent: await agentSlotStatus(agentHome(ctx.layout), process.env.SONDE_AGENT_PACKAGED ?? PACKAGED_AGENT),

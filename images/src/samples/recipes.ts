@@ -45,7 +45,8 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-function baseRecipe(kind: NonNullable<Recipe['kind']>, version: string, releaseNotes: string): Recipe {
+/** The manifest fields every sample pack shares (the system images' recipes too: images/src/system). */
+export function baseRecipe(kind: NonNullable<Recipe['kind']>, version: string, releaseNotes: string): Recipe {
   return {
     kind,
     product: SAMPLE_PRODUCT,

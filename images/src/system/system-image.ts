@@ -3,8 +3,8 @@ import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Recipe } from '../../../pack/src/index.js';
-import { probeAppSource } from '../samples/recipes.js';
-import { APP_ENTRY, SAMPLE_MIN_AGENT_VERSION, SAMPLE_MODEL, SAMPLE_PRODUCT, SAMPLE_RELEASES, SAMPLE_SECURITY_VERSION, releaseJsonOf, type SampleReleaseVersion } from '../samples/releases.js';
+import { baseRecipe, probeAppSource } from '../samples/recipes.js';
+import { APP_ENTRY, SAMPLE_RELEASES, releaseJsonOf, type SampleReleaseVersion } from '../samples/releases.js';
 
 const run = promisify(execFile);
 
@@ -58,16 +58,7 @@ export async function buildExt4Image(tree: string, out: string, bytes: number, l
 export async function writeSystemRecipe(dir: string, image: string, version: string, releaseNotes = `System image ${version}`): Promise<string> {
   await mkdir(dir, { recursive: true });
   await copyFile(image, join(dir, 'rootfs.img'));
-  const recipe: Recipe = {
-    kind: 'product',
-    product: SAMPLE_PRODUCT,
-    version,
-    compatible: [SAMPLE_MODEL],
-    securityVersion: SAMPLE_SECURITY_VERSION,
-    minAgentVersion: SAMPLE_MIN_AGENT_VERSION,
-    releaseNotes,
-    payloads: { system: 'rootfs.img' },
-  };
+  const recipe: Recipe = { ...baseRecipe('product', version, releaseNotes), payloads: { system: 'rootfs.img' } };
   await writeJson(join(dir, 'pack.json'), recipe);
   return dir;
 }

@@ -41,7 +41,6 @@ async function withLibraries(tree: string, binary: string): Promise<void> {
 export interface RootTreeOptions {
   /** The sonde-agent package's /usr/lib/sonde (dist, production node_modules, package.json). */
   readonly agentTree: string;
-  /** The kernel modules folder the initramfs does not load (none needed: virtio comes from the initrd). */
   readonly hostname?: string;
   /** A broken system, for the tests: /sbin/init exits at once (the kernel panics, panic=-1 reboots). */
   readonly brokenInit?: boolean;
@@ -65,7 +64,13 @@ mount -t ext4 -o rw,noatime /dev/vda4 ${VM_DATA} || echo "sonde-vm: the data par
 mount -t ext4 -o rw,noatime /dev/vda1 /boot || echo "sonde-vm: the boot partition did not mount"
 hostname -F /etc/hostname
 ip link set lo up
-ip link set eth0 up 2>/dev/null && ip addr add 10.0.2.15/24 dev eth0 2>/dev/null
+# A lab probe's address on the lab bridge (sonde lab up --vm); no default route, ever.
+[ -f /data/sonde/network ] && . /data/sonde/network
+# The initrd's udev loaded virtio_net and named the interface (ens2): the first one that is not lo.
+if [ -n "$ADDR" ]; then
+  dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
+  ip link set "$dev" up && ip addr add "$ADDR" dev "$dev"
+fi
 mkdir -p ${VM_DATA}/log ${VM_INBOX}
 slot=$(sed -n 's/.*sonde\\.slot=\\([A-Za-z0-9_]*\\).*/\\1/p' /proc/cmdline)
 echo "${VM_BOOT_MARK} $slot ($(cat /proc/sys/kernel/random/boot_id))" > /dev/console

@@ -21,8 +21,12 @@ function positive(text: string, flag: string): number {
 }
 
 export async function upAction(
-  flags: LabFlags & { count?: string; line?: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string; config?: string; profile?: string },
+  flags: LabFlags & { count?: string; line?: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string; config?: string; profile?: string; vm?: boolean },
 ): Promise<void> {
+  if (flags.vm) {
+    if (flags.backend !== undefined && flags.backend !== 'qemu') throw new CliError('USAGE', '--vm is --backend qemu');
+    flags = { ...flags, backend: 'qemu' };
+  }
   if ((flags.config === undefined) !== (flags.profile === undefined)) throw new CliError('USAGE', '--config and --profile go together');
   if (flags.config !== undefined && flags.line !== undefined) throw new CliError('USAGE', '--line comes from the profile with --config');
   if (flags.init !== undefined && flags.init !== 'busybox' && flags.init !== 'systemd') throw new CliError('USAGE', '--init must be busybox or systemd');

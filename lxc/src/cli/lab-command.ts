@@ -29,8 +29,9 @@ export function registerLabCommand(program: Command): void {
     .option('--token <token>', 'an admin token of that server (or SONDE_TOKEN)')
     .option('--timeout <seconds>', 'how long to wait for the probes to report healthy', '120')
     .option('--quiet', 'print only the names')
-    .option('--backend <engine>', 'lxc (default) or podman (through testcontainers); or SONDE_LAB_BACKEND. A lab keeps the engine it was made with')
+    .option('--backend <engine>', 'lxc (default), podman (through testcontainers) or qemu (--vm); or SONDE_LAB_BACKEND. A lab keeps the engine it was made with')
     .option('--init <init>', "the probes' PID 1: busybox (default) or systemd (the app then runs as systemd units; lxc only)")
+    .option('--vm', 'QEMU probes instead of containers: a real disk with A/B partitions booted through GRUB (TCG), on the lab bridge (docs/slots.md); the same as --backend qemu')
     .action(async (flags) => {
       const { upAction } = await import('./lab-actions.js');
       await upAction(flags);

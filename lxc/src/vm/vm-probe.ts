@@ -52,14 +52,18 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /** Builds (once per agent build and image format) the QEMU probe's disk and its system packs. */
-export async function ensureVmImages(repoDir: string, imagesDir: string, log: (l: string) => void): Promise<VmImages> {
+export async function ensureVmImages(repoDir: string, imagesDir: string, log: (l: string) => void, opts: { keysDir?: string } = {}): Promise<VmImages> {
   const agentTree = await ensureAgentTree(repoDir, imagesDir, log);
-  const hash = createHash('sha256').update(treeFingerprint(agentTree)).update(treeFingerprint(join(repoDir, 'dist', 'images', 'src', 'vm'))).update('vm-images-1');
+  const hash = createHash('sha256').update(treeFingerprint(agentTree)).update(treeFingerprint(join(repoDir, 'dist', 'images', 'src', 'vm'))).update('vm-images-3');
+  // The lab's VM probes trust (and their packs are signed by) the lab's sample keys; others have their own.
+  const keysDir = opts.keysDir ?? null;
+  if (keysDir) hash.update(await readFile(join(keysDir, 'root.crt')));
   const dir = join(imagesDir, `vm-${hash.digest('hex').slice(0, 16)}`);
   await buildOnce(dir, async (tmp) => {
     const t0 = Date.now();
     log('building the QEMU probe disk and its system packs, once per agent build');
-    const keys = (await makeSampleKeys(join(tmp, 'keys'))).keys;
+    const keys = (await makeSampleKeys(keysDir ?? join(tmp, 'keys'))).keys;
+    const kernel = await newest('/boot', 'vmlinuz-');
     const image = async (name: string, version: SampleReleaseVersion, brokenInit = false): Promise<string> => {
       const tree = join(tmp, `tree-${name}`);
       await buildRootTree(tree, { agentTree, brokenInit });
@@ -84,13 +88,13 @@ export async function ensureVmImages(repoDir: string, imagesDir: string, log: (l
     }
     const data = join(tmp, 'data');
     await buildDataTree(data, { rootCert: keys.rootCert, fleetKey: keys.fleetKey, model: SAMPLE_MODEL, appPort: VM_APP_PORT, siteVars: VM_SITE_VARS, enrollment: null, health: { required: 3, intervalMs: 500, windowMs: 90_000 } });
-    await buildDisk({ out: join(tmp, 'disk.img'), slotA: factory, dataTree: data, kernel: await newest('/boot', 'vmlinuz-'), initrd: await newest('/boot', 'initrd.img-') });
+    await buildDisk({ out: join(tmp, 'disk.img'), slotA: factory, dataTree: data, kernel, initrd: await newest('/boot', 'initrd.img-') });
     await writeFile(join(tmp, 'factory.json'), JSON.stringify({ imageSha256: await sha256File(factory), imageBytes: (await stat(factory)).size }));
     await rm(factory, { force: true });
     await rm(data, { recursive: true, force: true });
     log(`built the QEMU probe images in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
-  const keys = (await makeSampleKeys(join(dir, 'keys'))).keys;
+  const keys = (await makeSampleKeys(keysDir ?? join(dir, 'keys'))).keys;
   const packs = {} as Record<VmPackId, VmPack>;
   for (const id of ['1.0.0', '1.1.0', '1.2.0-bad', 'broken-init'] as const) {
     const path = join(dir, `system-${id}.spk`);
