@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labHome } from '../../lxc/src/lab-state.js';
+import { LAB_HOME } from '../helpers/lab.js';
 import { cutOnce, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
 import { ensureVmImages, VmProbe, type VmImages } from '../../lxc/src/vm/vm-probe.js';
 
@@ -26,7 +26,7 @@ let scratch: string;
 describe.skipIf(!ROOT)('the QEMU probe: system images through real GRUB, and power cuts', () => {
   beforeAll(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'sonde-vm-'));
-    images = await ensureVmImages(REPO, join(labHome(), 'images'), () => undefined);
+    images = await ensureVmImages(REPO, join(LAB_HOME, 'images'), () => undefined);
   }, 900_000);
 
   afterAll(async () => {

@@ -118,7 +118,12 @@ export async function logsAction(name: string, flags: LabFlags & { source: strin
   const lab = await Lab.open(flags.lab);
   const probe = await lab.requireProbe(name);
   let text: string;
-  switch (flags.source) {
+  // A QEMU probe has one log the host can read: its serial console (GRUB, kernel, rcS, the agent).
+  if (lab.backend.kind === 'qemu' && flags.source !== 'agent') throw new CliError('USAGE', `${name} is a QEMU probe: its log is its console (--source agent)`);
+  switch (lab.backend.kind === 'qemu' ? 'console' : flags.source) {
+    case 'console':
+      text = await lab.agentLog(name);
+      break;
     case 'agent':
       text = await readFile(join(lab.upperOf(name), AGENT_LOG.slice(1)), 'utf8').catch(() => '');
       break;

@@ -19,8 +19,9 @@ const run = promisify(execFile);
  * - `uboot`: `fw_printenv`/`fw_setenv -c <config>`; BOOT_ORDER="A B", BOOT_<X>_LEFT (boots left).
  *   The documented boot script boots the first X with BOOT_X_LEFT > 0, counting it down first.
  *
- * Every change is one write of the environment (one grub-editenv or one fw_setenv run): a power
- * cut leaves the old environment or the new one. Each write passes the fault point `bootenv:written`.
+ * Every change is one write of the environment (one grub-editenv or one fw_setenv run), synced
+ * before the agent goes on: a power cut leaves the old environment or the new one, and never an
+ * agent that recorded a step the bootloader did not keep. Each write passes `bootenv:written`.
  */
 export type BootState = 'good' | 'trying' | 'bad';
 
@@ -61,6 +62,9 @@ class GrubEnv implements BootEnv {
   }
   async write(vars: ReadonlyMap<string, string>): Promise<void> {
     await tool('grub-editenv', [this.file, 'set', ...[...vars].map(([k, v]) => `${k}=${v}`)]);
+    // grub-editenv renames a new file over the old one and syncs nothing: the agent must, before
+    // it records anything that relies on what the bootloader will do (a power cut would lose it).
+    await tool('sync', ['-f', this.file]);
     systemCrashPoint('bootenv:written');
   }
 }
@@ -87,6 +91,8 @@ class UbootEnv implements BootEnv {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+    // Durable before the agent records what relies on it (a file-backed environment sits in the page cache).
+    await tool('sync', []);
     systemCrashPoint('bootenv:written');
   }
 }
