@@ -18,7 +18,7 @@ const REPO = resolve(import.meta.dirname, '../..');
 const CUTS = Number(process.env.SONDE_VM_CUTS ?? '1');
 const SEED = Number(process.env.SONDE_VM_SEED ?? '20');
 /** Persistence points CI cuts right after, beside the seeded moments. */
-const POINTS = (process.env.SONDE_VM_POINTS ?? 'bootenv:written#2,trial:reboot-requested#1').split(',').filter(Boolean);
+const POINTS = (process.env.SONDE_VM_POINTS ?? 'bootenv:written#2').split(',').filter(Boolean);
 
 let images: VmImages;
 let scratch: string;
