@@ -228,6 +228,8 @@ describe.skipIf(!ROOT)('system images on block slots (loop devices, ext4, grub-e
     // The agent in A: the app answers 503; the agent puts B first again and asks for the reboot.
     await agentStarts();
     expect(await grubEnv(envFile)).toMatchObject({ ORDER: 'B A', A_OK: '0', B_OK: '1', B_TRY: '0' });
+    // Until that reboot, nothing more is written: an install now would target slot B, the one to boot.
+    await expect(install('1.1.1')).rejects.toMatchObject({ code: 'INSTALL_LOCKED' });
     expect(await reboot()).toBe('B');
     await agentStarts();
     const s = await status();

@@ -164,6 +164,7 @@ export class Engine {
     return this.locked(async () => {
       await this.recoverLocked();
       this.refuseDuringAgentTrial();
+      await this.refuseBeforeReboot();
       const before = await probeFacts(this.ctx);
       const d0 = this.ctx.journal.create(newDeploymentId(), 'unknown', packPath, before);
       crashPoint('received:persisted');
@@ -218,6 +219,19 @@ export class Engine {
     });
   }
 
+  /**
+   * Block slots: booted in a slot the bootloader will not boot next (a rollback asked for the reboot
+   * into the old slot and init is taking the system down), nothing more is written: an install now
+   * would target the very slot the probe is about to boot (found by a power cut in the QEMU probe).
+   */
+  private async refuseBeforeReboot(): Promise<void> {
+    if (!this.ctx.slots.rebootsToSwitch) return;
+    const [booted, primary] = [await this.ctx.slots.active(), await this.ctx.slots.primary()];
+    if (primary !== null && booted !== primary && (await this.ctx.slots.info(booted ?? primary)).health === 'bad') {
+      throw new UpdateError('INSTALL_LOCKED', `the probe is rebooting into slot ${primary}; installs wait until it runs there`);
+    }
+  }
+
   /** A new agent on trial installs nothing until it has committed itself (or been taken back). */
   private refuseDuringAgentTrial(): void {
     const open = this.ctx.journal.unfinished();
@@ -229,6 +243,7 @@ export class Engine {
     return this.locked(async () => {
       await this.recoverLocked();
       this.refuseDuringAgentTrial();
+      await this.refuseBeforeReboot();
       const before = await probeFacts(this.ctx);
       // Journaled from the start, so a refused rollback leaves its receipt like any attempt.
       const d0 = this.ctx.journal.create(newDeploymentId(), 'rollback', 'rollback to the previous release', before);
