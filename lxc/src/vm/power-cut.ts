@@ -146,6 +146,8 @@ export interface RunOptions {
   readonly log?: (l: string) => void;
   /** How long the probe has to boot and settle after the cut. */
   readonly settleMs?: number;
+  /** Keep the probe's folder (disk, consoles) for a look, instead of removing it. */
+  readonly keep?: boolean;
 }
 
 /** One cut: a fresh probe, the install, the cut, the boot after it, the checks. */
@@ -175,7 +177,7 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
     return { plan, phase, verdict: verdictOf(checks), checks, seconds: Math.round((Date.now() - t0) / 1000) };
   } finally {
     await probe.cut().catch(() => undefined);
-    await rm(o.dir, { recursive: true, force: true });
+    if (!o.keep) await rm(o.dir, { recursive: true, force: true });
   }
 }
 
