@@ -256,15 +256,25 @@ describe('planInstall', () => {
   });
 
   it('puts a first product into slot a, every slot payload into the slot', () => {
-    expect(planInstall(manifest('product', ['app', 'data', 'db', 'config', 'hooks', 'system']), null)).toEqual({
+    expect(planInstall(manifest('product', ['app', 'data', 'db', 'config', 'hooks']), null)).toEqual({
       kind: 'slot',
       activeSlot: null,
       targetSlot: 'a',
-      slotPayloads: ['app', 'data', 'hooks', 'system', 'db', 'config'],
+      slotPayloads: ['app', 'data', 'hooks', 'db', 'config'],
       inheritActive: false,
       migratesDb: true,
       migratesConfig: true,
+      system: false,
     });
+  });
+
+  it('writes a system image into the other block slot, and refuses a system image on dir slots and anything else on block slots (RELEASE_INVALID)', () => {
+    expect(planInstall(manifest('product', ['system']), 'a', 'block')).toEqual({ kind: 'slot', activeSlot: 'a', targetSlot: 'b', slotPayloads: [], inheritActive: false, migratesDb: true, migratesConfig: true, system: true });
+    expect(thrown(() => planInstall(manifest('product', ['system']), 'a', 'dir')).code).toBe('RELEASE_INVALID');
+    expect(thrown(() => planInstall(manifest('product', ['app', 'db']), 'a', 'block')).code).toBe('RELEASE_INVALID');
+    expect(thrown(() => planInstall(manifest('product', ['system', 'db']), 'a', 'block')).code).toBe('RELEASE_INVALID');
+    // Booted from no slot of the pair (no sonde.slot= on the command line): nothing is written.
+    expect(thrown(() => planInstall(manifest('product', ['system']), null, 'block')).code).toBe('SYSTEM_BOOT_FAILED');
   });
 
   it('targets the inactive slot for a servicepack with an app', () => {
@@ -281,6 +291,7 @@ describe('planInstall', () => {
       inheritActive: true,
       migratesDb: false,
       migratesConfig: true,
+      system: false,
     });
   });
 

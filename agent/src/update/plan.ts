@@ -26,8 +26,8 @@ export type InstallPlan =
   /** The agent's own build, into its inactive agent slot (self-update.ts); the app's slots are not touched. */
   | { readonly kind: 'agent' };
 
-/** Folders a slot holds; db and config are kept too, so a release carries its own migrations. */
-export const SLOT_FOLDERS: readonly PayloadType[] = ['app', 'data', 'hooks', 'system', 'db', 'config'];
+/** Folders a dir slot holds; db and config are kept too, so a release carries its own migrations. (A `system` image goes to a block slot whole.) */
+export const SLOT_FOLDERS: readonly PayloadType[] = ['app', 'data', 'hooks', 'db', 'config'];
 
 export function planInstall(m: Manifest, activeSlot: SlotName | null, slotKind: 'dir' | 'block' = 'dir'): InstallPlan {
   const types = new Set(m.payloads.map((p) => p.type));
