@@ -183,27 +183,36 @@ export class VmProbe {
     this.qemu = null;
   }
 
-  /** The last status line the probe printed after console offset `from`, or null. */
-  async lastStatus(from = 0): Promise<VmStatus | null> {
+  /** The status lines the probe printed after console offset `from`, newest first (lines the console cut are skipped). */
+  async statuses(from = 0): Promise<VmStatus[]> {
     const text = (await this.vm.console()).slice(from);
-    const lines = text.split('\n').filter((l) => l.startsWith(VM_STATUS_MARK));
-    for (const line of lines.reverse()) {
+    const out: VmStatus[] = [];
+    for (const line of text.split('\n').filter((l) => l.startsWith(VM_STATUS_MARK)).reverse()) {
       try {
-        return JSON.parse(line.slice(VM_STATUS_MARK.length).trim()) as VmStatus;
+        out.push(JSON.parse(line.slice(VM_STATUS_MARK.length).trim()) as VmStatus);
       } catch {
-        // a line cut by the console: take the one before
+        // a line cut by the console
       }
     }
-    return null;
+    return out;
   }
 
-  /** Waits until the probe is at rest: nothing unfinished, nothing waiting in the drop, the committed release's app running. */
+  async lastStatus(from = 0): Promise<VmStatus | null> {
+    return (await this.statuses(from))[0] ?? null;
+  }
+
+  /**
+   * Waits until the probe is at rest: nothing unfinished, nothing waiting in the drop, the
+   * committed release's app running, and the same in two status lines in a row (one line alone
+   * can fall between the drop taking a pack and the install being recorded).
+   */
   async settled(timeoutMs: number, from = 0): Promise<VmStatus> {
     const until = Date.now() + timeoutMs;
+    const atRest = (s: VmStatus | undefined): boolean => !!s?.status && s.status.unfinished === null && s.inbox === 0 && (s.status.version === null || s.status.app.running);
+    const view = (s: VmStatus): string => JSON.stringify([s.status!.version, s.status!.slot, s.status!.lastOutcome, s.status!.dbVersion, s.status!.configVersion]);
     for (;;) {
-      const s = await this.lastStatus(from);
-      const st = s?.status;
-      if (s && st && st.unfinished === null && s.inbox === 0 && (st.version === null || st.app.running)) return s;
+      const [s, before] = await this.statuses(from);
+      if (s && before && atRest(s) && atRest(before) && view(s) === view(before)) return s;
       if (!this.running) throw new Error('the VM stopped before it settled');
       if (Date.now() > until) throw new Error(`the probe did not settle within ${timeoutMs} ms; last status: ${JSON.stringify(s)}`);
       await new Promise((r) => setTimeout(r, 1000));
