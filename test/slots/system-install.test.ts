@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { open, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -67,19 +68,23 @@ async function sha(path: string, bytes = SLOT_BYTES): Promise<string> {
   }
 }
 
+/** The engine's read-only mounts of the slots it wrote (<state>/mnt/a|b), where there are any. */
+function umountAgentMounts(): void {
+  for (const slot of ['a', 'b']) {
+    try {
+      execFileSync('umount', ['-l', join(layoutOf(root).state, 'mnt', slot)], { stdio: 'ignore' });
+    } catch {
+      // not mounted
+    }
+  }
+}
+
 /** A power cycle: everything stops, the agent's mounts go, GRUB picks a slot, it is mounted as the root. */
 async function reboot(opts: { comesUp?: boolean } = {}): Promise<string> {
   await stopApp(root).catch(() => undefined);
   await loops.umount(sysroot).catch(() => undefined);
   // The agent's read-only mount of the slot it wrote goes with the reboot too.
-  const { execFileSync } = await import('node:child_process');
-  for (const slot of ['a', 'b']) {
-    try {
-      execFileSync('umount', [join(layoutOf(root).state, 'mnt', slot)], { stdio: 'ignore' });
-    } catch {
-      // not mounted
-    }
-  }
+  umountAgentMounts();
   const pick = await grubChoose(envFile, NAMES);
   await writeBootFacts(bootDir, pick);
   await loops.mount(pick === 'A' ? dev.a : dev.b, sysroot);
@@ -139,7 +144,6 @@ describe.skipIf(!ROOT)('system images on block slots (loop devices, ext4, grub-e
     envFile = join(bootDir, 'grubenv');
     await mkdir(join(root, 'etc'), { recursive: true });
     await mkdir(bootDir, { recursive: true });
-    const { execFileSync } = await import('node:child_process');
     execFileSync('grub-editenv', [envFile, 'create']);
     execFileSync('grub-editenv', [envFile, 'set', 'ORDER=A B', 'A_OK=1', 'A_TRY=0', 'B_OK=0', 'B_TRY=0']);
     await writeFile(
@@ -166,14 +170,7 @@ describe.skipIf(!ROOT)('system images on block slots (loop devices, ext4, grub-e
   afterAll(async () => {
     await stopApp(root).catch(() => undefined);
     // The engine's own read-only mounts of a slot (a failed test may leave one), then ours.
-    const { execFileSync } = await import('node:child_process');
-    for (const slot of ['a', 'b']) {
-      try {
-        execFileSync('umount', ['-l', join(layoutOf(root).state, 'mnt', slot)], { stdio: 'ignore' });
-      } catch {
-        // not mounted
-      }
-    }
+    if (root) umountAgentMounts();
     await loops?.release();
     await tmp?.cleanup();
   });

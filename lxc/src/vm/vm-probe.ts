@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readVerifiedManifest } from './pack-facts.js';
@@ -108,7 +108,6 @@ export async function ensureVmImages(repoDir: string, imagesDir: string, log: (l
 
 /** The newest `prefix*` file of `dir` (the cloud kernel and its initrd in /boot). */
 async function newest(dir: string, prefix: string): Promise<string> {
-  const { readdir } = await import('node:fs/promises');
   const names = (await readdir(dir)).filter((n) => n.startsWith(prefix)).sort();
   if (names.length === 0) throw new Error(`no ${dir}/${prefix}* (Debian's linux-image-cloud-amd64 puts the guest kernel there)`);
   return join(dir, names[names.length - 1]!);
@@ -197,10 +196,6 @@ export class VmProbe {
     return out;
   }
 
-  async lastStatus(from = 0): Promise<VmStatus | null> {
-    return (await this.statuses(from))[0] ?? null;
-  }
-
   /**
    * Waits until the probe is at rest: nothing unfinished, nothing waiting in the drop, the
    * committed release's app running, and the same in two status lines in a row (one line alone
@@ -222,7 +217,6 @@ export class VmProbe {
   /** Reads partition `index` (1 = A, 2 = B) back for `bytes` bytes: its sha256. */
   async slotSha256(index: 1 | 2, bytes: number): Promise<string> {
     const p = partitionsOf(DEFAULT_LAYOUT)[index]!;
-    const { open } = await import('node:fs/promises');
     const fh = await open(this.disk, 'r');
     const hash = createHash('sha256');
     try {
