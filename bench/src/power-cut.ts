@@ -7,12 +7,13 @@
  * image hash, the probe database's integrity and schema, the config, the agent's journal, the
  * bootloader's environment. Every check must say "the whole old release" or "the whole new one".
  * Prints each cut, the cuts per phase, and last: "N cuts, M inconsistent". Target: 0 inconsistent.
- * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--dir .bench/power-cut]
+ * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--dir .bench/power-cut]
+ * (--jobs: probes cut at the same time, one QEMU each; --cuts with --points: the first N points)
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { labHome } from '../../lxc/src/lab-state.js';
-import { cutOnce, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult } from '../../lxc/src/vm/power-cut.js';
+import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult } from '../../lxc/src/vm/power-cut.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
 
 const argv = process.argv.slice(2);
@@ -20,17 +21,22 @@ const arg = (name: string, def: string): string => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
 };
-const cuts = Number(arg('cuts', '10'));
-const seed = Number(arg('seed', '1'));
 const points = argv.includes('--points');
+/** With --points and no --cuts: every point recorded. */
+const cuts = Number(arg('cuts', points ? 'Infinity' : '10'));
+const seed = Number(arg('seed', '1'));
 /** Seconds after "install started" a moment may fall in: past the commit after the reboot. */
 const windowS = Number(arg('window', '120'));
 const work = resolve(arg('dir', '.bench/power-cut'));
+const jobs = Math.max(1, Number(arg('jobs', '1')));
+/** Where the consoles of inconsistent probes are kept. */
+const failures = `${work}-failures`;
 const REPO = resolve(import.meta.dirname, '../../..');
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/power-cut needs root (loop devices for the disk image, QEMU)');
   await rm(work, { recursive: true, force: true });
+  await rm(failures, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const log = (l: string): void => console.log(l);
   const images = await ensureVmImages(REPO, join(labHome(), 'images'), log);
@@ -40,25 +46,42 @@ async function main(): Promise<void> {
   if (points) {
     log('recording the persistence points of a system update (one run, SONDE_FAULT_TRACE)');
     const specs = await recordPoints({ ...o, dir: join(work, 'record') });
-    log(`${specs.length} persistence points: ${specs.join(' ')}`);
-    plans = specs.slice(0, cuts).map((at) => ({ kind: 'point', at }));
+    log(`${specs.length} persistence points: ${specs.map(pointName).join(', ')}`);
+    plans = specs.slice(0, cuts);
   } else {
     const rnd = seeded(seed);
     plans = Array.from({ length: cuts }, () => ({ kind: 'moment', delayMs: Math.round(rnd() * windowS * 1000) }));
   }
-  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}`);
+  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time`);
   const results: CutResult[] = [];
-  for (const [i, plan] of plans.entries()) {
-    const r = await cutOnce(plan, { ...o, dir: join(work, `cut-${i + 1}`) });
-    results.push(r);
-    const what = plan.kind === 'moment' ? `at +${(plan.delayMs / 1000).toFixed(1)} s` : `after ${plan.at}`;
-    console.log(`cut ${i + 1}/${plans.length} ${what}: phase "${r.phase}", ${r.verdict}${r.verdict === 'inconsistent' ? ` ${JSON.stringify(r.checks)}` : ''} (${r.seconds} s)`);
-  }
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < plans.length) {
+      const i = next++;
+      const plan = plans[i]!;
+      const dir = join(work, `cut-${i + 1}`);
+      const r = await cutOnce(plan, { ...o, dir, keep: true }).catch(
+        (e: unknown): CutResult => ({ plan, phase: 'harness', verdict: 'inconsistent', checks: { error: (e as Error).message.split('\n')[0]! }, seconds: 0 }),
+      );
+      results.push(r);
+      // An inconsistent probe's consoles are kept for a look; the rest of its folder (the disk) goes.
+      if (r.verdict === 'inconsistent') {
+        const kept = join(failures, `cut-${i + 1}`);
+        await mkdir(kept, { recursive: true });
+        for (const f of (await readdir(dir).catch(() => [])).filter((n) => n.endsWith('.log'))) await copyFile(join(dir, f), join(kept, f));
+      }
+      await rm(dir, { recursive: true, force: true });
+      const what = plan.kind === 'moment' ? `at +${(plan.delayMs / 1000).toFixed(1)} s` : `after ${pointName(plan)}`;
+      console.log(`cut ${i + 1}/${plans.length} ${what}: phase "${r.phase}", ${r.verdict}${r.verdict === 'inconsistent' ? ` ${JSON.stringify(r.checks)}` : ''} (${r.seconds} s)`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, plans.length) }, worker));
   const byPhase = new Map<string, number>();
   for (const r of results) byPhase.set(r.phase, (byPhase.get(r.phase) ?? 0) + 1);
   console.log(`phases: ${[...byPhase].map(([p, n]) => `${p} ${n}`).join(', ')}`);
   console.log(`ended on the old release ${results.filter((r) => r.verdict === 'old').length}, on the new ${results.filter((r) => r.verdict === 'new').length}`);
   const bad = results.filter((r) => r.verdict === 'inconsistent').length;
+  if (bad > 0) console.log(`the consoles of the inconsistent probes: ${failures}`);
   console.log(`${results.length} cuts, ${bad} inconsistent`);
   await rm(work, { recursive: true, force: true });
   if (bad > 0) process.exitCode = 1;

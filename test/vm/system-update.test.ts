@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_HOME } from '../helpers/lab.js';
-import { cutOnce, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
+import { cutOnce, parsePointName, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
 import { ensureVmImages, VmProbe, type VmImages } from '../../lxc/src/vm/vm-probe.js';
 
 /**
@@ -17,8 +17,8 @@ const REPO = resolve(import.meta.dirname, '../..');
 /** How many seeded power cuts CI runs (bench/power-cut runs the campaign); SONDE_VM_CUTS to change. */
 const CUTS = Number(process.env.SONDE_VM_CUTS ?? '1');
 const SEED = Number(process.env.SONDE_VM_SEED ?? '20');
-/** Persistence points CI cuts right after, beside the seeded moments. */
-const POINTS = (process.env.SONDE_VM_POINTS ?? 'bootenv:written#2').split(',').filter(Boolean);
+/** Persistence points CI cuts right after, beside the seeded moments (as bench/power-cut --points prints them). */
+const POINTS = (process.env.SONDE_VM_POINTS ?? 'boot 1 installer bootenv:written#2').split(',').filter(Boolean).map(parsePointName);
 
 let images: VmImages;
 let scratch: string;
@@ -77,7 +77,7 @@ describe.skipIf(!ROOT)('the QEMU probe: system images through real GRUB, and pow
     const rnd = seeded(SEED);
     const plans = [
       ...Array.from({ length: CUTS }, () => ({ kind: 'moment' as const, delayMs: Math.round(rnd() * 100_000) })),
-      ...POINTS.map((at) => ({ kind: 'point' as const, at })),
+      ...POINTS,
     ];
     const results = [];
     for (const [i, plan] of plans.entries()) {

@@ -75,6 +75,7 @@ function fillDisk(path: string): void {
  * over every point a layer has.
  */
 export function faultPoint(point: string, detail?: string): void {
+  const role = processRole();
   const fillAt = process.env.SONDE_FILL_DISK_AT;
   if (fillAt !== undefined && !diskFilled && matches('SONDE_FILL_DISK_AT', fillAt, point, detail)) {
     const filler = process.env.SONDE_FILL_DISK_PATH;
@@ -83,10 +84,24 @@ export function faultPoint(point: string, detail?: string): void {
     fillDisk(filler);
   }
   const trace = process.env.SONDE_FAULT_TRACE;
-  if (trace !== undefined) announce(trace, `sonde-point: ${process.pid} ${point}${detail !== undefined ? `:${detail}` : ''}`);
+  if (trace !== undefined) announce(trace, `sonde-point: ${process.pid} ${role} ${point}${detail !== undefined ? `:${detail}` : ''}`);
   const at = process.env.SONDE_CRASH_AT;
   if (at === undefined) return;
+  // SONDE_CRASH_ROLE: only that process counts and dies (`#n` counts within a process, and the
+  // agent and the installer it forks pass some of the same points).
+  const onlyIn = process.env.SONDE_CRASH_ROLE;
+  if (onlyIn !== undefined && onlyIn !== role) return;
   if (matches('SONDE_CRASH_AT', at, point, detail)) powerCut(`${point}${detail !== undefined ? `:${detail}` : ''}`);
+}
+
+/**
+ * Which of the agent's processes this is: `installer`, the child a daemon forks for one install
+ * (agent/src/daemon/installer.ts; SONDE_INSTALLER_OF names its parent), or `agent` (the daemon, a
+ * CLI command).
+ */
+export function processRole(): 'installer' | 'agent' {
+  const of = process.env.SONDE_INSTALLER_OF;
+  return of !== undefined && Number(of) === process.ppid ? 'installer' : 'agent';
 }
 
 /** One line to a console or log file, written at once (the machine may be cut right after). */

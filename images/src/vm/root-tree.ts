@@ -17,6 +17,8 @@ export const VM_DATA = '/data';
 export const VM_AGENT_CONFIG = '/data/sonde/agent.json';
 export const VM_PROBE_ROOT = '/data/probe';
 export const VM_INBOX = '/data/drop/incoming';
+/** Where rcS counts the disk's boots (on the data partition). */
+export const VM_BOOT_COUNT = '/data/sonde/boots';
 /** What rcS prints on the serial console once the slot is up, and what the agent's exit prints. */
 export const VM_BOOT_MARK = 'sonde-vm: booted slot';
 
@@ -73,7 +75,11 @@ if [ -n "$ADDR" ]; then
 fi
 mkdir -p ${VM_DATA}/log ${VM_INBOX}
 slot=$(sed -n 's/.*sonde\\.slot=\\([A-Za-z0-9_]*\\).*/\\1/p' /proc/cmdline)
-echo "${VM_BOOT_MARK} $slot ($(cat /proc/sys/kernel/random/boot_id))" > /dev/console
+# Boots of this disk, counted (the power-cut harness cuts in a chosen boot: SONDE_CRASH_BOOT).
+boots=$(( $(cat ${VM_BOOT_COUNT} 2>/dev/null || echo 0) + 1 ))
+echo "$boots" > ${VM_BOOT_COUNT}
+echo "$boots" > /run/sonde-boot
+echo "${VM_BOOT_MARK} $slot ($(cat /proc/sys/kernel/random/boot_id)) boot $boots" > /dev/console
 `;
 
 /** Environment for the agent a test or the power-cut harness puts on the data partition (fault points). */
@@ -82,6 +88,8 @@ export const VM_AGENT_ENV = '/data/sonde/agent.env';
 const RUN_AGENT = `#!/bin/sh
 # Started (and restarted when it exits) by busybox init; its log goes to the console.
 [ -f ${VM_AGENT_ENV} ] && set -a && . ${VM_AGENT_ENV} && set +a
+# A fault point for another boot of this disk is not armed in this one.
+if [ -n "$SONDE_CRASH_BOOT" ] && [ "$SONDE_CRASH_BOOT" != "$(cat /run/sonde-boot 2>/dev/null)" ]; then unset SONDE_CRASH_AT; fi
 exec /usr/bin/node ${VM_AGENT_HOME}/dist/cli/src/sonde.js agent run --config ${VM_AGENT_CONFIG} > /dev/console 2>&1
 `;
 

@@ -18,7 +18,31 @@ import type { SampleReleaseVersion } from '../../../images/src/samples/releases.
  * persistence point the agent passes (SONDE_CRASH_AT; the agent prints where and stops dead, and
  * the harness cuts when it reads that).
  */
-export type CutPlan = { readonly kind: 'moment'; readonly delayMs: number } | { readonly kind: 'point'; readonly at: string };
+export type CutPlan = { readonly kind: 'moment'; readonly delayMs: number } | PointPlan;
+
+/**
+ * Right after a persistence point: `at` is a SONDE_CRASH_AT spec (`point[:file]#n`, n counting
+ * within one process), `role` the process that passes it (the agent, or the installer it forks),
+ * `boot` which boot of the disk (1: the install; 2: the first boot of the new slot).
+ */
+export interface PointPlan {
+  readonly kind: 'point';
+  readonly at: string;
+  readonly role?: 'agent' | 'installer';
+  readonly boot?: number;
+}
+
+/** How a point plan reads in a report: `boot 2 agent commit:persisted#1`. */
+export function pointName(p: PointPlan): string {
+  return [p.boot !== undefined ? `boot ${p.boot}` : null, p.role ?? null, p.at].filter(Boolean).join(' ');
+}
+
+/** pointName read back (a test's SONDE_VM_POINTS takes what the bench prints): `[boot N] [agent|installer] spec`. */
+export function parsePointName(text: string): PointPlan {
+  const m = /^\s*(?:boot (\d+) )?(?:(agent|installer) )?(\S+)\s*$/.exec(text);
+  if (!m) throw new Error(`not a persistence point: "${text}" (expected "[boot N] [agent|installer] point[:file]#n")`);
+  return { kind: 'point', at: m[3]!, ...(m[2] ? { role: m[2] as 'agent' | 'installer' } : {}), ...(m[1] ? { boot: Number(m[1]) } : {}) };
+}
 
 export type Verdict = 'old' | 'new' | 'inconsistent';
 
@@ -156,7 +180,7 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
   const probe = new VmProbe(o.dir, o.images);
   await probe.create();
   try {
-    await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: plan.kind === 'point' ? { SONDE_CRASH_AT: plan.at, SONDE_CRASH_CONSOLE: '/dev/console' } : null });
+    await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: plan.kind === 'point' ? crashEnv(plan) : null });
     const vm = probe.boot();
     const started = await vm.waitFor(/install started/, 180_000);
     let phase: string;
@@ -179,6 +203,15 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
     await probe.cut().catch(() => undefined);
     if (!o.keep) await rm(o.dir, { recursive: true, force: true });
   }
+}
+
+function crashEnv(p: PointPlan): Record<string, string> {
+  return {
+    SONDE_CRASH_AT: p.at,
+    SONDE_CRASH_CONSOLE: '/dev/console',
+    ...(p.role ? { SONDE_CRASH_ROLE: p.role } : {}),
+    ...(p.boot !== undefined ? { SONDE_CRASH_BOOT: String(p.boot) } : {}),
+  };
 }
 
 /** The schema a release's migrations make from an empty database (what a whole database of that release has). */
@@ -205,11 +238,45 @@ export function seeded(seed: number): () => number {
 }
 
 /**
- * The persistence points of a system update, recorded in one run (SONDE_FAULT_TRACE): every point
- * the agent passes from the install's start to its commit after the reboot, as SONDE_CRASH_AT
- * specs (`point[:file]#n`, n counting within its process), in the order passed.
+ * A file name known only at run time (a deployment id, a timestamp, a key id) as a pattern that
+ * matches it in another run: each run of 6 or more hex digits becomes `*`.
  */
-export async function recordPoints(o: RunOptions): Promise<string[]> {
+export function stableName(detail: string): string {
+  return detail.replace(/[0-9a-f]{6,}/g, '*');
+}
+
+/**
+ * The persistence points in a recorded console (SONDE_FAULT_TRACE lines), in the order passed:
+ * for each boot of the disk and each process role, every point as a SONDE_CRASH_AT spec whose
+ * `#n` counts it within its process. A point passed again by a later process of the same role in
+ * the same boot (an agent restarted) is the same plan: cutting at its first pass is enough.
+ */
+export function pointsOf(console: string): PointPlan[] {
+  const plans: PointPlan[] = [];
+  const seen = new Map<string, number>();
+  let boot = 0;
+  for (const m of console.matchAll(/sonde-vm: booted slot \S+ \(\S+\) boot (\d+)|sonde-point: (\d+) (agent|installer) (\S+)/g)) {
+    if (m[1] !== undefined) {
+      boot = Number(m[1]);
+      continue;
+    }
+    const [, , pid, role, raw] = m;
+    const c = raw!.indexOf(':', raw!.indexOf(':') + 1);
+    const at0 = c > 0 && raw!.startsWith('write:') ? `${raw!.slice(0, c)}:${stableName(raw!.slice(c + 1))}` : raw!;
+    const key = `${pid} ${at0}`;
+    const n = (seen.get(key) ?? 0) + 1;
+    seen.set(key, n);
+    const plan: PointPlan = { kind: 'point', at: `${at0}#${n}`, role: role as 'agent' | 'installer', boot };
+    if (!plans.some((p) => pointName(p) === pointName(plan))) plans.push(plan);
+  }
+  return plans;
+}
+
+/**
+ * The persistence points of a system update, recorded in one run (SONDE_FAULT_TRACE): every point
+ * the agent passes from its first start to the commit after the reboot (pointsOf).
+ */
+export async function recordPoints(o: RunOptions): Promise<PointPlan[]> {
   const probe = new VmProbe(o.dir, o.images);
   await probe.create();
   try {
@@ -218,16 +285,7 @@ export async function recordPoints(o: RunOptions): Promise<string[]> {
     await probe.settled(o.settleMs ?? 480_000);
     const text = await probe.vm.console();
     await probe.cut();
-    const specs: string[] = [];
-    const seen = new Map<string, number>();
-    for (const m of text.matchAll(/sonde-point: (\d+) (\S+)/g)) {
-      const key = `${m[1]} ${m[2]}`;
-      const n = (seen.get(key) ?? 0) + 1;
-      seen.set(key, n);
-      const spec = `${m[2]}#${n}`;
-      if (!specs.includes(spec)) specs.push(spec);
-    }
-    return specs;
+    return pointsOf(text);
   } finally {
     await probe.cut().catch(() => undefined);
     await rm(o.dir, { recursive: true, force: true });
