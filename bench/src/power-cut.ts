@@ -7,13 +7,15 @@
  * image hash, the probe database's integrity and schema, the config, the agent's journal, the
  * bootloader's environment. Every check must say "the whole old release" or "the whole new one".
  * Prints each cut, the cuts per phase, and last: "N cuts, M inconsistent". Target: 0 inconsistent.
- * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--dir .bench/power-cut]
+ * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--no-server] [--dir .bench/power-cut]
  * (--jobs: probes cut at the same time, one QEMU each; --cuts with --points: the first N points)
  */
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import pino from 'pino';
 import { labHome } from '../../lxc/src/lab-state.js';
-import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult } from '../../lxc/src/vm/power-cut.js';
+import { startServer } from '../../server/src/server.js';
+import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer } from '../../lxc/src/vm/power-cut.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
 
 const argv = process.argv.slice(2);
@@ -41,7 +43,8 @@ async function main(): Promise<void> {
   const log = (l: string): void => console.log(l);
   const images = await ensureVmImages(REPO, join(labHome(), 'images'), log);
   const expectedSchemaV2 = await schemaOfRelease('1.1.0', work);
-  const o = { images, expectedSchemaV2 };
+  const server = argv.includes('--no-server') ? null : await startServer({ dataDir: join(work, 'server'), port: 0, logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) });
+  const o = { images, expectedSchemaV2, ...(server ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.port, server.mqttPort!) } : {}) };
   let plans: CutPlan[];
   if (points) {
     log('recording the persistence points of a system update (one run, SONDE_FAULT_TRACE)');
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
   const bad = results.filter((r) => r.verdict === 'inconsistent').length;
   if (bad > 0) console.log(`the consoles of the inconsistent probes: ${failures}`);
   console.log(`${results.length} cuts, ${bad} inconsistent`);
+  await server?.close();
   await rm(work, { recursive: true, force: true });
   if (bad > 0) process.exitCode = 1;
 }

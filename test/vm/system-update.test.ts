@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_HOME } from '../helpers/lab.js';
-import { cutOnce, parsePointName, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
+import pino from 'pino';
+import { cutOnce, harnessServer, parsePointName, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
+import { startServer } from '../../server/src/server.js';
 import { ensureVmImages, VmProbe, type VmImages } from '../../lxc/src/vm/vm-probe.js';
 
 /**
@@ -72,19 +74,27 @@ describe.skipIf(!ROOT)('the QEMU probe: system images through real GRUB, and pow
     }
   }, 2_400_000);
 
-  it('power cuts at seeded moments and right after persistence points: every probe comes back whole, old or new', async () => {
+  it('power cuts at seeded moments and right after persistence points: every probe comes back whole, old or new, and the fleet server shows the same', async () => {
     const expectedSchemaV2 = await schemaOfRelease('1.1.0', scratch);
+    const fleet = await startServer({ dataDir: join(scratch, 'server'), port: 0, logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) });
+    const server = harnessServer(fleet.httpUrls[0]!, fleet.adminToken!, fleet.port, fleet.mqttPort!);
     const rnd = seeded(SEED);
     const plans = [
       ...Array.from({ length: CUTS }, () => ({ kind: 'moment' as const, delayMs: Math.round(rnd() * 100_000) })),
       ...POINTS,
     ];
     const results = [];
-    for (const [i, plan] of plans.entries()) {
-      const r = await cutOnce(plan, { dir: join(scratch, `cut-${i}`), images, expectedSchemaV2 });
-      results.push(r);
-      process.stdout.write(`power cut ${JSON.stringify(plan)}: phase "${r.phase}", ${r.verdict} (${r.seconds} s)\n`);
+    try {
+      for (const [i, plan] of plans.entries()) {
+        const r = await cutOnce(plan, { dir: join(scratch, `cut-${i}`), images, expectedSchemaV2, server });
+        results.push(r);
+        process.stdout.write(`power cut ${JSON.stringify(plan)}: phase "${r.phase}", ${r.verdict} (${r.seconds} s)\n`);
+      }
+    } finally {
+      await fleet.close();
     }
     expect(results.filter((r) => r.verdict === 'inconsistent').map((r) => ({ plan: r.plan, phase: r.phase, checks: r.checks }))).toEqual([]);
+    // The server's view was among the checks of every cut.
+    expect(results.every((r) => r.checks.server === r.verdict)).toBe(true);
   }, 3_600_000);
 });

@@ -1,6 +1,7 @@
 import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VM_INBOX, VM_PROBE_ROOT } from './root-tree.js';
+import { VM_FW_ENV_CONFIG, VM_UBOOT_DEFAULT_ENV } from './uboot.js';
 
 /**
  * The QEMU probe's data partition (mounted at /data): what survives a system update and what is
@@ -22,15 +23,23 @@ export interface DataTreeOptions {
   readonly health?: { required?: number; intervalMs?: number; windowMs?: number };
 }
 
-export const VM_SLOT_FILE = {
-  bootloader: { type: 'grub', env: '/boot/grub/grubenv' },
-  rebootCommand: ['/bin/busybox', 'reboot'],
-  slots: [
-    { name: 'a', type: 'block', device: '/dev/vda2', bootname: 'A' },
-    { name: 'b', type: 'block', device: '/dev/vda3', bootname: 'B' },
-  ],
-  pair: ['a', 'b'],
-} as const;
+export type VmBootloader = 'grub' | 'uboot';
+
+/** The slot file of a probe booted through `bootloader` (the same disk boots through either). */
+export function vmSlotFile(bootloader: VmBootloader = 'grub'): object {
+  return {
+    bootloader: bootloader === 'grub' ? { type: 'grub', env: '/boot/grub/grubenv' } : { type: 'uboot', config: VM_FW_ENV_CONFIG, defaultEnv: VM_UBOOT_DEFAULT_ENV },
+    rebootCommand: ['/bin/busybox', 'reboot'],
+    slots: [
+      { name: 'a', type: 'block', device: '/dev/vda2', bootname: 'A' },
+      { name: 'b', type: 'block', device: '/dev/vda3', bootname: 'B' },
+    ],
+    pair: ['a', 'b'],
+  };
+}
+
+/** Where the slot file is on the data partition (relative to it). */
+export const VM_SLOT_FILE_PATH = `${VM_PROBE_ROOT.replace(/^\/data\//, '')}/etc/slots.json`;
 
 /** Loopback only and nothing listening: a probe without a fleet server still runs its drop. */
 const NO_SERVER = {
@@ -66,7 +75,7 @@ export async function buildDataTree(dir: string, o: DataTreeOptions): Promise<vo
     ...(o.health ? { health: o.health } : {}),
   };
   await writeFile(join(sonde, 'agent.json'), `${JSON.stringify(agent, null, 2)}\n`);
-  await writeFile(join(root, 'etc', 'slots.json'), `${JSON.stringify(VM_SLOT_FILE, null, 2)}\n`);
+  await writeFile(join(dir, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile(), null, 2)}\n`);
   await writeFile(join(root, 'etc', 'config.json'), `${JSON.stringify({ port: o.appPort }, null, 2)}\n`);
   await writeFile(join(root, 'etc', 'site-vars.json'), `${JSON.stringify(o.siteVars, null, 2)}\n`, { mode: 0o600 });
   for (const p of o.inbox ?? []) await copyFile(p, join(dir, VM_INBOX.replace(/^\/data\//, ''), p.split('/').pop()!));

@@ -3,16 +3,20 @@ import { copyFile, mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { FACTORY_UBOOT_ENV, setDiskUbootEnv, writeBootScript } from './uboot.js';
 
 const run = promisify(execFile);
 
 /**
  * The QEMU probe's disk (docs/slots.md): an MBR disk with four partitions, GRUB in the MBR gap.
  *
- *   1 boot  ext4: vmlinuz, initrd.img, grub/ (i386-pc modules, grub.cfg, grubenv)
+ *   1 boot  ext4: vmlinuz, initrd.img, grub/ (i386-pc modules, grub.cfg, grubenv), boot.scr (U-Boot)
  *   2 A     the first system slot (a file-system image, written whole)
  *   3 B     the second system slot
  *   4 data  ext4: the probe root (database, config, slot file), the agent's state, the drop
+ *
+ * The gap also holds U-Boot's environment at 0xF0000 (uboot.ts), for the same disk booted through
+ * Debian's U-Boot ROM instead of the BIOS and GRUB.
  *
  * Built from files with sfdisk and dd; only grub-install needs the disk as a block device, so the
  * whole disk and its boot partition are attached as loop devices for that step alone
@@ -163,6 +167,8 @@ export async function buildDisk(o: DiskOptions): Promise<void> {
     await copyFile(o.kernel, join(boot, 'vmlinuz'));
     await copyFile(o.initrd, join(boot, 'initrd.img'));
     await writeFile(join(boot, 'grub', 'grub.cfg'), grubCfg(KERNEL_ARGS));
+    // The same disk boots through U-Boot's ROM too (uboot.ts): its script beside the kernel.
+    await writeBootScript(boot, KERNEL_ARGS);
     await run('grub-editenv', [join(boot, 'grub', 'grubenv'), 'create']);
     await run('grub-editenv', [join(boot, 'grub', 'grubenv'), 'set', ...FACTORY_GRUBENV]);
     const bootImg = join(work, 'boot.img');
@@ -188,6 +194,8 @@ export async function buildDisk(o: DiskOptions): Promise<void> {
       if (bootLoop) await run('losetup', ['-d', bootLoop]);
       await run('losetup', ['-d', whole]);
     }
+    // U-Boot's environment in the gap after GRUB's core image: slot A good, B empty.
+    await setDiskUbootEnv(o.out, FACTORY_UBOOT_ENV);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -2,15 +2,17 @@ import { execFile } from 'node:child_process';
 import { chmod, copyFile, cp, mkdir, realpath, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { fwEnvConfig, UBOOT_DEFAULT_ENV, VM_FW_ENV_CONFIG, VM_UBOOT_DEFAULT_ENV } from './uboot.js';
 
 const run = promisify(execFile);
 
 /**
  * The root file system of a QEMU probe (docs/slots.md, "The QEMU probe"), built from what is on
  * this machine: busybox (init, shell, mount, reboot), the host's `node` and the libraries `ldd`
- * names, grub-editenv for the boot environment, the agent (the sonde-agent package's tree) at
- * /usr/lib/sonde, and the release at /opt/sonde/release. Merged /usr, as Debian. Read-only at run
- * time: what changes lives on the data partition, mounted at /data.
+ * names, grub-editenv and fw_printenv/fw_setenv for the boot environment (GRUB's or U-Boot's),
+ * the agent (the sonde-agent package's tree) at /usr/lib/sonde, and the release at
+ * /opt/sonde/release. Merged /usr, as Debian. Read-only at run time: what changes lives on the
+ * data partition, mounted at /data.
  */
 export const VM_AGENT_HOME = '/usr/lib/sonde';
 export const VM_DATA = '/data';
@@ -62,6 +64,7 @@ mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -p /run/lock
 mount -t ext4 -o rw,noatime /dev/vda4 ${VM_DATA} || echo "sonde-vm: the data partition did not mount"
 mount -t ext4 -o rw,noatime /dev/vda1 /boot || echo "sonde-vm: the boot partition did not mount"
 hostname -F /etc/hostname
@@ -109,12 +112,18 @@ export async function buildRootTree(tree: string, o: RootTreeOptions): Promise<v
   for (const [link, to] of [['bin', 'usr/bin'], ['sbin', 'usr/sbin'], ['lib', 'usr/lib'], ['lib64', 'usr/lib64']] as const) await symlink(to, join(tree, link));
   await symlink('/run', join(tree, 'var', 'run'));
   await symlink('/tmp', join(tree, 'var', 'tmp'));
+  await symlink('/run/lock', join(tree, 'var', 'lock'));
   await copyFile('/bin/busybox', join(tree, 'usr/bin/busybox'));
   await chmod(join(tree, 'usr/bin/busybox'), 0o755);
   for (const a of APPLETS) await symlink('busybox', join(tree, 'usr/bin', a));
   for (const a of SBIN_APPLETS) await symlink('../bin/busybox', join(tree, 'usr/sbin', a));
   await withLibraries(tree, '/usr/bin/node');
   await withLibraries(tree, '/usr/bin/grub-editenv');
+  // U-Boot's environment tools (libubootenv), for the same disk booted through U-Boot (uboot.ts).
+  await withLibraries(tree, '/usr/bin/fw_printenv');
+  await withLibraries(tree, '/usr/bin/fw_setenv');
+  await writeFile(join(tree, VM_FW_ENV_CONFIG.slice(1)), fwEnvConfig('/dev/vda'));
+  await writeFile(join(tree, VM_UBOOT_DEFAULT_ENV.slice(1)), `${UBOOT_DEFAULT_ENV.join('\n')}\n`);
   await cp(o.agentTree, join(tree, VM_AGENT_HOME.slice(1)), { recursive: true, verbatimSymlinks: true });
   await writeFile(join(tree, 'etc/inittab'), INITTAB);
   await writeFile(join(tree, 'etc/init.d/rcS'), RCS, { mode: 0o755 });

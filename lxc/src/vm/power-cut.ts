@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { GUEST_HOST_ADDR } from './qemu.js';
 import { VmProbe, type VmImages, type VmStatus } from './vm-probe.js';
 import { applyMigrations, loadMigrations, planMigrations } from '../../../agent/src/update/migrations.js';
 import { RELEASE_DIR, writeSampleReleaseTree } from '../../../images/src/system/system-image.js';
@@ -172,32 +173,94 @@ export interface RunOptions {
   readonly settleMs?: number;
   /** Keep the probe's folder (disk, consoles) for a look, instead of removing it. */
   readonly keep?: boolean;
+  /** A fleet server the probe reports to: its view becomes the `server` check. */
+  readonly server?: HarnessServer;
+}
+
+/** The fleet server of a power-cut run (the harness's own, on this machine's loopback). */
+export interface HarnessServer {
+  /** Loopback ports the guest reaches as 10.0.2.100:PORT (QEMU guestfwd): HTTP and MQTT. */
+  readonly ports: readonly number[];
+  /** Enrolls `probeId`; the enrollment file's text, with URLs the guest can reach. */
+  enroll(probeId: string): Promise<string>;
+  /** What the server shows for the probe: the release and slot it last reported. */
+  view(probeId: string): Promise<{ readonly version: string | null; readonly slot: string | null; readonly stateAt: string | null } | null>;
+}
+
+/** A running fleet server (its loopback URL, admin token and ports) as the harness needs it. */
+export function harnessServer(base: string, admin: string, http: number, mqtt: number): HarnessServer {
+  const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
+    const r = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await r.text();
+    return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
+  };
+  return {
+    ports: [http, mqtt],
+    async enroll(probeId) {
+      const r = await call<unknown>('POST', `/api/v1/probes/${probeId}/enroll`, { serverUrl: `http://${GUEST_HOST_ADDR}:${http}`, mqttUrl: `mqtt://${GUEST_HOST_ADDR}:${mqtt}` });
+      if (r.status >= 300) throw new Error(`enrolling ${probeId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      return JSON.stringify(r.body);
+    },
+    async view(probeId) {
+      const r = await call<{ version: string | null; slot: string | null; stateAt: string | null }>('GET', `/api/v1/probes/${probeId}`);
+      return r.status === 200 ? r.body : null;
+    },
+  };
+}
+
+/**
+ * The server's view, once the probe has reported what it runs at rest: "new" (1.1.0 in slot b),
+ * "old" (nothing committed), or what the server shows if it never matches within `timeoutMs`.
+ */
+export async function serverCheck(server: HarnessServer, probeId: string, st: VmStatus, timeoutMs = 120_000): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  let last: { version: string | null; slot: string | null; stateAt: string | null } | null = null;
+  for (;;) {
+    last = await server.view(probeId).catch(() => null);
+    if (last && last.stateAt !== null && last.version === st.status!.version && (last.version === null || last.slot === st.status!.slot)) break;
+    if (Date.now() > until) return `the server shows ${JSON.stringify(last)}; the probe runs ${JSON.stringify({ version: st.status!.version, slot: st.status!.slot })}`;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  if (last.version === null) return 'old';
+  return last.version === NEW_PACK && last.slot === 'b' ? 'new' : `the server shows ${last.version} in slot ${last.slot}`;
 }
 
 /** One cut: a fresh probe, the install, the cut, the boot after it, the checks. */
 export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> {
   const t0 = Date.now();
   const probe = new VmProbe(o.dir, o.images);
+  const probeId = `power-cut-${basename(o.dir)}`;
+  const forwards = o.server?.ports ?? [];
   await probe.create();
   try {
-    await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: plan.kind === 'point' ? crashEnv(plan) : null });
-    const vm = probe.boot();
-    const started = await vm.waitFor(/install started/, 180_000);
+    await probe.prepare({
+      inbox: [o.images.packs[NEW_PACK].path],
+      agentEnv: plan.kind === 'point' ? crashEnv(plan) : null,
+      ...(o.server ? { enrollment: await o.server.enroll(probeId) } : {}),
+    });
+    const vm = probe.boot(forwards);
+    // A point may come before the install starts (the agent marking its slot good at its start).
+    const started = await vm.waitFor(plan.kind === 'point' ? /install started|sonde-cut-here: / : /install started/, 180_000);
     let phase: string;
     if (plan.kind === 'moment') {
       await new Promise((r) => setTimeout(r, plan.delayMs));
       phase = phaseOf(await vm.console());
     } else {
-      const hit = await vm.waitFor(/sonde-cut-here: (\S+)|sonde-status: \{"inbox":0,"status":\{[^\n]*"unfinished":null/, 600_000, started.end);
+      const hit = await vm.waitFor(/sonde-cut-here: (\S+)|sonde-status: \{"inbox":0,"status":\{[^\n]*"unfinished":null/, 600_000, started.end - started.match[0].length);
       phase = hit.match[1] ? `after ${hit.match[1]}` : 'not reached';
     }
     await probe.cut();
     await probe.prepare({ agentEnv: null });
-    const again = probe.boot();
+    probe.boot(forwards);
     const st = await probe.settled(o.settleMs ?? 480_000);
-    void again;
+    const server = o.server ? await serverCheck(o.server, probeId, st) : null;
     await probe.cut();
     const checks = await judge(probe, o.images, st, join(o.dir, 'read'), o.expectedSchemaV2);
+    if (server !== null) checks.server = server;
     return { plan, phase, verdict: verdictOf(checks), checks, seconds: Math.round((Date.now() - t0) / 1000) };
   } finally {
     await probe.cut().catch(() => undefined);

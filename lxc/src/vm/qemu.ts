@@ -19,6 +19,8 @@ export interface QemuOptions {
   readonly memoryMiB?: number;
   /** Host loopback ports the guest may reach as 10.0.2.100:<port>. */
   readonly forwards?: readonly number[];
+  /** A firmware ROM instead of QEMU's BIOS (U-Boot's, images/src/vm/uboot.ts). */
+  readonly bios?: string;
 }
 
 export function qemuArgs(o: QemuOptions): string[] {
@@ -28,6 +30,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     '-cpu', 'max',
     '-m', String(o.memoryMiB ?? 1024),
     '-smp', '1',
+    ...(o.bios ? ['-bios', o.bios] : []),
     '-nodefaults',
     '-no-user-config',
     '-display', 'none',

@@ -4,7 +4,8 @@ import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readVerifiedManifest } from './pack-facts.js';
-import { buildDataTree } from '../../../images/src/vm/data-tree.js';
+import { buildDataTree, VM_SLOT_FILE_PATH, vmSlotFile, type VmBootloader } from '../../../images/src/vm/data-tree.js';
+import { readDiskUbootEnv, UBOOT_ROM } from '../../../images/src/vm/uboot.js';
 import { buildDisk, DEFAULT_LAYOUT, partitionsOf, withPartition } from '../../../images/src/vm/disk-image.js';
 import { buildRootTree, VM_INBOX, VM_PROBE_ROOT, VM_STATUS_MARK } from '../../../images/src/vm/root-tree.js';
 import { buildExt4Image, writeSampleReleaseTree, writeSystemRecipe } from '../../../images/src/system/system-image.js';
@@ -54,7 +55,7 @@ async function sha256File(path: string): Promise<string> {
 /** Builds (once per agent build and image format) the QEMU probe's disk and its system packs. */
 export async function ensureVmImages(repoDir: string, imagesDir: string, log: (l: string) => void, opts: { keysDir?: string } = {}): Promise<VmImages> {
   const agentTree = await ensureAgentTree(repoDir, imagesDir, log);
-  const hash = createHash('sha256').update(treeFingerprint(agentTree)).update(treeFingerprint(join(repoDir, 'dist', 'images', 'src', 'vm'))).update('vm-images-3');
+  const hash = createHash('sha256').update(treeFingerprint(agentTree)).update(treeFingerprint(join(repoDir, 'dist', 'images', 'src', 'vm'))).update('vm-images-4');
   // The lab's VM probes trust (and their packs are signed by) the lab's sample keys; others have their own.
   const keysDir = opts.keysDir ?? null;
   if (keysDir) hash.update(await readFile(join(keysDir, 'root.crt')));
@@ -135,14 +136,19 @@ export class VmProbe {
   constructor(
     readonly dir: string,
     readonly images: VmImages,
+    /** What boots it: QEMU's BIOS and GRUB from the MBR, or Debian's U-Boot ROM and boot.scr. */
+    readonly bootloader: VmBootloader = 'grub',
   ) {
     this.disk = join(dir, 'disk.img');
   }
 
-  /** A fresh probe: the factory disk, copied (sparse). */
+  /** A fresh probe: the factory disk, copied (sparse); booted through U-Boot, its slot file says so. */
   async create(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await run('cp', ['--sparse=always', this.images.disk, this.disk]);
+    if (this.bootloader !== 'grub') {
+      await withPartition(this.disk, 3, async (data) => writeFile(join(data, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile(this.bootloader), null, 2)}\n`));
+    }
   }
 
   get vm(): QemuProbe {
@@ -154,10 +160,11 @@ export class VmProbe {
     return this.qemu !== null && this.qemu.pid !== null;
   }
 
-  /** While the VM is off: packs into its FTP drop, and the agent's environment (fault points) set or cleared. */
-  async prepare(o: { inbox?: readonly string[]; agentEnv?: Readonly<Record<string, string>> | null }): Promise<void> {
+  /** While the VM is off: packs into its FTP drop, the agent's environment (fault points) set or cleared, its enrollment. */
+  async prepare(o: { inbox?: readonly string[]; agentEnv?: Readonly<Record<string, string>> | null; enrollment?: string }): Promise<void> {
     if (this.running) throw new Error('the VM must be off to change its disk');
     await withPartition(this.disk, 3, async (data) => {
+      if (o.enrollment !== undefined) await writeFile(join(data, 'sonde', 'enrollment.json'), o.enrollment, { mode: 0o600 });
       for (const p of o.inbox ?? []) await copyFile(p, join(data, VM_INBOX.replace(/^\/data\//, ''), p.split('/').pop()!));
       if (o.agentEnv !== undefined) {
         const env = join(data, 'sonde', 'agent.env');
@@ -171,7 +178,7 @@ export class VmProbe {
   boot(forwards: readonly number[] = []): QemuProbe {
     if (this.running) throw new Error('the VM is running');
     this.powerOns++;
-    this.qemu = new QemuProbe({ disk: this.disk, serialLog: join(this.dir, `serial-${this.powerOns}.log`), forwards });
+    this.qemu = new QemuProbe({ disk: this.disk, serialLog: join(this.dir, `serial-${this.powerOns}.log`), forwards, ...(this.bootloader === 'uboot' ? { bios: UBOOT_ROM } : {}) });
     this.qemu.start();
     return this.qemu;
   }
@@ -233,8 +240,8 @@ export class VmProbe {
     return hash.digest('hex');
   }
 
-  /** With the VM off: the GRUB environment, and copies of the probe's database, config and agent journal. */
-  async readDisk(into: string): Promise<{ grubenv: Record<string, string> }> {
+  /** With the VM off: the bootloaders' environments, and copies of the probe's database, config and agent journal. */
+  async readDisk(into: string): Promise<{ grubenv: Record<string, string>; ubootEnv: Record<string, string> }> {
     if (this.running) throw new Error('the VM must be off to read its disk');
     await mkdir(into, { recursive: true });
     const grubenv = await withPartition(this.disk, 0, async (boot) => {
@@ -254,6 +261,6 @@ export class VmProbe {
         await copyFile(join(root, from), join(into, to)).catch(() => undefined);
       }
     });
-    return { grubenv };
+    return { grubenv, ubootEnv: await readDiskUbootEnv(this.disk) };
   }
 }
