@@ -15,7 +15,8 @@ import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { labHome } from '../../lxc/src/lab-state.js';
 import { startServer } from '../../server/src/server.js';
-import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer } from '../../lxc/src/vm/power-cut.js';
+import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer, type RunOptions } from '../../lxc/src/vm/power-cut.js';
+import { CutNetwork } from '../../lxc/src/vm/power-cut-net.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
 
 const argv = process.argv.slice(2);
@@ -43,8 +44,19 @@ async function main(): Promise<void> {
   const log = (l: string): void => console.log(l);
   const images = await ensureVmImages(REPO, join(labHome(), 'images'), log);
   const expectedSchemaV2 = await schemaOfRelease('1.1.0', work);
-  const server = argv.includes('--no-server') ? null : await startServer({ dataDir: join(work, 'server'), port: 0, logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) });
-  const o = { images, expectedSchemaV2, ...(server ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.port, server.mqttPort!) } : {}) };
+  // The fleet server on an unrouted bridge of its own, the probes on taps there (power-cut-net.ts).
+  const network = argv.includes('--no-server') ? null : await CutNetwork.create(join(work, 'net'));
+  const server = network ? await startServer({ dataDir: join(work, 'server'), port: 0, listen: [network.net.hostIp], logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) }) : null;
+  const o = { images, expectedSchemaV2, ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
+  try {
+    await campaign(o, log);
+  } finally {
+    await server?.close();
+    await network?.close();
+  }
+}
+
+async function campaign(o: Omit<RunOptions, 'dir'>, log: (l: string) => void): Promise<void> {
   let plans: CutPlan[];
   if (points) {
     log('recording the persistence points of a system update (one run, SONDE_FAULT_TRACE)');
@@ -63,7 +75,7 @@ async function main(): Promise<void> {
       const i = next++;
       const plan = plans[i]!;
       const dir = join(work, `cut-${i + 1}`);
-      const r = await cutOnce(plan, { ...o, dir, keep: true }).catch(
+      const r = await cutOnce(plan, { ...o, dir, keep: true, index: i + 1 }).catch(
         (e: unknown): CutResult => ({ plan, phase: 'harness', verdict: 'inconsistent', checks: { error: (e as Error).message.split('\n')[0]! }, seconds: 0 }),
       );
       results.push(r);
@@ -86,7 +98,6 @@ async function main(): Promise<void> {
   const bad = results.filter((r) => r.verdict === 'inconsistent').length;
   if (bad > 0) console.log(`the consoles of the inconsistent probes: ${failures}`);
   console.log(`${results.length} cuts, ${bad} inconsistent`);
-  await server?.close();
   await rm(work, { recursive: true, force: true });
   if (bad > 0) process.exitCode = 1;
 }

@@ -70,6 +70,24 @@ describe('U-Boot environment (fw_setenv on a file): BOOT_ORDER and BOOT_x_LEFT',
     expect(execFileSync('fw_printenv', ['-c', config, '-n', `BOOT_B_LEFT`], { encoding: 'utf8' }).trim()).toBe(String(UBOOT_GOOD_TRIES));
     expect(await c.primary()).toBe('B');
   });
+
+  it('a slot marked bad goes last in BOOT_ORDER, so that a probe whose good slot ran out of boots still boots the good one', async () => {
+    const file = join(tmp.dir, 'uboot-bad.env');
+    execFileSync('truncate', ['-s', '16384', file]);
+    const config = join(tmp.dir, 'fw_env-bad.config');
+    await writeFile(config, `${file} 0x0 0x4000\n`);
+    const defaults = join(tmp.dir, 'default-bad.env');
+    await writeFile(defaults, 'BOOT_ORDER=A B\n');
+    const c = new BootChooser(bootEnvOf({ type: 'uboot', config, defaultEnv: defaults }), ['A', 'B']);
+    await c.markGood('B', { primary: true });
+    // A new system tried in A: first in the order, one boot; it never comes up (the script counted it to 0).
+    await c.tryOnce('A');
+    execFileSync('fw_setenv', ['-c', config, 'BOOT_A_LEFT', '0']);
+    // The agent, back on B, marks A bad: A goes last, whatever the boots left.
+    await c.markBad('A');
+    expect(execFileSync('fw_printenv', ['-c', config, '-n', 'BOOT_ORDER'], { encoding: 'utf8' }).trim()).toBe('B A');
+    expect(await c.primary()).toBe('B');
+  });
 });
 
 describe('the slot file (etc/slots.json) is strict', () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_HOME } from '../helpers/lab.js';
 import pino from 'pino';
 import { cutOnce, harnessServer, parsePointName, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
+import { CutNetwork } from '../../lxc/src/vm/power-cut-net.js';
 import { startServer } from '../../server/src/server.js';
 import { ensureVmImages, VmProbe, type VmImages } from '../../lxc/src/vm/vm-probe.js';
 
@@ -76,8 +77,10 @@ describe.skipIf(!ROOT)('the QEMU probe: system images through real GRUB, and pow
 
   it('power cuts at seeded moments and right after persistence points: every probe comes back whole, old or new, and the fleet server shows the same', async () => {
     const expectedSchemaV2 = await schemaOfRelease('1.1.0', scratch);
-    const fleet = await startServer({ dataDir: join(scratch, 'server'), port: 0, logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) });
-    const server = harnessServer(fleet.httpUrls[0]!, fleet.adminToken!, fleet.port, fleet.mqttPort!);
+    // The fleet server on an unrouted bridge, the probe on a tap there, over TLS as in the field.
+    const network = await CutNetwork.create(join(scratch, 'net'));
+    const fleet = await startServer({ dataDir: join(scratch, 'server'), port: 0, listen: [network.net.hostIp], logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) });
+    const server = harnessServer(fleet.httpUrls[0]!, fleet.adminToken!, fleet.httpUrls.find((u) => u.includes(network.net.hostIp))!, network);
     const rnd = seeded(SEED);
     const plans = [
       ...Array.from({ length: CUTS }, () => ({ kind: 'moment' as const, delayMs: Math.round(rnd() * 100_000) })),
@@ -86,12 +89,13 @@ describe.skipIf(!ROOT)('the QEMU probe: system images through real GRUB, and pow
     const results = [];
     try {
       for (const [i, plan] of plans.entries()) {
-        const r = await cutOnce(plan, { dir: join(scratch, `cut-${i}`), images, expectedSchemaV2, server });
+        const r = await cutOnce(plan, { dir: join(scratch, `cut-${i}`), images, expectedSchemaV2, server, index: i + 1 });
         results.push(r);
         process.stdout.write(`power cut ${JSON.stringify(plan)}: phase "${r.phase}", ${r.verdict} (${r.seconds} s)\n`);
       }
     } finally {
       await fleet.close();
+      await network.close();
     }
     expect(results.filter((r) => r.verdict === 'inconsistent').map((r) => ({ plan: r.plan, phase: r.phase, checks: r.checks }))).toEqual([]);
     // The server's view was among the checks of every cut.

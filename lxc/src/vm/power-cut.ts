@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { GUEST_HOST_ADDR } from './qemu.js';
+import type { CutNetwork } from './power-cut-net.js';
 import { VmProbe, type VmImages, type VmStatus } from './vm-probe.js';
 import { applyMigrations, loadMigrations, planMigrations } from '../../../agent/src/update/migrations.js';
 import { RELEASE_DIR, writeSampleReleaseTree } from '../../../images/src/system/system-image.js';
@@ -175,20 +175,24 @@ export interface RunOptions {
   readonly keep?: boolean;
   /** A fleet server the probe reports to: its view becomes the `server` check. */
   readonly server?: HarnessServer;
+  /** This probe's number among those of the run (its address and tap on the server's network). */
+  readonly index?: number;
 }
 
-/** The fleet server of a power-cut run (the harness's own, on this machine's loopback). */
+/** The fleet server of a power-cut run (the harness's own, on its unrouted bridge: power-cut-net.ts). */
 export interface HarnessServer {
-  /** Loopback ports the guest reaches as 10.0.2.100:PORT (QEMU guestfwd): HTTP and MQTT. */
-  readonly ports: readonly number[];
+  readonly network: CutNetwork;
   /** Enrolls `probeId`; the enrollment file's text, with URLs the guest can reach. */
   enroll(probeId: string): Promise<string>;
   /** What the server shows for the probe: the release and slot it last reported. */
   view(probeId: string): Promise<{ readonly version: string | null; readonly slot: string | null; readonly stateAt: string | null } | null>;
 }
 
-/** A running fleet server (its loopback URL, admin token and ports) as the harness needs it. */
-export function harnessServer(base: string, admin: string, http: number, mqtt: number): HarnessServer {
+/**
+ * A running fleet server as the harness needs it: its loopback URL and admin token for the
+ * harness, `probeUrl` (https on the bridge's host address) for the probes.
+ */
+export function harnessServer(base: string, admin: string, probeUrl: string, network: CutNetwork): HarnessServer {
   const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
     const r = await fetch(`${base}${path}`, {
       method,
@@ -199,9 +203,9 @@ export function harnessServer(base: string, admin: string, http: number, mqtt: n
     return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
   };
   return {
-    ports: [http, mqtt],
+    network,
     async enroll(probeId) {
-      const r = await call<unknown>('POST', `/api/v1/probes/${probeId}/enroll`, { serverUrl: `http://${GUEST_HOST_ADDR}:${http}`, mqttUrl: `mqtt://${GUEST_HOST_ADDR}:${mqtt}` });
+      const r = await call<unknown>('POST', `/api/v1/probes/${probeId}/enroll`, { serverUrl: probeUrl });
       if (r.status >= 300) throw new Error(`enrolling ${probeId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
       return JSON.stringify(r.body);
     },
@@ -234,15 +238,17 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
   const t0 = Date.now();
   const probe = new VmProbe(o.dir, o.images);
   const probeId = `power-cut-${basename(o.dir)}`;
-  const forwards = o.server?.ports ?? [];
+  const index = o.index ?? 1;
+  const tap = o.server ? await o.server.network.tap(index) : null;
+  const net = tap ? { tap } : {};
   await probe.create();
   try {
     await probe.prepare({
       inbox: [o.images.packs[NEW_PACK].path],
       agentEnv: plan.kind === 'point' ? crashEnv(plan) : null,
-      ...(o.server ? { enrollment: await o.server.enroll(probeId) } : {}),
+      ...(o.server ? { enrollment: await o.server.enroll(probeId), address: o.server.network.address(index) } : {}),
     });
-    const vm = probe.boot(forwards);
+    const vm = probe.boot(net);
     // A point may come before the install starts (the agent marking its slot good at its start).
     const started = await vm.waitFor(plan.kind === 'point' ? /install started|sonde-cut-here: / : /install started/, 180_000);
     let phase: string;
@@ -255,7 +261,7 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
     }
     await probe.cut();
     await probe.prepare({ agentEnv: null });
-    probe.boot(forwards);
+    probe.boot(net);
     const st = await probe.settled(o.settleMs ?? 480_000);
     const server = o.server ? await serverCheck(o.server, probeId, st) : null;
     await probe.cut();
@@ -264,6 +270,7 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
     return { plan, phase, verdict: verdictOf(checks), checks, seconds: Math.round((Date.now() - t0) / 1000) };
   } finally {
     await probe.cut().catch(() => undefined);
+    if (tap) o.server!.network.removeTap(tap);
     if (!o.keep) await rm(o.dir, { recursive: true, force: true });
   }
 }

@@ -6,6 +6,7 @@ import type { ExecResult, ProbeBackend, ProbeRunState, ProbeSpec } from '../back
 import { LabError } from '../errors.js';
 import { isRoot, run, which } from '../host.js';
 import { processAlive as alive } from '../../../base/src/os/process-alive.js';
+import { macFor } from './qemu.js';
 
 /**
  * The lab's QEMU engine (`sonde lab up --vm`, docs/lab.md): each probe a QEMU machine under TCG
@@ -73,7 +74,7 @@ export class QemuBackend implements ProbeBackend {
       'qemu-system-x86_64',
       ['-accel', 'tcg', '-cpu', 'max', '-m', '1024', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
         '-serial', `file:${d.consoleLog}`, '-drive', `file=${d.disk},format=raw,if=virtio,cache=writeback`,
-        '-netdev', `tap,id=n0,ifname=${d.tap},script=no,downscript=no`, '-device', 'virtio-net-pci,netdev=n0',
+        '-netdev', `tap,id=n0,ifname=${d.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${macFor(d.tap)}`,
         '-daemonize', '-pidfile', d.pidFile, '-name', name],
       { code: 'LAB_PROBE_FAILED', timeoutMs: 60_000 },
     );

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 
 /**
@@ -6,7 +7,8 @@ import { readFile } from 'node:fs/promises';
  * guest on this machine: ../shared/notes/machine-facts.md §8), its disk on virtio, its serial
  * console into a file the lab and the tests read. The network is QEMU's user networking with
  * `restrict=on`: the guest can open no connection out, only the forwards given (guestfwd: a guest
- * connection to 10.0.2.100:PORT reaches 127.0.0.1:PORT on the host, nothing else).
+ * connection to 10.0.2.100:PORT reaches 127.0.0.1:PORT on the host, nothing else); or a tap on
+ * the lab's unrouted bridge (the power-cut harness's fleet server listens there).
  *
  * kill() is a power cut: SIGKILL to QEMU drops whatever the guest kernel had not yet written to
  * its virtual disk; what it had written is in the disk file.
@@ -21,10 +23,20 @@ export interface QemuOptions {
   readonly forwards?: readonly number[];
   /** A firmware ROM instead of QEMU's BIOS (U-Boot's, images/src/vm/uboot.ts). */
   readonly bios?: string;
+  /** A tap device (on the lab's bridge) instead of user networking; the guest's MAC derives from its name. */
+  readonly tap?: string;
+}
+
+/** A locally administered MAC of QEMU's prefix, one per tap: guests on one bridge must not share one. */
+export function macFor(tap: string): string {
+  const h = createHash('sha256').update(tap).digest();
+  return `52:54:00:${[h[0], h[1], h[2]].map((b) => b!.toString(16).padStart(2, '0')).join(':')}`;
 }
 
 export function qemuArgs(o: QemuOptions): string[] {
-  const net = ['user', 'id=n0', 'restrict=on', ...(o.forwards ?? []).map((p) => `guestfwd=tcp:${GUEST_HOST_ADDR}:${p}-tcp:127.0.0.1:${p}`)].join(',');
+  const net = o.tap
+    ? `tap,id=n0,ifname=${o.tap},script=no,downscript=no`
+    : ['user', 'id=n0', 'restrict=on', ...(o.forwards ?? []).map((p) => `guestfwd=tcp:${GUEST_HOST_ADDR}:${p}-tcp:127.0.0.1:${p}`)].join(',');
   return [
     '-accel', 'tcg',
     '-cpu', 'max',
@@ -38,7 +50,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     '-serial', `file:${o.serialLog}`,
     '-drive', `file=${o.disk},format=raw,if=virtio,cache=writeback`,
     '-netdev', net,
-    '-device', 'virtio-net-pci,netdev=n0',
+    '-device', `virtio-net-pci,netdev=n0${o.tap ? `,mac=${macFor(o.tap)}` : ''}`,
   ];
 }
 

@@ -160,11 +160,15 @@ export class VmProbe {
     return this.qemu !== null && this.qemu.pid !== null;
   }
 
-  /** While the VM is off: packs into its FTP drop, the agent's environment (fault points) set or cleared, its enrollment. */
-  async prepare(o: { inbox?: readonly string[]; agentEnv?: Readonly<Record<string, string>> | null; enrollment?: string }): Promise<void> {
+  /**
+   * While the VM is off: packs into its FTP drop, the agent's environment (fault points) set or
+   * cleared, its enrollment and its address on a tap's network (`10.213.X.Y/24`).
+   */
+  async prepare(o: { inbox?: readonly string[]; agentEnv?: Readonly<Record<string, string>> | null; enrollment?: string; address?: string }): Promise<void> {
     if (this.running) throw new Error('the VM must be off to change its disk');
     await withPartition(this.disk, 3, async (data) => {
       if (o.enrollment !== undefined) await writeFile(join(data, 'sonde', 'enrollment.json'), o.enrollment, { mode: 0o600 });
+      if (o.address !== undefined) await writeFile(join(data, 'sonde', 'network'), `ADDR=${o.address}\n`);
       for (const p of o.inbox ?? []) await copyFile(p, join(data, VM_INBOX.replace(/^\/data\//, ''), p.split('/').pop()!));
       if (o.agentEnv !== undefined) {
         const env = join(data, 'sonde', 'agent.env');
@@ -175,10 +179,10 @@ export class VmProbe {
   }
 
   /** Power on. The console of this power-on is serial-<n>.log. */
-  boot(forwards: readonly number[] = []): QemuProbe {
+  boot(net: { forwards?: readonly number[]; tap?: string } = {}): QemuProbe {
     if (this.running) throw new Error('the VM is running');
     this.powerOns++;
-    this.qemu = new QemuProbe({ disk: this.disk, serialLog: join(this.dir, `serial-${this.powerOns}.log`), forwards, ...(this.bootloader === 'uboot' ? { bios: UBOOT_ROM } : {}) });
+    this.qemu = new QemuProbe({ disk: this.disk, serialLog: join(this.dir, `serial-${this.powerOns}.log`), ...net, ...(this.bootloader === 'uboot' ? { bios: UBOOT_ROM } : {}) });
     this.qemu.start();
     return this.qemu;
   }

@@ -175,9 +175,14 @@ export class BootChooser {
     await this.env.write(set);
   }
 
-  /** Never boot `name` (before it is written, and after it failed). */
+  /**
+   * Never boot `name` (before it is written, and after it failed), and put it last in the order:
+   * U-Boot's script boots the first slot in BOOT_ORDER when none has boots left, and that must be
+   * the good one, not a slot left at 0 because it is bad (GRUB's OK=0 already keeps it out).
+   */
   async markBad(name: string): Promise<void> {
-    const set = new Map<string, string>();
+    const vars = await this.env.read();
+    const set = new Map<string, string>([[this.orderKey(), [...this.order(vars).filter((n) => n !== name), name].join(' ')]]);
     if (this.env.type === 'grub') {
       set.set(`${name}_OK`, '0');
       set.set(`${name}_TRY`, '0');
