@@ -284,4 +284,34 @@ describe.skipIf(!ROOT)('system images on block slots (loop devices, ext4, grub-e
     expect(await grubEnv(envFile)).toMatchObject({ ORDER: 'B A', A_OK: '0', B_OK: '1', B_TRY: '0' });
     expect((await status()).slot).toBe('b');
   }, 120_000);
+
+  it('sonde agent rollback on block slots goes back to the previous release through a reboot into its slot, and commits there', async () => {
+    // A second committed release: 1.1.1 into A.
+    expect((await install('1.1.1')).deployment.state).toBe('trial');
+    expect(await reboot()).toBe('A');
+    await agentStarts();
+    expect(await status()).toMatchObject({ slot: 'a', version: '1.1.1', lastOutcome: { outcome: 'committed', version: '1.1.1' } });
+    const slotB = await sha(dev.b);
+
+    // Back to 1.1.0, still whole in B: GRUB is told to boot B, and the probe reboots.
+    const e = await engine();
+    let r;
+    try {
+      r = await e.rollback();
+    } finally {
+      e.close();
+    }
+    expect(r.deployment.errorMessage).toBeNull();
+    expect(r.deployment.state).toBe('trial');
+    expect((await grubEnv(envFile)).ORDER).toBe('B A');
+    expect(await reboot()).toBe('B');
+    await agentStarts();
+    const s = await status();
+    expect(s).toMatchObject({ slot: 'b', version: '1.1.0', dbVersion: 2, lastOutcome: { outcome: 'committed', version: '1.1.0' } });
+    expect(s.boot).toEqual({ type: 'block', booted: 'b', primary: 'b' });
+    // Nothing was written into the slot it went back to.
+    expect(await sha(dev.b)).toBe(slotB);
+    const st = await waitFor('1.1.0 serving again', async () => (await httpJson(port, '/status')).body as { version: string });
+    expect(st.version).toBe('1.1.0');
+  }, 180_000);
 });

@@ -9,6 +9,7 @@ import type { Deployment, Release } from './journal.js';
 import { dbVersion, loadMigrations, snapshotDatabase } from './migrations.js';
 import { configVersionOf } from './config-ops.js';
 import { readReleaseInfo } from './release-info.js';
+import { blockSlots } from './system-install.js';
 
 /**
  * Staging of `sonde agent rollback`: back to the previous committed release, whose slot is still
@@ -35,6 +36,8 @@ export async function stageRollback(ctx: EngineContext, d: Deployment, current: 
   if (info.health !== 'good' || info.version !== previous.version) {
     throw new UpdateError('ROLLBACK_UNAVAILABLE', `slot ${target} no longer holds ${previous.version} whole (it is ${info.health}${info.version ? `, ${info.version}` : ''})`);
   }
+  // A block slot not booted is read through the agent's read-only mount of it (as after a write).
+  await blockSlots(ctx)?.mount(target);
   const release = await readReleaseInfo(join(slots.releaseDir(target), 'app'));
   const staging = join(layout.staging, d.id);
   await mkdir(staging, { recursive: true, mode: 0o700 });
