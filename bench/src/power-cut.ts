@@ -17,6 +17,7 @@ import { labHome } from '../../lxc/src/lab-state.js';
 import { startServer } from '../../server/src/server.js';
 import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer, type RunOptions } from '../../lxc/src/vm/power-cut.js';
 import { CutNetwork } from '../../lxc/src/vm/power-cut-net.js';
+import { killAllQemu } from '../../lxc/src/vm/qemu.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
 
 const argv = process.argv.slice(2);
@@ -48,6 +49,13 @@ async function main(): Promise<void> {
   const network = argv.includes('--no-server') ? null : await CutNetwork.create(join(work, 'net'));
   const server = network ? await startServer({ dataDir: join(work, 'server'), port: 0, listen: [network.net.hostIp], logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) }) : null;
   const o = { images, expectedSchemaV2, ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
+  // Stopped by a signal: no QEMU, tap or bridge of this run is left behind.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      killAllQemu();
+      void (network?.close() ?? Promise.resolve()).finally(() => process.exit(130));
+    });
+  }
   try {
     await campaign(o, log);
   } finally {

@@ -54,6 +54,14 @@ export function qemuArgs(o: QemuOptions): string[] {
   ];
 }
 
+/** Every QEMU this process started and that still runs: a bench stopped by a signal powers them off. */
+const running = new Set<ChildProcess>();
+
+/** Power cut to every QEMU this process started (SIGKILL); for a signal handler. */
+export function killAllQemu(): void {
+  for (const c of running) c.kill('SIGKILL');
+}
+
 export class QemuProbe {
   private child: ChildProcess | null = null;
   private exited: Promise<number | null> | null = null;
@@ -72,8 +80,10 @@ export class QemuProbe {
     child.stderr!.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString()).slice(-4000);
     });
+    running.add(child);
     this.exited = new Promise((resolve) => {
       child.on('exit', (code) => {
+        running.delete(child);
         this.child = null;
         if (code !== null && code !== 0 && stderr) process.stderr.write(`qemu: ${stderr}\n`);
         resolve(code);
