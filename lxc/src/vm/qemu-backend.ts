@@ -31,8 +31,8 @@ export class QemuBackend implements ProbeBackend {
 
   static available(): string | null {
     if (!isRoot()) return 'QEMU probes need root (tap devices on the lab bridge, loop devices to build the disk)';
-    for (const tool of ['qemu-system-x86_64', 'grub-install', 'grub-editenv', 'sfdisk', 'mkfs.ext4', 'losetup']) {
-      if (!which(tool)) return `${tool} is missing (scripts/setup.sh installs qemu-system-x86, grub-pc-bin, grub2-common, fdisk, e2fsprogs)`;
+    for (const tool of ['qemu-system-x86_64', 'grub-install', 'grub-editenv', 'sfdisk', 'mkfs.ext4', 'losetup', 'mkimage', 'fw_setenv']) {
+      if (!which(tool)) return `${tool} is missing (scripts/setup.sh installs qemu-system-x86, grub-pc-bin, grub2-common, fdisk, e2fsprogs, u-boot-tools, libubootenv-tool)`;
     }
     return null;
   }
