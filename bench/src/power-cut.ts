@@ -7,7 +7,7 @@
  * image hash, the probe database's integrity and schema, the config, the agent's journal, the
  * bootloader's environment. Every check must say "the whole old release" or "the whole new one".
  * Prints each cut, the cuts per phase, and last: "N cuts, M inconsistent". Target: 0 inconsistent.
- * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--no-server] [--dir .bench/power-cut]
+ * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--from 1] [--no-server] [--dir .bench/power-cut]
  * (--jobs: probes cut at the same time, one QEMU each; --cuts with --points: the first N points)
  */
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
@@ -29,6 +29,8 @@ const points = argv.includes('--points');
 /** With --points and no --cuts: every point recorded. */
 const cuts = Number(arg('cuts', points ? 'Infinity' : '10'));
 const seed = Number(arg('seed', '1'));
+/** The first cut to run (1-based): a campaign split over several runs cuts the same moments (or points) as one. */
+const from = Math.max(1, Number(arg('from', '1')));
 /** Seconds after "install started" a moment may fall in: past the commit after the reboot. */
 const windowS = Number(arg('window', '120'));
 const work = resolve(arg('dir', '.bench/power-cut'));
@@ -75,9 +77,10 @@ async function campaign(o: Omit<RunOptions, 'dir'>, log: (l: string) => void): P
     const rnd = seeded(seed);
     plans = Array.from({ length: cuts }, () => ({ kind: 'moment', delayMs: Math.round(rnd() * windowS * 1000) }));
   }
-  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time`);
+  const first = from - 1;
+  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts${first > 0 ? ` (running ${first + 1} to ${plans.length})` : ''}, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time`);
   const results: CutResult[] = [];
-  let next = 0;
+  let next = first;
   const worker = async (): Promise<void> => {
     while (next < plans.length) {
       const i = next++;
@@ -98,7 +101,7 @@ async function campaign(o: Omit<RunOptions, 'dir'>, log: (l: string) => void): P
       console.log(`cut ${i + 1}/${plans.length} ${what}: phase "${r.phase}", ${r.verdict}${r.verdict === 'inconsistent' ? ` ${JSON.stringify(r.checks)}` : ''} (${r.seconds} s)`);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(jobs, plans.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(jobs, Math.max(0, plans.length - first)) }, worker));
   const byPhase = new Map<string, number>();
   for (const r of results) byPhase.set(r.phase, (byPhase.get(r.phase) ?? 0) + 1);
   console.log(`phases: ${[...byPhase].map(([p, n]) => `${p} ${n}`).join(', ')}`);
