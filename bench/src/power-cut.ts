@@ -7,7 +7,7 @@
  * image hash, the probe database's integrity and schema, the config, the agent's journal, the
  * bootloader's environment. Every check must say "the whole old release" or "the whole new one".
  * Prints each cut, the cuts per phase, and last: "N cuts, M inconsistent". Target: 0 inconsistent.
- * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--from 1] [--no-server] [--dir .bench/power-cut]
+ * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--from 1] [--bootloader grub|uboot] [--no-server] [--dir .bench/power-cut]
  * (--jobs: probes cut at the same time, one QEMU each; --cuts with --points: the first N points)
  */
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
@@ -35,6 +35,9 @@ const from = Math.max(1, Number(arg('from', '1')));
 const windowS = Number(arg('window', '120'));
 const work = resolve(arg('dir', '.bench/power-cut'));
 const jobs = Math.max(1, Number(arg('jobs', '1')));
+/** What boots the probe: GRUB from the MBR, or Debian's U-Boot ROM (docs/slots.md, "U-Boot"). */
+const bootloader = arg('bootloader', 'grub');
+if (bootloader !== 'grub' && bootloader !== 'uboot') throw new Error(`--bootloader is grub or uboot, not ${bootloader}`);
 /** Where the consoles of inconsistent probes are kept. */
 const failures = `${work}-failures`;
 const REPO = resolve(import.meta.dirname, '../../..');
@@ -50,7 +53,7 @@ async function main(): Promise<void> {
   // The fleet server on an unrouted bridge of its own, the probes on taps there (power-cut-net.ts).
   const network = argv.includes('--no-server') ? null : await CutNetwork.create(join(work, 'net'));
   const server = network ? await startServer({ dataDir: join(work, 'server'), port: 0, listen: [network.net.hostIp], logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) }) : null;
-  const o = { images, expectedSchemaV2, ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
+  const o = { images, expectedSchemaV2, bootloader: bootloader as 'grub' | 'uboot', ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
   // Stopped by a signal: no QEMU, tap or bridge of this run is left behind.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
@@ -78,7 +81,7 @@ async function campaign(o: Omit<RunOptions, 'dir'>, log: (l: string) => void): P
     plans = Array.from({ length: cuts }, () => ({ kind: 'moment', delayMs: Math.round(rnd() * windowS * 1000) }));
   }
   const first = from - 1;
-  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts${first > 0 ? ` (running ${first + 1} to ${plans.length})` : ''}, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time`);
+  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts${first > 0 ? ` (running ${first + 1} to ${plans.length})` : ''}, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time, through ${bootloader}`);
   const results: CutResult[] = [];
   let next = first;
   const worker = async (): Promise<void> => {

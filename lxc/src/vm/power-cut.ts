@@ -2,6 +2,8 @@ import Database from 'better-sqlite3';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { CutNetwork } from './power-cut-net.js';
+import type { VmBootloader } from '../../../images/src/vm/data-tree.js';
+import { UBOOT_GOOD_TRIES } from '../../../agent/src/update/slots/boot-env.js';
 import { VmProbe, type VmImages, type VmStatus } from './vm-probe.js';
 import { applyMigrations, loadMigrations, planMigrations } from '../../../agent/src/update/migrations.js';
 import { RELEASE_DIR, writeSampleReleaseTree } from '../../../images/src/system/system-image.js';
@@ -82,7 +84,7 @@ export function phaseOf(console: string): string {
     }
   }
   const after = afterInstall.slice(downAt);
-  if (!/sonde-grub: booting/.test(after)) return 'reboot';
+  if (!/sonde-(grub|uboot): booting/.test(after)) return 'reboot';
   const booted = after.search(/sonde-vm: booted slot/);
   if (booted < 0) return 'first boot (bootloader, kernel)';
   if (!/recovered an interrupted install/.test(after.slice(booted))) return 'first boot (agent, health gate)';
@@ -108,18 +110,29 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
+/** The slot GRUB boots next, as good (OK, not on trial), by the documented grub.cfg. */
+function grubNext(env: Record<string, string>): string | null {
+  return (env.ORDER ?? '').split(' ').find((n) => env[`${n}_OK`] === '1' && env[`${n}_TRY`] !== '1') ?? null;
+}
+
+/** The slot U-Boot's script boots next, as good (all its boots left: the agent confirmed it). */
+function ubootNext(env: Record<string, string>): string | null {
+  const first = (env.BOOT_ORDER ?? '').split(' ').find((n) => Number(env[`BOOT_${n}_LEFT`] ?? '0') > 0) ?? null;
+  return first !== null && env[`BOOT_${first}_LEFT`] === String(UBOOT_GOOD_TRIES) ? first : null;
+}
+
 /** Every check of one probe at rest, each answering "old", "new" or what is wrong. */
 export async function judge(probe: VmProbe, images: VmImages, st: VmStatus, work: string, expectedSchemaV2: string): Promise<Record<string, string>> {
   const s = st.status!;
   const checks: Record<string, string> = {};
-  const { grubenv } = await probe.readDisk(work);
+  const { grubenv, ubootEnv } = await probe.readDisk(work);
   const newPack = images.packs[NEW_PACK];
   // The booted slot and the release the agent says it runs.
   checks.booted = s.slot === 'a' && s.version === null ? 'old' : s.slot === 'b' && s.version === newPack.version ? 'new' : `slot ${s.slot} version ${s.version}`;
   // The bootloader boots next what runs now, marked good.
   const name = s.slot === 'b' ? 'B' : 'A';
-  const first = (grubenv.ORDER ?? '').split(' ').find((n) => grubenv[`${n}_OK`] === '1' && grubenv[`${n}_TRY`] !== '1');
-  checks.bootloader = first === name && grubenv[`${name}_OK`] === '1' ? (name === 'A' ? 'old' : 'new') : `grubenv ${JSON.stringify(grubenv)}`;
+  const next = probe.bootloader === 'grub' ? grubNext(grubenv) : ubootNext(ubootEnv);
+  checks.bootloader = next === name ? (name === 'A' ? 'old' : 'new') : `${probe.bootloader} would boot ${next}: ${JSON.stringify(probe.bootloader === 'grub' ? grubenv : ubootEnv)}`;
   // The running slot's bytes against the signed image hash.
   if (s.slot === 'b') checks.slot = (await probe.slotSha256(2, newPack.imageBytes)) === newPack.imageSha256 ? 'new' : 'slot B does not hold the signed 1.1.0 image';
   else checks.slot = (await probe.slotSha256(1, images.factory.imageBytes)) === images.factory.imageSha256 ? 'old' : 'slot A does not hold the factory image';
@@ -177,6 +190,8 @@ export interface RunOptions {
   readonly server?: HarnessServer;
   /** This probe's number among those of the run (its address and tap on the server's network). */
   readonly index?: number;
+  /** What boots the probe (the same disk boots through either). */
+  readonly bootloader?: VmBootloader;
 }
 
 /** The fleet server of a power-cut run (the harness's own, on its unrouted bridge: power-cut-net.ts). */
@@ -236,7 +251,7 @@ export async function serverCheck(server: HarnessServer, probeId: string, st: Vm
 /** One cut: a fresh probe, the install, the cut, the boot after it, the checks. */
 export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> {
   const t0 = Date.now();
-  const probe = new VmProbe(o.dir, o.images);
+  const probe = new VmProbe(o.dir, o.images, o.bootloader);
   const probeId = `power-cut-${basename(o.dir)}`;
   const index = o.index ?? 1;
   const tap = o.server ? await o.server.network.tap(index) : null;
@@ -347,7 +362,7 @@ export function pointsOf(console: string): PointPlan[] {
  * the agent passes from its first start to the commit after the reboot (pointsOf).
  */
 export async function recordPoints(o: RunOptions): Promise<PointPlan[]> {
-  const probe = new VmProbe(o.dir, o.images);
+  const probe = new VmProbe(o.dir, o.images, o.bootloader);
   await probe.create();
   try {
     await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: { SONDE_FAULT_TRACE: '/dev/console' } });
