@@ -45,15 +45,20 @@ describe('grub environment (grub-editenv): ORDER and per-slot OK/TRY, as RAUC', 
   });
 });
 
+/** A blank file-backed U-Boot environment (16 KiB), its fw_env.config, and a chooser over it. */
+async function ubootEnvFile(name: string): Promise<{ config: string; c: BootChooser }> {
+  const file = join(tmp.dir, `uboot-${name}.env`);
+  execFileSync('truncate', ['-s', '16384', file]);
+  const config = join(tmp.dir, `fw_env-${name}.config`);
+  await writeFile(config, `${file} 0x0 0x4000\n`);
+  const defaults = join(tmp.dir, `default-${name}.env`);
+  await writeFile(defaults, 'BOOT_ORDER=A B\n');
+  return { config, c: new BootChooser(bootEnvOf({ type: 'uboot', config, defaultEnv: defaults }), ['A', 'B']) };
+}
+
 describe('U-Boot environment (fw_setenv on a file): BOOT_ORDER and BOOT_x_LEFT', () => {
   it('tries a new slot with one boot left, counts good slots at three, marks bad at zero', async () => {
-    const file = join(tmp.dir, 'uboot.env');
-    execFileSync('truncate', ['-s', '16384', file]);
-    const config = join(tmp.dir, 'fw_env.config');
-    await writeFile(config, `${file} 0x0 0x4000\n`);
-    const defaults = join(tmp.dir, 'default.env');
-    await writeFile(defaults, 'BOOT_ORDER=A B\n');
-    const c = new BootChooser(bootEnvOf({ type: 'uboot', config, defaultEnv: defaults }), ['A', 'B']);
+    const { config, c } = await ubootEnvFile('plain');
     await c.markGood('A', { primary: true });
     await c.markBad('B');
     expect(await c.primary()).toBe('A');
@@ -72,13 +77,7 @@ describe('U-Boot environment (fw_setenv on a file): BOOT_ORDER and BOOT_x_LEFT',
   });
 
   it('a slot marked bad goes last in BOOT_ORDER, so that a probe whose good slot ran out of boots still boots the good one', async () => {
-    const file = join(tmp.dir, 'uboot-bad.env');
-    execFileSync('truncate', ['-s', '16384', file]);
-    const config = join(tmp.dir, 'fw_env-bad.config');
-    await writeFile(config, `${file} 0x0 0x4000\n`);
-    const defaults = join(tmp.dir, 'default-bad.env');
-    await writeFile(defaults, 'BOOT_ORDER=A B\n');
-    const c = new BootChooser(bootEnvOf({ type: 'uboot', config, defaultEnv: defaults }), ['A', 'B']);
+    const { config, c } = await ubootEnvFile('bad-last');
     await c.markGood('B', { primary: true });
     // A new system tried in A: first in the order, one boot; it never comes up (the script counted it to 0).
     await c.tryOnce('A');
