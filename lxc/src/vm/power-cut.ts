@@ -182,7 +182,10 @@ export interface RunOptions {
   readonly images: VmImages;
   readonly expectedSchemaV2: string;
   readonly log?: (l: string) => void;
-  /** How long the probe has to boot and settle after the cut. */
+  /**
+   * How long the probe has to boot and settle after the cut: a reinstall, a reboot and a commit
+   * under TCG; with three QEMU probes on two cores that took over 8 minutes once.
+   */
   readonly settleMs?: number;
   /** Keep the probe's folder (disk, consoles) for a look, instead of removing it. */
   readonly keep?: boolean;
@@ -277,7 +280,7 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
     await probe.cut();
     await probe.prepare({ agentEnv: null });
     probe.boot(net);
-    const st = await probe.settled(o.settleMs ?? 480_000);
+    const st = await probe.settled(o.settleMs ?? 900_000);
     const server = o.server ? await serverCheck(o.server, probeId, st) : null;
     await probe.cut();
     const checks = await judge(probe, o.images, st, join(o.dir, 'read'), o.expectedSchemaV2);
@@ -367,7 +370,7 @@ export async function recordPoints(o: RunOptions): Promise<PointPlan[]> {
   try {
     await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: { SONDE_FAULT_TRACE: '/dev/console' } });
     probe.boot();
-    await probe.settled(o.settleMs ?? 480_000);
+    await probe.settled(o.settleMs ?? 900_000);
     const text = await probe.vm.console();
     await probe.cut();
     return pointsOf(text);
