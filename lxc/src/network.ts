@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { run, tryRun } from './host.js';
 import { LabError } from './errors.js';
 
@@ -95,6 +95,23 @@ export async function createBridge(labDir: string, avoid: ReadonlySet<number>): 
 
 export async function deleteBridge(bridge: string): Promise<void> {
   await tryRun('ip', ['link', 'del', 'dev', bridge]);
+}
+
+/**
+ * A QEMU probe's tap on `bridge`, up (made when missing). True when this call made it (the
+ * caller's to remove).
+ */
+export async function ensureTap(name: string, bridge: string): Promise<boolean> {
+  const made = !existsSync(`/sys/class/net/${name}`);
+  if (made) await run('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap'], { code: 'LAB_NETWORK_FAILED' });
+  try {
+    if (made) await run('ip', ['link', 'set', name, 'master', bridge], { code: 'LAB_NETWORK_FAILED' });
+    await run('ip', ['link', 'set', name, 'up'], { code: 'LAB_NETWORK_FAILED' });
+  } catch (e) {
+    if (made) await tryRun('ip', ['link', 'del', name]);
+    throw e;
+  }
+  return made;
 }
 
 /** Takes a probe's link down or up (the host end of its veth): a cable pulled, then plugged. */

@@ -2,9 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../host.js';
 import { labHome, withLock } from '../lab-state.js';
-import { createBridge, deleteBridge, probeIp, type LabNet } from '../network.js';
+import { createBridge, deleteBridge, ensureTap, probeIp, type LabNet } from '../network.js';
 
 /**
  * The power-cut harness's network (docs/slots.md, "Power cuts"): the lab's kind of unrouted
@@ -36,12 +35,7 @@ export class CutNetwork {
   /** A tap for probe `index` on the bridge, up; removed by close() if not before. */
   async tap(index: number): Promise<string> {
     const name = `slp${this.tag}-${index % 1000}`;
-    if (!existsSync(`/sys/class/net/${name}`)) {
-      await run('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap'], { code: 'LAB_NETWORK_FAILED' });
-      this.taps.add(name);
-      await run('ip', ['link', 'set', name, 'master', this.net.bridge], { code: 'LAB_NETWORK_FAILED' });
-    }
-    await run('ip', ['link', 'set', name, 'up'], { code: 'LAB_NETWORK_FAILED' });
+    if (await ensureTap(name, this.net.bridge)) this.taps.add(name);
     return name;
   }
 

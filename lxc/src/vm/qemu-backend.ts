@@ -7,6 +7,7 @@ import { LabError } from '../errors.js';
 import { isRoot, run, which } from '../host.js';
 import { processAlive as alive } from '../../../base/src/os/process-alive.js';
 import { macFor } from './qemu.js';
+import { ensureTap } from '../network.js';
 
 /**
  * The lab's QEMU engine (`sonde lab up --vm`, docs/lab.md): each probe a QEMU machine under TCG
@@ -65,11 +66,7 @@ export class QemuBackend implements ProbeBackend {
     const d = await this.def(name);
     if (!d) throw new LabError('LAB_PROBE_NOT_FOUND', `no QEMU probe ${name}`);
     if ((await this.pid(d)) !== null) return;
-    if (!existsSync(`/sys/class/net/${d.tap}`)) {
-      await run('ip', ['tuntap', 'add', 'dev', d.tap, 'mode', 'tap'], { code: 'LAB_NETWORK_FAILED' });
-      await run('ip', ['link', 'set', d.tap, 'master', d.bridge], { code: 'LAB_NETWORK_FAILED' });
-    }
-    await run('ip', ['link', 'set', d.tap, 'up'], { code: 'LAB_NETWORK_FAILED' });
+    await ensureTap(d.tap, d.bridge);
     await run(
       'qemu-system-x86_64',
       ['-accel', 'tcg', '-cpu', 'max', '-m', '1024', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
