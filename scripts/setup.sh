@@ -51,8 +51,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-# node-gyp must build against the headers Debian's Node ships, never download them.
+# node-gyp must build against the headers Debian's Node ships, never download them; and
+# better-sqlite3's install script (prebuild-install || node-gyp) must not fetch a prebuilt binary
+# from GitHub first: build-from-source makes prebuild-install step aside at once.
 export npm_config_nodedir="${npm_config_nodedir:-/usr}"
+export npm_config_build_from_source=true
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
