@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { commandIdOf } from '../../server/src/rollouts/engine.js';
+import { commandIdOf } from '../../server/src/rollouts/sending.js';
 import { tempDir, waitFor, type TestServer } from './harness.js';
 import { ids, SimFleet, startRolloutServer, statusOf, targetsOf, waitForState, withToken } from './rollout-fleet.js';
 

@@ -141,6 +141,13 @@ export function nextTarget(state: TargetState, event: TargetEvent): TargetState 
   return TARGET_TRANSITIONS[state][event] ?? null;
 }
 
+/** The edge the engine knows exists (a target it just read in `state`); none is a bug. */
+export function targetAfter(state: TargetState, event: TargetEvent): TargetState {
+  const to = nextTarget(state, event);
+  if (to === null) throw new Error(`no target transition from ${state} on ${event}`);
+  return to;
+}
+
 /** Commanded and not finished: what the engine follows. */
 export function inFlight(state: TargetState): boolean {
   switch (state) {
