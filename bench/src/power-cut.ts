@@ -7,15 +7,17 @@
  * image hash, the probe database's integrity and schema, the config, the agent's journal, the
  * bootloader's environment. Every check must say "the whole old release" or "the whole new one".
  * Prints each cut, the cuts per phase, and last: "N cuts, M inconsistent". Target: 0 inconsistent.
- * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--from 1] [--bootloader grub|uboot] [--no-server] [--dir .bench/power-cut]
- * (--jobs: probes cut at the same time, one QEMU each; --cuts with --points: the first N points)
+ * Usage: node dist/bench/src/power-cut.js [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--from 1] [--bootloader grub|uboot] [--pack 1.1.0|1.2.0-bad|broken-init] [--no-server] [--dir .bench/power-cut]
+ * (--jobs: probes cut at the same time, one QEMU each; --cuts with --points: the first N points;
+ * --pack 1.2.0-bad: an image whose app fails its health gate, so cuts land in the rollback and
+ * every probe must come back on the old release; broken-init: a new slot that never comes up)
  */
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { labHome } from '../../lxc/src/lab-state.js';
 import { startServer } from '../../server/src/server.js';
-import { cutOnce, pointName, recordPoints, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer, type RunOptions } from '../../lxc/src/vm/power-cut.js';
+import { CUT_PACKS, cutOnce, pointName, recordPoints, type CutPack, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer, type RunOptions } from '../../lxc/src/vm/power-cut.js';
 import { CutNetwork } from '../../lxc/src/vm/power-cut-net.js';
 import { killAllQemu } from '../../lxc/src/vm/qemu.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
@@ -38,6 +40,9 @@ const jobs = Math.max(1, Number(arg('jobs', '1')));
 /** What boots the probe: GRUB from the MBR, or Debian's U-Boot ROM (docs/slots.md, "U-Boot"). */
 const bootloader = arg('bootloader', 'grub');
 if (bootloader !== 'grub' && bootloader !== 'uboot') throw new Error(`--bootloader is grub or uboot, not ${bootloader}`);
+/** The pack installed: 1.1.0 (ends old or new), or one that must always end on the old release. */
+const pack = arg('pack', '1.1.0') as CutPack;
+if (!CUT_PACKS.includes(pack)) throw new Error(`--pack is one of ${CUT_PACKS.join(', ')}, not ${pack}`);
 /** Where the consoles of inconsistent probes are kept. */
 const failures = `${work}-failures`;
 const REPO = resolve(import.meta.dirname, '../../..');
@@ -53,7 +58,7 @@ async function main(): Promise<void> {
   // The fleet server on an unrouted bridge of its own, the probes on taps there (power-cut-net.ts).
   const network = argv.includes('--no-server') ? null : await CutNetwork.create(join(work, 'net'));
   const server = network ? await startServer({ dataDir: join(work, 'server'), port: 0, listen: [network.net.hostIp], logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) }) : null;
-  const o = { images, expectedSchemaV2, bootloader: bootloader as 'grub' | 'uboot', ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
+  const o = { images, expectedSchemaV2, pack, bootloader: bootloader as 'grub' | 'uboot', ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
   // Stopped by a signal: no QEMU, tap or bridge of this run is left behind.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
@@ -81,7 +86,7 @@ async function campaign(o: Omit<RunOptions, 'dir'>, log: (l: string) => void): P
     plans = Array.from({ length: cuts }, () => ({ kind: 'moment', delayMs: Math.round(rnd() * windowS * 1000) }));
   }
   const first = from - 1;
-  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts${first > 0 ? ` (running ${first + 1} to ${plans.length})` : ''}, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time, through ${bootloader}`);
+  console.log(`# bench/power-cut ${new Date().toISOString()}: ${plans.length} cuts${first > 0 ? ` (running ${first + 1} to ${plans.length})` : ''}, ${points ? 'after persistence points' : `seed ${seed}, moments within ${windowS} s of the install's start`}, ${jobs} at a time, through ${bootloader}, installing ${pack}${pack === '1.1.0' ? '' : ' (must end on the old release)'}`);
   const results: CutResult[] = [];
   let next = first;
   const worker = async (): Promise<void> => {

@@ -20,6 +20,11 @@ import type { SampleReleaseVersion } from '../../../images/src/samples/releases.
  * A cut lands either at a moment (a delay after the install started, seeded) or right after a
  * persistence point the agent passes (SONDE_CRASH_AT; the agent prints where and stops dead, and
  * the harness cuts when it reads that).
+ *
+ * The pack installed is 1.1.0 (old or new are both whole endings), or one that must end on the old
+ * release whatever the cut: 1.2.0-bad (its app fails the health gate: the agent rolls back with a
+ * reboot, so cuts land in the rollback too) or broken-init (the new slot never comes up: the
+ * bootloader's counter alone gives up on it).
  */
 export type CutPlan = { readonly kind: 'moment'; readonly delayMs: number } | PointPlan;
 
@@ -58,7 +63,15 @@ export interface CutResult {
   readonly seconds: number;
 }
 
-const NEW_PACK = '1.1.0' as const;
+/** The packs a power-cut run installs: the good update, and two that must always end on the old release. */
+export const CUT_PACKS = ['1.1.0', '1.2.0-bad', 'broken-init'] as const;
+export type CutPack = (typeof CUT_PACKS)[number];
+const NEW_PACK: CutPack = '1.1.0';
+
+/** The endings a cut may have when `pack` is installed: only the good pack may end committed. */
+export function wholeEndings(pack: CutPack): readonly Verdict[] {
+  return pack === NEW_PACK ? ['old', 'new'] : ['old'];
+}
 const FACTORY_CONFIG = `${JSON.stringify({ port: 8080 }, null, 2)}\n`;
 
 /** Where in the install a cut landed, from what the console showed up to it. */
@@ -87,7 +100,16 @@ export function phaseOf(console: string): string {
   if (!/sonde-(grub|uboot): booting/.test(after)) return 'reboot';
   const booted = after.search(/sonde-vm: booted slot/);
   if (booted < 0) return 'first boot (bootloader, kernel)';
-  if (!/recovered an interrupted install/.test(after.slice(booted))) return 'first boot (agent, health gate)';
+  const first = after.slice(booted);
+  // The health gate failed: the agent puts the old release back and reboots into its slot.
+  const rollingBack = first.search(/install state .*?state=rolling-back/);
+  if (rollingBack >= 0) {
+    const rest = first.slice(rollingBack);
+    const down = rest.search(/The system is going down|reboot: Restarting system/);
+    if (down < 0) return 'rollback';
+    return /sonde-vm: booted slot/.test(rest.slice(down)) ? 'back in the old slot' : 'rollback reboot';
+  }
+  if (!/recovered an interrupted install/.test(first)) return 'first boot (agent, health gate)';
   return 'commit';
 }
 
@@ -121,12 +143,16 @@ function ubootNext(env: Record<string, string>): string | null {
   return first !== null && env[`BOOT_${first}_LEFT`] === String(UBOOT_GOOD_TRIES) ? first : null;
 }
 
-/** Every check of one probe at rest, each answering "old", "new" or what is wrong. */
-export async function judge(probe: VmProbe, images: VmImages, st: VmStatus, work: string, expectedSchemaV2: string): Promise<Record<string, string>> {
+/**
+ * Every check of one probe at rest, each answering "old", "new" (`pack` committed in slot B) or
+ * what is wrong. The database and config are judged against 1.1.0's (`expectedSchemaV2`): another
+ * pack may only ever end "old".
+ */
+export async function judge(probe: VmProbe, images: VmImages, st: VmStatus, work: string, expectedSchemaV2: string, pack: CutPack = NEW_PACK): Promise<Record<string, string>> {
   const s = st.status!;
   const checks: Record<string, string> = {};
   const { grubenv, ubootEnv } = await probe.readDisk(work);
-  const newPack = images.packs[NEW_PACK];
+  const newPack = images.packs[pack];
   // The booted slot and the release the agent says it runs.
   checks.booted = s.slot === 'a' && s.version === null ? 'old' : s.slot === 'b' && s.version === newPack.version ? 'new' : `slot ${s.slot} version ${s.version}`;
   // The bootloader boots next what runs now, marked good.
@@ -134,7 +160,7 @@ export async function judge(probe: VmProbe, images: VmImages, st: VmStatus, work
   const next = probe.bootloader === 'grub' ? grubNext(grubenv) : ubootNext(ubootEnv);
   checks.bootloader = next === name ? (name === 'A' ? 'old' : 'new') : `${probe.bootloader} would boot ${next}: ${JSON.stringify(probe.bootloader === 'grub' ? grubenv : ubootEnv)}`;
   // The running slot's bytes against the signed image hash.
-  if (s.slot === 'b') checks.slot = (await probe.slotSha256(2, newPack.imageBytes)) === newPack.imageSha256 ? 'new' : 'slot B does not hold the signed 1.1.0 image';
+  if (s.slot === 'b') checks.slot = (await probe.slotSha256(2, newPack.imageBytes)) === newPack.imageSha256 ? 'new' : `slot B does not hold the signed ${newPack.version} image`;
   else checks.slot = (await probe.slotSha256(1, images.factory.imageBytes)) === images.factory.imageSha256 ? 'old' : 'slot A does not hold the factory image';
   // The probe's database: none (old), or whole at version 2 with 1.1.0's schema (new).
   if (!(await exists(join(work, 'probe.db')))) checks.database = (await exists(join(work, 'probe.db-wal'))) ? 'a WAL without its database' : 'old';
@@ -171,10 +197,12 @@ export async function judge(probe: VmProbe, images: VmImages, st: VmStatus, work
   return checks;
 }
 
-export function verdictOf(checks: Readonly<Record<string, string>>): Verdict {
+/** "old" or "new" when every check says it and it is a whole ending for `pack` (wholeEndings); else "inconsistent". */
+export function verdictOf(checks: Readonly<Record<string, string>>, pack: CutPack = NEW_PACK): Verdict {
   const answers = new Set(Object.values(checks));
-  if (answers.size === 1 && (answers.has('old') || answers.has('new'))) return [...answers][0] as Verdict;
-  return 'inconsistent';
+  if (answers.size !== 1) return 'inconsistent';
+  const only = [...answers][0] as Verdict;
+  return wholeEndings(pack).includes(only) ? only : 'inconsistent';
 }
 
 export interface RunOptions {
@@ -195,6 +223,8 @@ export interface RunOptions {
   readonly index?: number;
   /** What boots the probe (the same disk boots through either). */
   readonly bootloader?: VmBootloader;
+  /** The pack the probe installs (1.1.0 unless said). */
+  readonly pack?: CutPack;
 }
 
 /** The fleet server of a power-cut run (the harness's own, on its unrouted bridge: power-cut-net.ts). */
@@ -238,7 +268,7 @@ export function harnessServer(base: string, admin: string, probeUrl: string, net
  * The server's view, once the probe has reported what it runs at rest: "new" (1.1.0 in slot b),
  * "old" (nothing committed), or what the server shows if it never matches within `timeoutMs`.
  */
-export async function serverCheck(server: HarnessServer, probeId: string, st: VmStatus, timeoutMs = 120_000): Promise<string> {
+export async function serverCheck(server: HarnessServer, probeId: string, st: VmStatus, timeoutMs = 120_000, newVersion: string = NEW_PACK): Promise<string> {
   const until = Date.now() + timeoutMs;
   let last: { version: string | null; slot: string | null; stateAt: string | null } | null = null;
   for (;;) {
@@ -248,7 +278,7 @@ export async function serverCheck(server: HarnessServer, probeId: string, st: Vm
     await new Promise((r) => setTimeout(r, 1000));
   }
   if (last.version === null) return 'old';
-  return last.version === NEW_PACK && last.slot === 'b' ? 'new' : `the server shows ${last.version} in slot ${last.slot}`;
+  return last.version === newVersion && last.slot === 'b' ? 'new' : `the server shows ${last.version} in slot ${last.slot}`;
 }
 
 /** One cut: a fresh probe, the install, the cut, the boot after it, the checks. */
@@ -257,12 +287,13 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
   const probe = new VmProbe(o.dir, o.images, o.bootloader);
   const probeId = `power-cut-${basename(o.dir)}`;
   const index = o.index ?? 1;
+  const pack = o.pack ?? NEW_PACK;
   const tap = o.server ? await o.server.network.tap(index) : null;
   const net = tap ? { tap } : {};
   await probe.create();
   try {
     await probe.prepare({
-      inbox: [o.images.packs[NEW_PACK].path],
+      inbox: [o.images.packs[pack].path],
       agentEnv: plan.kind === 'point' ? crashEnv(plan) : null,
       ...(o.server ? { enrollment: await o.server.enroll(probeId), address: o.server.network.address(index) } : {}),
     });
@@ -281,11 +312,11 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
     await probe.prepare({ agentEnv: null });
     probe.boot(net);
     const st = await probe.settled(o.settleMs ?? 900_000);
-    const server = o.server ? await serverCheck(o.server, probeId, st) : null;
+    const server = o.server ? await serverCheck(o.server, probeId, st, 120_000, o.images.packs[pack].version) : null;
     await probe.cut();
-    const checks = await judge(probe, o.images, st, join(o.dir, 'read'), o.expectedSchemaV2);
+    const checks = await judge(probe, o.images, st, join(o.dir, 'read'), o.expectedSchemaV2, pack);
     if (server !== null) checks.server = server;
-    return { plan, phase, verdict: verdictOf(checks), checks, seconds: Math.round((Date.now() - t0) / 1000) };
+    return { plan, phase, verdict: verdictOf(checks, pack), checks, seconds: Math.round((Date.now() - t0) / 1000) };
   } finally {
     await probe.cut().catch(() => undefined);
     if (tap) o.server!.network.removeTap(tap);
@@ -362,15 +393,22 @@ export function pointsOf(console: string): PointPlan[] {
 
 /**
  * The persistence points of a system update, recorded in one run (SONDE_FAULT_TRACE): every point
- * the agent passes from its first start to the commit after the reboot (pointsOf).
+ * the agent passes from its first start to the commit after the reboot (pointsOf), or, for a pack
+ * that must fail, to the rollback's end in the old slot. The run without a cut must itself end as
+ * the pack should (1.1.0 committed in B; any other pack rolled back, A running): else no point list.
  */
 export async function recordPoints(o: RunOptions): Promise<PointPlan[]> {
   const probe = new VmProbe(o.dir, o.images, o.bootloader);
+  const pack = o.pack ?? NEW_PACK;
   await probe.create();
   try {
-    await probe.prepare({ inbox: [o.images.packs[NEW_PACK].path], agentEnv: { SONDE_FAULT_TRACE: '/dev/console' } });
+    await probe.prepare({ inbox: [o.images.packs[pack].path], agentEnv: { SONDE_FAULT_TRACE: '/dev/console' } });
     probe.boot();
-    await probe.settled(o.settleMs ?? 900_000);
+    const st = await probe.settled(o.settleMs ?? 900_000);
+    const want = pack === NEW_PACK ? { slot: 'b', version: o.images.packs[pack].version } : { slot: 'a', version: null };
+    if (st.status!.slot !== want.slot || st.status!.version !== want.version) {
+      throw new Error(`the recording run of ${pack} ended in slot ${st.status!.slot} on ${st.status!.version}, not in slot ${want.slot} on ${want.version}`);
+    }
     const text = await probe.vm.console();
     await probe.cut();
     return pointsOf(text);

@@ -125,6 +125,8 @@ export interface VmStatus {
     readonly unfinished: { readonly id: string; readonly state: string } | null;
     readonly lastOutcome: { readonly outcome: string; readonly errorCode: string | null; readonly version: string | null } | null;
     readonly slots: readonly { name: string; health: string; version: string | null; boot?: string }[];
+    /** Block slots: the slot booted and the one the bootloader boots next as good. */
+    readonly boot?: { readonly booted: string | null; readonly primary: string | null };
   } | null;
 }
 
@@ -214,7 +216,10 @@ export class VmProbe {
    */
   async settled(timeoutMs: number, from = 0): Promise<VmStatus> {
     const until = Date.now() + timeoutMs;
-    const atRest = (s: VmStatus | undefined): boolean => !!s?.status && s.status.unfinished === null && s.inbox === 0 && (s.status.version === null || s.status.app.running);
+    // At rest: nothing open, the drop empty, the app up, and running the slot the bootloader boots
+    // next (not the moment between a rollback's end and its reboot into the old slot).
+    const atRest = (s: VmStatus | undefined): boolean =>
+      !!s?.status && s.status.unfinished === null && s.inbox === 0 && (s.status.version === null || s.status.app.running) && (s.status.boot === undefined || s.status.boot.booted === s.status.boot.primary);
     const view = (s: VmStatus): string => JSON.stringify([s.status!.version, s.status!.slot, s.status!.lastOutcome, s.status!.dbVersion, s.status!.configVersion]);
     for (;;) {
       const [s, before] = await this.statuses(from);
