@@ -27,6 +27,8 @@ export interface ProbeSpec {
   readonly consoleLog: string;
   /** PID 1: busybox init (the default) or systemd (LXC only). */
   readonly init?: ProbeInit;
+  /** QEMU only: the firmware ROM booted instead of the BIOS (U-Boot's, docs/slots.md). */
+  readonly bios?: string;
 }
 
 export interface ExecResult {

@@ -78,6 +78,8 @@ export interface LabProbe {
   readonly createdAt: string;
   /** PID 1 of the probe; absent in labs made before systemd probes: busybox. */
   readonly init?: ProbeInit;
+  /** A QEMU probe booting through U-Boot (absent: GRUB, or not a QEMU probe). */
+  readonly bootloader?: 'uboot';
 }
 
 export interface LabServerRef {

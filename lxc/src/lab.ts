@@ -3,6 +3,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENT_CREDENTIALS, AGENT_HOME, AGENT_LOG, PROBE_ROUTES, type ProbeInit } from '../../images/src/lab/probe-image.js';
+import type { VmBootloader } from '../../images/src/vm/data-tree.js';
 import type { ProbeBackend, ProbeRunState } from './backend.js';
 import { LabError } from './errors.js';
 import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
@@ -28,6 +29,8 @@ export interface UpOptions {
   readonly line: LabLine | LineSpec;
   /** PID 1 of the new probes: busybox init (default) or systemd, whose app runs as units. */
   readonly init?: ProbeInit;
+  /** QEMU probes: what boots them, GRUB (default) or Debian's U-Boot ROM (docs/slots.md). */
+  readonly bootloader?: VmBootloader;
   /** Join this server instead of starting the lab's own. */
   readonly server?: { readonly url: string; readonly token: string };
   readonly timeoutMs?: number;
@@ -98,6 +101,11 @@ export class Lab {
       if (this.backend.kind !== 'lxc') throw new LabError('LAB_UNSUPPORTED', `probes with systemd as PID 1 run on the lxc backend; this lab runs on ${this.backend.kind}`);
       if (!existsSync('/lib/systemd/systemd')) throw new LabError('LAB_UNSUPPORTED', 'systemd probes boot the host\'s /lib/systemd/systemd, which is missing (apt-get install systemd)');
     }
+    if (o.bootloader === 'uboot') {
+      if (this.backend.kind !== 'qemu') throw new LabError('LAB_UNSUPPORTED', `--bootloader is for QEMU probes (--vm); this lab runs on ${this.backend.kind}`);
+      const { UBOOT_ROM } = await import('../../images/src/vm/uboot.js');
+      if (!existsSync(UBOOT_ROM)) throw new LabError('LAB_UNSUPPORTED', `U-Boot probes boot ${UBOOT_ROM}, which is missing (apt-get install u-boot-qemu)`);
+    }
     if (!Number.isInteger(o.count) || o.count < 1 || o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `--count must be 1..${MAX_PROBES}`);
     const log = o.log ?? quiet;
     await mkdir(this.paths.dir, { recursive: true, mode: 0o700 });
@@ -112,7 +120,7 @@ export class Lab {
       if (line.keyring !== samples.rootCert && state.server?.own) {
         await run(process.execPath, [SONDE_JS_HOST, 'server', 'trust', 'add', line.keyring, '--data', this.paths.serverData], { code: 'LAB_SERVER_FAILED' });
       }
-      if (this.backend.kind === 'qemu') return this.createVms(state, samples, client, line, o.count, log);
+      if (this.backend.kind === 'qemu') return this.createVms(state, samples, client, line, o.count, o.bootloader ?? 'grub', log);
       const base = await makeBase(join(this.paths.dir, init === 'systemd' ? 'base-systemd' : 'base'), init);
       const agentTree = await ensureAgentTree(REPO_DIR, this.paths.images, log);
       const golden = await ensureGolden(line, {
@@ -158,26 +166,27 @@ export class Lab {
   }
 
   /** `up --vm`: QEMU probes with their own disks on the lab bridge (lxc/src/vm/vm-lab.ts). */
-  private async createVms(state: LabState, samples: Samples, client: LabServerClient, line: { name: string; version: string; channel?: string | null }, count: number, log: (l: string) => void): Promise<LabProbe[]> {
+  private async createVms(state: LabState, samples: Samples, client: LabServerClient, line: { name: string; version: string; channel?: string | null }, count: number, bootloader: VmBootloader, log: (l: string) => void): Promise<LabProbe[]> {
     if (!state.server?.own) throw new LabError('LAB_UNSUPPORTED', 'QEMU probes join the lab\'s own fleet server (no --server)');
     const { ensureVmImages } = await import('./vm/vm-probe.js');
     const { makeVmProbeDisk, vmPackFor } = await import('./vm/vm-lab.js');
+    const { UBOOT_ROM } = await import('../../images/src/vm/uboot.js');
     vmPackFor(line.version);
     const images = await ensureVmImages(REPO_DIR, this.paths.images, log, { keysDir: dirname(samples.rootCert) });
     const used = new Set(state.probes.map((p) => p.index));
     const fresh: LabProbe[] = [];
     for (let index = 1; fresh.length < count; index++) {
-      if (!used.has(index)) fresh.push({ name: `${this.name}-${String(index).padStart(2, '0')}`, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: line.name, version: line.version, createdAt: new Date().toISOString() });
+      if (!used.has(index)) fresh.push({ name: `${this.name}-${String(index).padStart(2, '0')}`, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: line.name, version: line.version, createdAt: new Date().toISOString(), ...(bootloader === 'uboot' ? { bootloader } : {}) });
     }
     state.probes.push(...fresh);
     await writeLabState(this.paths, state);
-    log(`creating ${fresh.length} QEMU probe(s) on ${line.name} (${line.version}): ${fresh.map((p) => p.name).join(', ')}`);
+    log(`creating ${fresh.length} QEMU probe(s) on ${line.name} (${line.version}), booting through ${bootloader === 'uboot' ? 'U-Boot' : 'GRUB'}: ${fresh.map((p) => p.name).join(', ')}`);
     for (const p of fresh) {
       const creds = await client.enroll(p.name, state.server.probeUrl);
       if (line.channel) await client.setChannel(p.name, line.channel);
       const dir = this.probeDir(p.name);
-      await makeVmProbeDisk({ dir, images, creds, address: `${p.ip}/24`, version: line.version });
-      await this.backend.create({ name: p.name, lower: '', upper: dir, ip: p.ip, bridge: state.net.bridge, veth: p.veth, mounts: [], consoleLog: join(dir, 'console.log') });
+      await makeVmProbeDisk({ dir, images, creds, address: `${p.ip}/24`, version: line.version, bootloader });
+      await this.backend.create({ name: p.name, lower: '', upper: dir, ip: p.ip, bridge: state.net.bridge, veth: p.veth, mounts: [], consoleLog: join(dir, 'console.log'), ...(bootloader === 'uboot' ? { bios: UBOOT_ROM } : {}) });
       await this.backend.start(p.name);
     }
     return fresh;

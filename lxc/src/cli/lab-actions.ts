@@ -21,7 +21,7 @@ function positive(text: string, flag: string): number {
 }
 
 export async function upAction(
-  flags: LabFlags & { count?: string; line?: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string; config?: string; profile?: string; vm?: boolean },
+  flags: LabFlags & { count?: string; line?: string; server?: string; token?: string; timeout: string; quiet?: boolean; backend?: string; init?: string; config?: string; profile?: string; vm?: boolean; bootloader?: string },
 ): Promise<void> {
   if (flags.vm) {
     if (flags.backend !== undefined && flags.backend !== 'qemu') throw new CliError('USAGE', '--vm is --backend qemu');
@@ -30,6 +30,7 @@ export async function upAction(
   if ((flags.config === undefined) !== (flags.profile === undefined)) throw new CliError('USAGE', '--config and --profile go together');
   if (flags.config !== undefined && flags.line !== undefined) throw new CliError('USAGE', '--line comes from the profile with --config');
   if (flags.init !== undefined && flags.init !== 'busybox' && flags.init !== 'systemd') throw new CliError('USAGE', '--init must be busybox or systemd');
+  if (flags.bootloader !== undefined && flags.bootloader !== 'grub' && flags.bootloader !== 'uboot') throw new CliError('USAGE', '--bootloader must be grub or uboot');
   // A profile of the vendor's lab file, read and checked before anything is made.
   const profile = flags.config !== undefined ? await loadProfile(flags.config, flags.profile!) : null;
   const lineName = flags.line ?? 'stable';
@@ -48,6 +49,7 @@ export async function upAction(
     count,
     line,
     init,
+    ...(flags.bootloader !== undefined ? { bootloader: flags.bootloader as 'grub' | 'uboot' } : {}),
     ...(url && token ? { server: { url, token } } : {}),
     timeoutMs: positive(flags.timeout, '--timeout') * 1000,
     ...(log ? { log } : {}),

@@ -32,6 +32,7 @@ export function registerLabCommand(program: Command): void {
     .option('--backend <engine>', 'lxc (default), podman (through testcontainers) or qemu (--vm); or SONDE_LAB_BACKEND. A lab keeps the engine it was made with')
     .option('--init <init>', "the probes' PID 1: busybox (default) or systemd (the app then runs as systemd units; lxc only)")
     .option('--vm', 'QEMU probes instead of containers: a real disk with A/B partitions booted through GRUB (TCG), on the lab bridge (docs/slots.md); the same as --backend qemu')
+    .option('--bootloader <bootloader>', "with --vm: what boots the probes, grub (default) or uboot (Debian's U-Boot ROM and a boot script; docs/slots.md)")
     .action(async (flags) => {
       const { upAction } = await import('./lab-actions.js');
       await upAction(flags);

@@ -11,7 +11,7 @@ import { ensureTap } from '../network.js';
 
 /**
  * The lab's QEMU engine (`sonde lab up --vm`, docs/lab.md): each probe a QEMU machine under TCG
- * booting its own disk (images/src/vm) through GRUB, its network a tap device on the lab's own
+ * booting its own disk (images/src/vm) through GRUB (or Debian's U-Boot ROM: `--bootloader uboot`), its network a tap device on the lab's own
  * unrouted bridge (the LXC probes' bridge: no route out), its serial console into the probe's
  * console log. QEMU runs daemonized with a pid file; stopping it with `kill` is a power cut.
  * There is no way into the guest from the host: exec and shell are refused.
@@ -23,6 +23,8 @@ interface VmDefinition {
   readonly bridge: string;
   readonly consoleLog: string;
   readonly pidFile: string;
+  /** U-Boot's ROM instead of the BIOS and GRUB (absent: GRUB). */
+  readonly bios?: string;
 }
 
 export class QemuBackend implements ProbeBackend {
@@ -53,7 +55,7 @@ export class QemuBackend implements ProbeBackend {
   /** `spec.upper` is the probe's folder holding disk.img (made by the lab, vm-lab.ts); `spec.veth` names its tap. */
   async create(spec: ProbeSpec): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const d: VmDefinition = { name: spec.name, disk: join(spec.upper, 'disk.img'), tap: spec.veth, bridge: spec.bridge, consoleLog: spec.consoleLog, pidFile: join(spec.upper, 'qemu.pid') };
+    const d: VmDefinition = { name: spec.name, disk: join(spec.upper, 'disk.img'), tap: spec.veth, bridge: spec.bridge, consoleLog: spec.consoleLog, pidFile: join(spec.upper, 'qemu.pid'), ...(spec.bios ? { bios: spec.bios } : {}) };
     await writeFile(this.defFile(spec.name), `${JSON.stringify(d, null, 2)}\n`);
   }
 
@@ -69,7 +71,7 @@ export class QemuBackend implements ProbeBackend {
     await ensureTap(d.tap, d.bridge);
     await run(
       'qemu-system-x86_64',
-      ['-accel', 'tcg', '-cpu', 'max', '-m', '1024', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
+      ['-accel', 'tcg', '-cpu', 'max', '-m', '1024', '-smp', '1', ...(d.bios ? ['-bios', d.bios] : []), '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
         '-serial', `file:${d.consoleLog}`, '-drive', `file=${d.disk},format=raw,if=virtio,cache=writeback`,
         '-netdev', `tap,id=n0,ifname=${d.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${macFor(d.tap)}`,
         '-daemonize', '-pidfile', d.pidFile, '-name', name],

@@ -1,6 +1,7 @@
 import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withPartition } from '../../../images/src/vm/disk-image.js';
+import { VM_SLOT_FILE_PATH, vmSlotFile, type VmBootloader } from '../../../images/src/vm/data-tree.js';
 import { VM_INBOX } from '../../../images/src/vm/root-tree.js';
 import { LabError } from '../errors.js';
 import { run } from '../host.js';
@@ -10,7 +11,7 @@ import type { VmImages, VmPackId } from './vm-probe.js';
  * `sonde lab up --vm` (docs/lab.md, "QEMU probes"): a QEMU probe's own disk, the factory disk
  * copied, its data partition given the probe's enrollment, its address on the lab bridge and the
  * line's system pack in its FTP drop. At its first boot the probe joins the fleet server, installs
- * that image into slot B, reboots into it through GRUB and commits: then it reports healthy.
+ * that image into slot B, reboots into it through GRUB (or U-Boot) and commits: then it reports healthy.
  */
 const VM_LINE_PACKS: Readonly<Record<string, VmPackId>> = { '1.0.0': '1.0.0', '1.1.0': '1.1.0' };
 
@@ -28,6 +29,8 @@ export interface VmProbeDisk {
   /** The probe's address on the lab bridge, with its prefix (10.213.N.M/24). */
   readonly address: string;
   readonly version: string;
+  /** What boots it (the same disk boots through either): its slot file names the environment the agent writes. */
+  readonly bootloader?: VmBootloader;
 }
 
 export async function makeVmProbeDisk(o: VmProbeDisk): Promise<void> {
@@ -40,6 +43,7 @@ export async function makeVmProbeDisk(o: VmProbeDisk): Promise<void> {
     await writeFile(creds, o.creds, { mode: 0o600 });
     await chmod(creds, 0o600);
     await writeFile(join(data, 'sonde', 'network'), `ADDR=${o.address}\n`);
+    if (o.bootloader === 'uboot') await writeFile(join(data, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile('uboot'), null, 2)}\n`);
     await copyFile(pack, join(data, VM_INBOX.replace(/^\/data\//, ''), pack.split('/').pop()!));
   });
 }
