@@ -37,6 +37,11 @@ describe('the persistence points a power-cut campaign cuts after', () => {
     ]);
   });
 
+  it('counts afresh in a later boot whose process got the same pid', () => {
+    const twoBoots = ['sonde-vm: booted slot A (aa) boot 1', 'sonde-point: 170 agent bootenv:written', 'sonde-vm: booted slot A (bb) boot 3', 'sonde-point: 170 agent bootenv:written'].join('\n');
+    expect(pointsOf(twoBoots).map(pointName)).toEqual(['boot 1 agent bootenv:written#1', 'boot 3 agent bootenv:written#1']);
+  });
+
   it('reads back what it prints, so a test can cut at a point the bench listed', () => {
     for (const p of pointsOf(RECORDED)) expect(parsePointName(pointName(p))).toEqual(p);
     expect(parsePointName('bootenv:written#2')).toEqual({ kind: 'point', at: 'bootenv:written#2' });

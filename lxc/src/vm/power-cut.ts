@@ -382,7 +382,8 @@ export function pointsOf(console: string): PointPlan[] {
     const [, , pid, role, raw] = m;
     const c = raw!.indexOf(':', raw!.indexOf(':') + 1);
     const at0 = c > 0 && raw!.startsWith('write:') ? `${raw!.slice(0, c)}:${stableName(raw!.slice(c + 1))}` : raw!;
-    const key = `${pid} ${at0}`;
+    // Keyed by boot too: a process of a later boot can get the same pid (the guest boots alike).
+    const key = `${boot} ${pid} ${at0}`;
     const n = (seen.get(key) ?? 0) + 1;
     seen.set(key, n);
     const plan: PointPlan = { kind: 'point', at: `${at0}#${n}`, role: role as 'agent' | 'installer', boot };
