@@ -30,8 +30,9 @@ APT_PACKAGES+=(dpkg-dev binutils lintian)
 # (grub2-common, grub-pc-bin), fw_printenv/fw_setenv on a file-backed environment
 # (libubootenv-tool; u-boot-tools for mkimage), sfdisk (fdisk), mkfs.ext4 (e2fsprogs), QEMU under TCG
 # (qemu-system-x86) with Debian's small cloud kernel as the guest's (linux-image-cloud-amd64), and
-# U-Boot's ROMs for QEMU (u-boot-qemu; the probe boots the qemu-x86 one, docs/slots.md "U-Boot").
-APT_PACKAGES+=(grub-pc-bin grub2-common libubootenv-tool u-boot-tools fdisk e2fsprogs qemu-system-x86 linux-image-cloud-amd64 u-boot-qemu)
+# U-Boot's ROMs for QEMU (u-boot-qemu; the probe boots the qemu-x86 one, docs/slots.md "U-Boot"),
+# and mksquashfs (squashfs-tools) for squashfs system images (test/slots/system-install.test.ts).
+APT_PACKAGES+=(grub-pc-bin grub2-common libubootenv-tool u-boot-tools fdisk e2fsprogs qemu-system-x86 linux-image-cloud-amd64 u-boot-qemu squashfs-tools)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

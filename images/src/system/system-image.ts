@@ -11,7 +11,9 @@ const run = promisify(execFile);
 /**
  * System images (docs/slots.md): a file-system image for a block slot, with the release's tree at
  * RELEASE_DIR inside it (app/, db/migrations/, config/, hooks/). Built with `mkfs.ext4 -d`, which
- * fills the file system from a folder without mounting anything (e2fsprogs, Debian).
+ * fills the file system from a folder without mounting anything (e2fsprogs, Debian), or with
+ * `mksquashfs` (squashfs-tools). The agent writes either the same way: it is bytes for a device,
+ * mounted read-only by the kernel's own detection of the type.
  */
 export const RELEASE_DIR = '/opt/sonde/release';
 
@@ -52,6 +54,16 @@ export async function writeSampleReleaseTree(tree: string, version: SampleReleas
 export async function buildExt4Image(tree: string, out: string, bytes: number, label = 'sonde-root'): Promise<void> {
   await rm(out, { force: true });
   await run('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-L', label, '-E', 'root_owner=0:0', '-d', tree, out, `${Math.ceil(bytes / 1024)}k`], { timeout: 300_000 });
+}
+
+/**
+ * A squashfs image of `tree` (compressed, read-only by nature: what most A/B products ship), every
+ * file owned by root, no extended attributes, the file system's time fixed so that the same tree
+ * makes the same bytes. Its size is what it holds, rounded to 4 KiB (`mksquashfs`, squashfs-tools).
+ */
+export async function buildSquashfsImage(tree: string, out: string): Promise<void> {
+  await rm(out, { force: true });
+  await run('mksquashfs', [tree, out, '-noappend', '-quiet', '-comp', 'gzip', '-all-root', '-no-xattrs', '-mkfs-time', '0', '-all-time', '0', '-no-progress'], { timeout: 300_000 });
 }
 
 /** A recipe folder for a system pack: pack.json and the image (`sonde pack <dir>`). */
