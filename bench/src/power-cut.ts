@@ -17,8 +17,10 @@ import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { labHome } from '../../lxc/src/lab-state.js';
 import { startServer } from '../../server/src/server.js';
-import { CUT_PACKS, cutOnce, pointName, recordPoints, type CutPack, schemaOfRelease, seeded, type CutPlan, type CutResult, harnessServer, type RunOptions } from '../../lxc/src/vm/power-cut.js';
-import { CutNetwork } from '../../lxc/src/vm/power-cut-net.js';
+import { cutOnce, recordPoints, seeded, type CutPlan, type CutResult, type RunOptions } from '../../lxc/src/vm/power-cut.js';
+import { CUT_PACKS, schemaOfRelease, type CutPack } from '../../lxc/src/vm/power-cut-judge.js';
+import { CutNetwork, harnessServer } from '../../lxc/src/vm/power-cut-net.js';
+import { pointName } from '../../lxc/src/vm/power-cut-points.js';
 import { killAllQemu } from '../../lxc/src/vm/qemu.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parsePointName, pointName, pointsOf, stableName } from '../../lxc/src/vm/power-cut.js';
+import { parsePointName, pointName, pointsOf, stableName } from '../../lxc/src/vm/power-cut-points.js';
 
 /**
  * The power-cut harness's list of persistence points (docs/slots.md, "Power cuts"), read from a

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { phaseOf, verdictOf, wholeEndings } from '../../lxc/src/vm/power-cut.js';
+import { phaseOf, verdictOf, wholeEndings } from '../../lxc/src/vm/power-cut-judge.js';
 
 /**
  * How the power-cut harness names where a cut landed and judges what the probe came back as

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { cutOnce, harnessServer, parsePointName, schemaOfRelease, seeded } from '../../lxc/src/vm/power-cut.js';
-import { CutNetwork } from '../../lxc/src/vm/power-cut-net.js';
+import { cutOnce, seeded } from '../../lxc/src/vm/power-cut.js';
+import { schemaOfRelease } from '../../lxc/src/vm/power-cut-judge.js';
+import { CutNetwork, harnessServer } from '../../lxc/src/vm/power-cut-net.js';
+import { parsePointName } from '../../lxc/src/vm/power-cut-points.js';
 import { startServer } from '../../server/src/server.js';
 import { VmProbe } from '../../lxc/src/vm/vm-probe.js';
 import { dropAndBoot, useVmBed, VM_ROOT } from '../helpers/vm.js';

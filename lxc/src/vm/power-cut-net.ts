@@ -4,6 +4,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { labHome, withLock } from '../lab-state.js';
 import { createBridge, deleteBridge, ensureTap, probeIp, type LabNet } from '../network.js';
+import { NEW_PACK } from './power-cut-judge.js';
+import type { VmStatus } from './vm-probe.js';
 
 /**
  * The power-cut harness's network (docs/slots.md, "Power cuts"): the lab's kind of unrouted
@@ -48,4 +50,58 @@ export class CutNetwork {
     for (const t of [...this.taps]) this.removeTap(t);
     await deleteBridge(this.net.bridge);
   }
+}
+
+/** The fleet server of a power-cut run (the harness's own, on its unrouted bridge: power-cut-net.ts). */
+export interface HarnessServer {
+  readonly network: CutNetwork;
+  /** Enrolls `probeId`; the enrollment file's text, with URLs the guest can reach. */
+  enroll(probeId: string): Promise<string>;
+  /** What the server shows for the probe: the release and slot it last reported. */
+  view(probeId: string): Promise<{ readonly version: string | null; readonly slot: string | null; readonly stateAt: string | null } | null>;
+}
+
+/**
+ * A running fleet server as the harness needs it: its loopback URL and admin token for the
+ * harness, `probeUrl` (https on the bridge's host address) for the probes.
+ */
+export function harnessServer(base: string, admin: string, probeUrl: string, network: CutNetwork): HarnessServer {
+  const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
+    const r = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await r.text();
+    return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
+  };
+  return {
+    network,
+    async enroll(probeId) {
+      const r = await call<unknown>('POST', `/api/v1/probes/${probeId}/enroll`, { serverUrl: probeUrl });
+      if (r.status >= 300) throw new Error(`enrolling ${probeId}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      return JSON.stringify(r.body);
+    },
+    async view(probeId) {
+      const r = await call<{ version: string | null; slot: string | null; stateAt: string | null }>('GET', `/api/v1/probes/${probeId}`);
+      return r.status === 200 ? r.body : null;
+    },
+  };
+}
+
+/**
+ * The server's view, once the probe has reported what it runs at rest: "new" (1.1.0 in slot b),
+ * "old" (nothing committed), or what the server shows if it never matches within `timeoutMs`.
+ */
+export async function serverCheck(server: HarnessServer, probeId: string, st: VmStatus, timeoutMs = 120_000, newVersion: string = NEW_PACK): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  let last: { version: string | null; slot: string | null; stateAt: string | null } | null = null;
+  for (;;) {
+    last = await server.view(probeId).catch(() => null);
+    if (last && last.stateAt !== null && last.version === st.status!.version && (last.version === null || last.slot === st.status!.slot)) break;
+    if (Date.now() > until) return `the server shows ${JSON.stringify(last)}; the probe runs ${JSON.stringify({ version: st.status!.version, slot: st.status!.slot })}`;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  if (last.version === null) return 'old';
+  return last.version === newVersion && last.slot === 'b' ? 'new' : `the server shows ${last.version} in slot ${last.slot}`;
 }
