@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { phaseOf, verdictOf, wholeEndings } from '../../lxc/src/vm/power-cut-judge.js';
+import { AT_POINT_OR_REST } from '../../lxc/src/vm/power-cut.js';
 
 /**
  * How the power-cut harness names where a cut landed and judges what the probe came back as
@@ -57,5 +58,16 @@ describe('what a probe came back as', () => {
       expect(verdictOf(all('old'), pack)).toBe('old');
       expect(verdictOf(all('new'), pack)).toBe('inconsistent');
     }
+  });
+});
+
+describe('when a point cut stops waiting', () => {
+  const status = (booted: string, primary: string): string =>
+    `sonde-status: {"inbox":0,"status":{"ok":true,"slot":"${booted}","slots":[{"name":"a","boot":"good"}],"boot":{"type":"block","booted":"${booted}","primary":"${primary}"},"unfinished":null}}`;
+
+  it('at its point, or at rest in the slot the bootloader boots next, not between a rollback and its reboot', () => {
+    expect(AT_POINT_OR_REST.exec('sonde-cut-here: rollback:db-restored#2')?.[1]).toBe('rollback:db-restored#2');
+    expect(AT_POINT_OR_REST.test(status('b', 'a'))).toBe(false);
+    expect(AT_POINT_OR_REST.test(status('a', 'a'))).toBe(true);
   });
 });

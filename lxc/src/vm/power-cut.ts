@@ -55,6 +55,9 @@ export interface RunOptions {
   readonly pack?: CutPack;
 }
 
+/** A cut-here line (its point in group 1), or a status line at rest (see VmProbe.settled). */
+export const AT_POINT_OR_REST = /sonde-cut-here: (\S+)|sonde-status: \{"inbox":0,"status":\{[^\n]*"boot":\{"type":"block","booted":"(\w+)","primary":"\2"\}[^\n]*"unfinished":null/;
+
 /** One cut: a fresh probe, the install, the cut, the boot after it, the checks. */
 export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> {
   const t0 = Date.now();
@@ -79,7 +82,9 @@ export async function cutOnce(plan: CutPlan, o: RunOptions): Promise<CutResult> 
       await new Promise((r) => setTimeout(r, plan.delayMs));
       phase = phaseOf(await vm.console());
     } else {
-      const hit = await vm.waitFor(/sonde-cut-here: (\S+)|sonde-status: \{"inbox":0,"status":\{[^\n]*"unfinished":null/, 600_000, started.end - started.match[0].length);
+      // The point, or the probe at rest without it: nothing open, the drop empty, and running the
+      // slot the bootloader boots next (not the seconds between a rollback's end and its reboot).
+      const hit = await vm.waitFor(AT_POINT_OR_REST, 600_000, started.end - started.match[0].length);
       phase = hit.match[1] ? `after ${hit.match[1]}` : 'not reached';
     }
     await probe.cut();
