@@ -1,13 +1,15 @@
 import type { SamplePaths } from '../../images/src/samples/index.js';
 import { connectServerClient, SERVER_USER, startAedesBroker, type AedesBroker, type ServerClient } from './broker.js';
 import { daemonSamples, makeProbe, startDaemon, startFleetHttp, waitUntil, type FleetHttp, type InProcessDaemon, type ProbeFixture, type ProbeOptions } from './daemon-harness.js';
+import { onKilled } from './on-killed.js';
 import { scratch } from './packs.js';
 import { stopApp } from './probe.js';
 
 /**
  * What a daemon test file stands on: the sample packs, an aedes broker with the fleet's ACLs and
  * a server client on it, the fleet server's HTTP stand-in, and probes whose daemons run
- * in-process. `stopDaemons()` after each test, `close()` after all.
+ * in-process. `stopDaemons()` after each test, `close()` after all; a worker stopped by a signal
+ * still stops the probes' apps (they run detached, as on a probe) and removes its folder.
  */
 export interface DaemonBed {
   readonly dir: string;
@@ -35,6 +37,15 @@ export async function daemonBed(prefix: string): Promise<DaemonBed> {
   const server = await connectServerClient(broker.url, SERVER_PASSWORD);
   const roots: string[] = [];
   let running: InProcessDaemon[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const d of running) await d.stop().catch(() => undefined);
+    running = [];
+    for (const r of roots) await stopApp(r).catch(() => undefined);
+  };
+  const offKilled = onKilled(async () => {
+    await stopAll();
+    await tmp.cleanup();
+  });
   return {
     dir: tmp.dir,
     samples,
@@ -60,8 +71,8 @@ export async function daemonBed(prefix: string): Promise<DaemonBed> {
       running = [];
     },
     async close() {
-      for (const d of running) await d.stop().catch(() => undefined);
-      for (const r of roots) await stopApp(r).catch(() => undefined);
+      offKilled();
+      await stopAll();
       await server.close();
       await broker.close();
       await http.close();

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentPack, packagedAgentTree, type AgentVariant } from '../helpers/agent-packs.js';
 import { daemonBed, type DaemonBed } from '../helpers/daemon-bed.js';
+import { onKilled } from '../helpers/on-killed.js';
 import { dedupe, history, installCommand, outcomeOf, rawEvents, sleep, stateMessages, waitUntil, type ProbeFixture } from '../helpers/daemon-harness.js';
 import { mulberry32 } from '../helpers/prng.js';
 import { AGENT_UPDATE_CRASH_POINTS } from '../../agent/src/update/crash.js';
@@ -29,9 +30,14 @@ const SEED = Number(process.env.SONDE_SELF_UPDATE_SEED ?? 21);
 let bed: DaemonBed;
 let packaged: string;
 let launched: ChildProcess[] = [];
+let offKilled: () => void = () => undefined;
 
 beforeAll(async () => {
   bed = await daemonBed('sonde-self-update-');
+  // Stopped by a signal, the worker still stops the launchers (each in a process group of its own).
+  offKilled = onKilled(async () => {
+    for (const c of launched) await stopLauncher(c);
+  });
   packaged = await packagedAgentTree();
 }, 600_000);
 
@@ -41,6 +47,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  offKilled();
   await bed?.close();
 });
 
