@@ -49,6 +49,11 @@ const NO_SERVER = {
   server: { http: 'http://127.0.0.1:9', mqtt: 'mqtt://127.0.0.1:9' },
 };
 
+/** Writes the slot file for `bootloader` into a data partition's tree (or its mount), `dataDir`. */
+export async function writeVmSlotFile(dataDir: string, bootloader: VmBootloader = 'grub'): Promise<void> {
+  await writeFile(join(dataDir, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile(bootloader), null, 2)}\n`);
+}
+
 export async function buildDataTree(dir: string, o: DataTreeOptions): Promise<void> {
   const sonde = join(dir, 'sonde');
   const root = join(dir, VM_PROBE_ROOT.replace(/^\/data\//, ''));
@@ -75,7 +80,7 @@ export async function buildDataTree(dir: string, o: DataTreeOptions): Promise<vo
     ...(o.health ? { health: o.health } : {}),
   };
   await writeFile(join(sonde, 'agent.json'), `${JSON.stringify(agent, null, 2)}\n`);
-  await writeFile(join(dir, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile(), null, 2)}\n`);
+  await writeVmSlotFile(dir);
   await writeFile(join(root, 'etc', 'config.json'), `${JSON.stringify({ port: o.appPort }, null, 2)}\n`);
   await writeFile(join(root, 'etc', 'site-vars.json'), `${JSON.stringify(o.siteVars, null, 2)}\n`, { mode: 0o600 });
   for (const p of o.inbox ?? []) await copyFile(p, join(dir, VM_INBOX.replace(/^\/data\//, ''), p.split('/').pop()!));

@@ -1,7 +1,7 @@
 import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withPartition } from '../../../images/src/vm/disk-image.js';
-import { VM_SLOT_FILE_PATH, vmSlotFile, type VmBootloader } from '../../../images/src/vm/data-tree.js';
+import { writeVmSlotFile, type VmBootloader } from '../../../images/src/vm/data-tree.js';
 import { VM_INBOX } from '../../../images/src/vm/root-tree.js';
 import { LabError } from '../errors.js';
 import { run } from '../host.js';
@@ -43,7 +43,7 @@ export async function makeVmProbeDisk(o: VmProbeDisk): Promise<void> {
     await writeFile(creds, o.creds, { mode: 0o600 });
     await chmod(creds, 0o600);
     await writeFile(join(data, 'sonde', 'network'), `ADDR=${o.address}\n`);
-    if (o.bootloader === 'uboot') await writeFile(join(data, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile('uboot'), null, 2)}\n`);
+    if (o.bootloader === 'uboot') await writeVmSlotFile(data, 'uboot');
     await copyFile(pack, join(data, VM_INBOX.replace(/^\/data\//, ''), pack.split('/').pop()!));
   });
 }

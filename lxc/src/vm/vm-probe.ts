@@ -4,7 +4,7 @@ import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readVerifiedManifest } from './pack-facts.js';
-import { buildDataTree, VM_SLOT_FILE_PATH, vmSlotFile, type VmBootloader } from '../../../images/src/vm/data-tree.js';
+import { buildDataTree, writeVmSlotFile, type VmBootloader } from '../../../images/src/vm/data-tree.js';
 import { readDiskUbootEnv, UBOOT_ROM } from '../../../images/src/vm/uboot.js';
 import { buildDisk, DEFAULT_LAYOUT, partitionsOf, withPartition } from '../../../images/src/vm/disk-image.js';
 import { buildRootTree, VM_INBOX, VM_PROBE_ROOT, VM_STATUS_MARK } from '../../../images/src/vm/root-tree.js';
@@ -149,7 +149,7 @@ export class VmProbe {
     await mkdir(this.dir, { recursive: true });
     await run('cp', ['--sparse=always', this.images.disk, this.disk]);
     if (this.bootloader !== 'grub') {
-      await withPartition(this.disk, 3, async (data) => writeFile(join(data, VM_SLOT_FILE_PATH), `${JSON.stringify(vmSlotFile(this.bootloader), null, 2)}\n`));
+      await withPartition(this.disk, 3, async (data) => writeVmSlotFile(data, this.bootloader));
     }
   }
 
