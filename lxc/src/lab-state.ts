@@ -100,6 +100,8 @@ export interface LabState {
   readonly net: LabNet;
   server: LabServerRef | null;
   probes: LabProbe[];
+  /** The folders of `<home>/images` this lab's server and probes were made from (`lab prune` keeps them); absent in labs made before. */
+  images?: string[];
 }
 
 export async function readLabState(p: LabPaths): Promise<LabState | null> {

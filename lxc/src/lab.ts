@@ -8,9 +8,9 @@ import type { ProbeBackend, ProbeRunState } from './backend.js';
 import { LabError } from './errors.js';
 import { ensureGolden, ensureSamples, copyLayer, makeBase, type Samples } from './golden.js';
 import { ensureAgentTree } from './agent-package.js';
-import { isRoot } from './host.js';
+import { recordImages } from './lab-prune.js';
+import { isRoot, run } from './host.js';
 import { builtinLine, type LineSpec } from './lab-config.js';
-import { run } from './host.js';
 import { labPaths, readLabState, withLock, writeLabState, type LabLine, type LabPaths, type LabProbe, type LabState } from './lab-state.js';
 import { LabServerClient, readToken, serverRunning, startLabServer, stopLabServer, type ServerProbe } from './lab-server.js';
 import { backendUnsupported, createBackend, type BackendKind } from './backends.js';
@@ -113,6 +113,7 @@ export class Lab {
       const state = await this.ensureNetwork();
       if (state.probes.length + o.count > MAX_PROBES) throw new LabError('LAB_PROBE_FAILED', `a lab holds at most ${MAX_PROBES} probes (${state.probes.length} exist)`);
       const samples = await ensureSamples(this.paths.images, log);
+      recordImages(state, this.paths.images, [samples.dir]); // what `lab prune` keeps (lab-prune.ts)
       const client = await this.ensureServer(state, samples, o, log);
       const init = o.init ?? 'busybox';
       const line = typeof o.line === 'string' ? builtinLine(o.line, init, samples) : o.line;
@@ -145,6 +146,7 @@ export class Lab {
       }
       // Recorded before anything exists, so that `down` finds a probe whose creation failed.
       state.probes.push(...fresh);
+      recordImages(state, this.paths.images, [agentTree, golden]);
       await writeLabState(this.paths, state);
       log(`creating ${fresh.length} probe(s) on ${line.name} (${line.version}): ${fresh.map((p) => p.name).join(', ')}`);
       let routes: string[] | null = null;
@@ -179,6 +181,7 @@ export class Lab {
       if (!used.has(index)) fresh.push({ name: `${this.name}-${String(index).padStart(2, '0')}`, index, ip: probeIp(state.net, index), veth: vethName(this.paths.dir, index), line: line.name, version: line.version, createdAt: new Date().toISOString(), ...(bootloader === 'uboot' ? { bootloader } : {}) });
     }
     state.probes.push(...fresh);
+    recordImages(state, this.paths.images, [images.dir]);
     await writeLabState(this.paths, state);
     log(`creating ${fresh.length} QEMU probe(s) on ${line.name} (${line.version}), booting through ${bootloader === 'uboot' ? 'U-Boot' : 'GRUB'}: ${fresh.map((p) => p.name).join(', ')}`);
     for (const p of fresh) {

@@ -55,6 +55,16 @@ describe.skipIf(LAB_SKIP)('sonde lab (LXC probes on a private bridge)', () => {
     ]);
   });
 
+  it('records the images its server and probes were made from, and lab prune keeps them', async () => {
+    const state = (await lab.state())!;
+    expect(state.images).toEqual(expect.arrayContaining(['samples-2', expect.stringMatching(/^agent-deb-/), expect.stringMatching(/^lxc-stable-/)]));
+    // Dry run: other test files share this lab home and may use what no lab records.
+    const prune = await sonde(['lab', 'prune', '--dry-run', '--keep', '0s', '--json']);
+    expect(prune.code, prune.stderr).toBe(0);
+    const { images } = JSON.parse(prune.stdout) as { images: { name: string; action: string }[] };
+    for (const name of state.images!) expect(images.find((i) => i.name === name), name).toMatchObject({ action: 'kept' });
+  });
+
   it('gives each probe its own address on the lab bridge, no default route, and leaves ip_forward alone', async () => {
     const state = (await lab.state())!;
     for (const name of names) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
-import { chmod, chown, mkdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -237,11 +237,13 @@ export function treeFingerprint(dir: string, hash = createHash('sha256')): strin
 
 /**
  * Builds into a temporary sibling and renames it into place, so parallel labs that need the same
- * layer never see half of one. `build` gets the temporary folder.
+ * layer never see half of one. `build` gets the temporary folder. The folder's mtime is set each
+ * time it is handed out: when it was last used, for `sonde lab prune` (lxc/src/lab-prune.ts).
  */
 export async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Promise<string> {
   try {
     await stat(dir); // renamed into place only once whole
+    await stampUsed(dir);
     return dir;
   } catch {
     // not built yet
@@ -257,9 +259,16 @@ export async function buildOnce(dir: string, build: (tmp: string) => Promise<voi
       if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       await rm(tmp, { recursive: true, force: true });
     }
+    await stampUsed(dir);
     return dir;
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** Marks an image folder as used now (its mtime), which `sonde lab prune` reads as "keep it". */
+export async function stampUsed(dir: string): Promise<void> {
+  const now = new Date();
+  await utimes(dir, now, now).catch(() => undefined); // a folder of another user's home: the stamp is only a hint
 }

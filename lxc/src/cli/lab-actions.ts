@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { printJson, table } from '../../../base/src/cli/output.js';
+import { bytes, parseDuration, printJson, table } from '../../../base/src/cli/output.js';
 import { CliError } from '../../../base/src/cli/cli-error.js';
 import { AGENT_LOG, AGENT_STATE } from '../../../images/src/lab/probe-image.js';
 import { ftpPut } from '../ftp.js';
 import { runInteractive } from '../host.js';
 import { BACKENDS, isBackendKind } from '../backends.js';
 import { Lab } from '../lab.js';
-import { isLabLine, LAB_LINES, labNames, type LabLine } from '../lab-state.js';
+import { isLabLine, LAB_LINES, labHome, labNames, type LabLine } from '../lab-state.js';
 import { loadProfile } from '../lab-config.js';
 
 interface LabFlags {
@@ -107,6 +107,21 @@ export async function downAction(name: string | undefined, flags: LabFlags & { a
   const lab = await Lab.open(flags.lab);
   const gone = await lab.down(flags.all ? { all: true } : { name: name! });
   process.stdout.write(flags.all ? `lab ${flags.lab} removed (${gone.length} probe(s))\n` : `removed ${gone.join(', ')}\n`);
+}
+
+export async function pruneAction(flags: { keep: string; dryRun?: boolean; json?: boolean }): Promise<void> {
+  let keepMs: number;
+  try {
+    keepMs = parseDuration(flags.keep);
+  } catch (e) {
+    throw new CliError('USAGE', `--keep: ${(e as Error).message}`);
+  }
+  const { pruneImages } = await import('../lab-prune.js');
+  const entries = await pruneImages(labHome(), { keepMs, dryRun: flags.dryRun === true });
+  const freedBytes = entries.filter((e) => e.action !== 'kept').reduce((n, e) => n + e.bytes, 0);
+  if (flags.json) return printJson({ images: entries, freedBytes, dryRun: flags.dryRun === true });
+  if (entries.length) process.stdout.write(`${table(['IMAGE', 'SIZE', 'ACTION', 'WHY'], entries.map((e) => [e.name, bytes(e.bytes), e.action, e.why]))}\n`);
+  process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${bytes(freedBytes)} in ${join(labHome(), 'images')}\n`);
 }
 
 export async function shellAction(name: string, flags: LabFlags): Promise<void> {

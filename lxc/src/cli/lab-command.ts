@@ -56,6 +56,18 @@ export function registerLabCommand(program: Command): void {
       await downAction(name, labOfProbe(name, flags, cmd));
     });
 
+  lab
+    .command('prune')
+    .description('remove the cached images (under the lab home) of earlier builds: what no lab uses and nothing used lately')
+    .option('--keep <duration>', 'keep what was used more recently than this (30m, 2h, 7d)', '1h')
+    .option('--dry-run', 'say what would go, remove nothing')
+    .option('--json', 'machine-readable output')
+    .action(async (flags) => {
+      useJsonOutput(flags.json === true);
+      const { pruneAction } = await import('./lab-actions.js');
+      await pruneAction(flags);
+    });
+
   labOpt(lab.command('shell'))
     .description('an interactive shell inside a probe')
     .argument('<name>', 'the probe')

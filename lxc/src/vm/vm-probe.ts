@@ -11,7 +11,7 @@ import { buildRootTree, VM_INBOX, VM_PROBE_ROOT, VM_STATUS_MARK } from '../../..
 import { buildExt4Image, writeSampleReleaseTree, writeSystemRecipe } from '../../../images/src/system/system-image.js';
 import { makeSampleKeys, packSampleRecipe, type SampleKeys } from '../../../images/src/samples/index.js';
 import { SAMPLE_MODEL, type SampleReleaseVersion } from '../../../images/src/samples/releases.js';
-import { buildOnce, treeFingerprint } from '../../../images/src/lab/probe-image.js';
+import { buildOnce, stampUsed, treeFingerprint } from '../../../images/src/lab/probe-image.js';
 import { ensureAgentTree } from '../agent-package.js';
 import { QemuProbe } from './qemu.js';
 
@@ -147,6 +147,8 @@ export class VmProbe {
   /** A fresh probe: the factory disk, copied (sparse); booted through U-Boot, its slot file says so. */
   async create(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
+    // A campaign copies the disk for each cut over hours: each copy counts as a use for `lab prune`.
+    await stampUsed(this.images.dir);
     await run('cp', ['--sparse=always', this.images.disk, this.disk]);
     if (this.bootloader !== 'grub') {
       await withPartition(this.disk, 3, async (data) => writeVmSlotFile(data, this.bootloader));
