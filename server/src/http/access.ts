@@ -63,7 +63,10 @@ export function installAccessControl(app: FastifyInstance, store: Store): void {
     // Unmatched URLs have no access; the not-found handler answers them.
     if (access === undefined || access === 'public') return;
     const principal = await principalOf(req, store);
-    if (!principal) return deny(req, reply, 401, 'AUTH_REQUIRED', 'a valid token is required: Authorization: Bearer <token>, or a dashboard session');
+    if (!principal) {
+      logRefusedCredential(req, presentedCredential(req));
+      return deny(req, reply, 401, 'AUTH_REQUIRED', 'a valid token is required: Authorization: Bearer <token>, or a dashboard session');
+    }
     req.principal = principal;
     if (principal.kind === 'staff' && principal.session && MUTATING.has(req.method) && !csrfMatches(principal.session.csrf, req.headers[CSRF_HEADER])) {
       return deny(req, reply, 403, 'CSRF_INVALID', 'a call made with the dashboard session must carry its X-CSRF-Token');
@@ -83,6 +86,24 @@ async function principalOf(req: FastifyRequest, store: Store): Promise<Principal
   }
   const cookie = req.cookies?.[SESSION_COOKIE];
   return cookie === undefined ? null : sessionPrincipal(store, cookie);
+}
+
+/** What credential a request presented: the Authorization header, else the session cookie, else none. */
+function presentedCredential(req: FastifyRequest): 'bearer token' | 'session cookie' | null {
+  if (req.headers.authorization !== undefined) return 'bearer token';
+  return req.cookies?.[SESSION_COOKIE] !== undefined ? 'session cookie' : null;
+}
+
+/**
+ * A credential presented and refused (unknown, revoked, expired, malformed) goes to the server's
+ * log with the caller's address: the trace of a stolen token that was revoked, or of guessing.
+ * Not to the audit log, which there is no known caller to record under and which an anonymous
+ * caller must not be able to grow; the log rotates. A request with no credential at all (a
+ * dashboard page before sign-in) is not logged.
+ */
+export function logRefusedCredential(req: FastifyRequest, credential: string | null): void {
+  if (credential === null) return;
+  req.log.warn({ ip: req.ip, method: req.method, route: req.routeOptions.url ?? req.url, credential }, `refused a ${credential}: unknown, revoked or expired`);
 }
 
 function deny(req: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string): FastifyReply {

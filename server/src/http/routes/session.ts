@@ -6,6 +6,7 @@ import { openSession, SESSION_COOKIE, SESSION_TTL_MS } from '../../auth/sessions
 import { TOKEN_SHAPE } from '../../auth/tokens.js';
 import type { RouteDoc, ServerContext } from '../../context.js';
 import { ServerError } from '../../errors.js';
+import { logRefusedCredential } from '../access.js';
 import { parseWith } from '../replies.js';
 import { sessionViewSchema } from '../response-schemas.js';
 
@@ -61,7 +62,10 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ServerContext):
   app.post('/api/v1/session', { config: { access: 'public' } }, async (req, reply) => {
     const { token } = parseWith(sessionBody, req.body, 'body');
     const p = await authenticate(ctx.store, token);
-    if (!p || p.kind !== 'staff') throw new ServerError('AUTH_REQUIRED', 'this is not an active staff token');
+    if (!p || p.kind !== 'staff') {
+      logRefusedCredential(req, 'sign-in token');
+      throw new ServerError('AUTH_REQUIRED', 'this is not an active staff token');
+    }
     // Known from here on: the audit hook records the sign-in under the token's id and name.
     req.principal = p;
     const s = await openSession(ctx.store, p);
