@@ -94,6 +94,39 @@ describe('openAgentDb', () => {
     }
   });
 
+  it('only adds in each migration, so an older agent (an agent update rolled back) still reads and writes what a newer one left', () => {
+    interface Col { name: string; type: string; notnull: number; dflt_value: string | null; pk: number }
+    const shape = (db: Database.Database): Map<string, Col[] | string> => {
+      const out = new Map<string, Col[] | string>();
+      for (const t of tables(db)) out.set(`table ${t}`, db.prepare(`PRAGMA table_info(${t})`).all() as Col[]);
+      for (const i of db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").all() as { name: string; sql: string }[]) out.set(`index ${i.name}`, i.sql);
+      return out;
+    };
+    const db = new Database(':memory:');
+    try {
+      for (const m of AGENT_DB_MIGRATIONS) {
+        const before = shape(db);
+        m.apply(db);
+        const after = shape(db);
+        for (const [what, was] of before) {
+          const now = after.get(what);
+          expect(now, `migration ${m.version} (${m.name}) removed ${what}`).toBeDefined();
+          if (typeof was === 'string') {
+            expect(now, `migration ${m.version} changed ${what}`).toBe(was);
+            continue;
+          }
+          // Every column stays, as it was and where it was; new ones come after and can be left out of an INSERT.
+          expect((now as Col[]).slice(0, was.length), `migration ${m.version} changed a column of ${what}`).toEqual(was);
+          for (const c of (now as Col[]).slice(was.length)) {
+            expect(c.notnull === 0 || c.dflt_value !== null, `migration ${m.version} adds ${what}.${c.name} NOT NULL without a default`).toBe(true);
+          }
+        }
+      }
+    } finally {
+      db.close();
+    }
+  });
+
   it('opens an agent.db a newer agent left behind without lowering its version (an agent update rolled back)', async () => {
     const path = await dbPath();
     const db = openAgentDb(path);
