@@ -88,8 +88,9 @@ export async function pruneImages(home: string, o: PruneOptions): Promise<PruneE
   await mkdir(home, { recursive: true, mode: 0o700 });
   const own = tryPidLock(join(home, 'prune.lock'));
   if (!own.taken) throw new LabError('LAB_BUSY', `another prune runs (process ${own.holder})`);
-  const hold = await holdLabs(home);
+  let hold: LabHold = { locks: [], used: null, keepAllWhy: null };
   try {
+    hold = await holdLabs(home);
     const out: PruneEntry[] = [];
     const names = (await readdir(images).catch(() => [] as string[])).sort();
     for (const name of names) {
@@ -97,27 +98,34 @@ export async function pruneImages(home: string, o: PruneOptions): Promise<PruneE
       const st = await lstat(path).catch(() => null);
       if (!st?.isDirectory()) continue;
       const bytes = await sizeOf(path);
-      const tmp = TMP_NAME.exec(name);
-      let why: string | null;
-      if (tmp) why = processAlive(Number(tmp[1])) ? `being built by process ${tmp[1]}` : null;
-      else if (PRUNING_NAME.test(name)) why = null; // left by a prune that was stopped
-      else if (hold.used === null) why = hold.keepAllWhy;
-      else if (hold.used.has(name)) why = 'a lab uses it';
-      else if (now - st.mtimeMs < o.keepMs) why = `used ${Math.max(0, Math.round((now - st.mtimeMs) / 60_000))} min ago`;
-      else why = null;
-      if (why !== null) {
-        out.push({ name, bytes, action: 'kept', why });
+      const builder = TMP_NAME.exec(name)?.[1];
+      const leftover = PRUNING_NAME.test(name);
+      const minutes = Math.max(0, Math.round((now - st.mtimeMs) / 60_000));
+      let kept: string | null = null;
+      let gone: string;
+      if (builder !== undefined) {
+        if (processAlive(Number(builder))) kept = `being built by process ${builder}`;
+        gone = 'half-built, its builder is gone';
+      } else if (leftover) {
+        gone = 'left by a stopped prune';
+      } else {
+        if (hold.used === null) kept = hold.keepAllWhy;
+        else if (hold.used.has(name)) kept = 'a lab uses it';
+        else if (now - st.mtimeMs < o.keepMs) kept = `used ${minutes} min ago`;
+        gone = `no lab uses it, last used ${minutes} min ago`;
+      }
+      if (kept !== null) {
+        out.push({ name, bytes, action: 'kept', why: kept });
         continue;
       }
-      const reason = tmp ? 'half-built, its builder is gone' : PRUNING_NAME.test(name) ? 'left by a stopped prune' : `no lab uses it, last used ${Math.round((now - st.mtimeMs) / 60_000)} min ago`;
       if (o.dryRun) {
-        out.push({ name, bytes, action: 'would remove', why: reason });
+        out.push({ name, bytes, action: 'would remove', why: gone });
         continue;
       }
-      const doomed = PRUNING_NAME.test(name) ? path : `${path}.pruning-${process.pid}`;
-      if (doomed !== path) await rename(path, doomed);
+      const doomed = leftover ? path : `${path}.pruning-${process.pid}`;
+      if (!leftover) await rename(path, doomed);
       await rm(doomed, { recursive: true, force: true });
-      out.push({ name, bytes, action: 'removed', why: reason });
+      out.push({ name, bytes, action: 'removed', why: gone });
     }
     return out;
   } finally {

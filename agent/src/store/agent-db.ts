@@ -14,9 +14,9 @@ import { dirname } from 'node:path';
  *
  * Rules for a new migration: append it, never change a released one, and only add (tables,
  * columns with defaults, indexes); test/store/agent-db.test.ts ("only adds") fails a migration
- * that drops, renames or changes a table, column or index. An older agent then still runs on the database a newer one
- * left behind (an agent update rolled back), so a database newer than this build is opened as
- * it is and its version never lowered. Migrations 1 to 4 adopt the files agents made before
+ * that drops, renames or changes a table, column or index. An older agent then still runs on the
+ * database a newer one left behind (an agent update rolled back), so a database newer than this
+ * build is opened as it is and its version never lowered. Migrations 1 to 4 adopt the files agents made before
  * the version existed: they create only what is missing.
  */
 export interface AgentDbMigration {
