@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, constants, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { access, open, readdir, readFile, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { writeFileAtomic } from '../../../../base/src/fs/atomic.js';
@@ -17,15 +17,35 @@ import { appEnvironment, expand, placeholders, type StartContext } from './runne
  * agent crash must not take the probe's service down), so the pid file is how the next agent
  * finds it, and PROBE_ROOT in its environment is how a stop finds the processes no pid file names.
  */
+/**
+ * The environment process `pid` was started with, as its `NAME=value` entries; null when it cannot
+ * be read (gone, or not ours to read). A process in the middle of an execve (a shell script's
+ * `exec busybox httpd`, a wrapper exec-ing the real service) shows an empty environment for that
+ * instant: the kernel has given it its new memory but not yet copied the variables in (measured
+ * here: about 2 % of reads of a process exec-ing in a loop). A live process reading empty is read
+ * again for up to `retryMs`, so the app is not taken for a stranger, or for dead, while it execs.
+ */
+async function environOf(pid: number, retryMs: number): Promise<string[] | null> {
+  const deadline = Date.now() + retryMs;
+  for (;;) {
+    let env: string;
+    try {
+      env = await readFile(`/proc/${pid}/environ`, 'utf8');
+    } catch {
+      return null;
+    }
+    if (env.length > 0 || Date.now() >= deadline || !processAlive(pid)) return env.split('\0').filter((e) => e.length > 0);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** How long a live process may read as having no environment before it is taken at its word. */
+const EXEC_RETRY_MS = 200;
+
 async function isOurApp(pid: number, root: string): Promise<boolean> {
   if (!processAlive(pid)) return false;
-  try {
-    // A recycled pid belongs to someone else: check the environment the app was started with.
-    const env = await readFile(`/proc/${pid}/environ`, 'utf8');
-    return env.split('\0').includes(`PROBE_ROOT=${root}`);
-  } catch {
-    return false;
-  }
+  // A recycled pid belongs to someone else: check the environment the app was started with.
+  return (await environOf(pid, EXEC_RETRY_MS))?.includes(`PROBE_ROOT=${root}`) ?? false;
 }
 
 /** The argv and environment a release runs with under `process` or `exec`. */
@@ -123,7 +143,11 @@ export class ProcessRunner {
   }
 }
 
-/** Every live process started with PROBE_ROOT=<root> (Linux /proc; none found elsewhere). */
+/**
+ * Every live process started with PROBE_ROOT=<root> (Linux /proc; none found elsewhere). The
+ * processes that read with an empty environment (kernel threads, and any process caught inside an
+ * execve) are read once more together after a short pause, each with the exec retry.
+ */
 async function appsOf(root: string): Promise<number[]> {
   let names: string[];
   try {
@@ -133,12 +157,27 @@ async function appsOf(root: string): Promise<number[]> {
   }
   const want = `PROBE_ROOT=${root}`;
   const pids: number[] = [];
+  const blank: number[] = [];
   for (const name of names) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    const env = await readFile(`/proc/${name}/environ`, 'utf8').catch(() => '');
-    if (env.split('\0').includes(want)) pids.push(Number(name));
+    const env = await readFile(`/proc/${name}/environ`, 'utf8').catch(() => null);
+    if (env === '') blank.push(Number(name));
+    else if (env !== null && env.split('\0').includes(want)) pids.push(Number(name));
   }
-  return pids;
+  const again = await Promise.all(blank.filter((pid) => !isKernelThread(pid)).map(async (pid) => ((await environOf(pid, EXEC_RETRY_MS))?.includes(want) ? pid : null)));
+  return [...pids, ...again.filter((pid): pid is number => pid !== null)];
+}
+
+/** A kernel thread (kthreadd, pid 2, or one of its children): never an app, always an empty environment. */
+function isKernelThread(pid: number): boolean {
+  if (pid === 2) return true;
+  try {
+    // stat: "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === '2';
+  } catch {
+    return true; // gone: nothing to wait for
+  }
 }
 
 async function terminate(pid: number, graceMs: number): Promise<void> {
