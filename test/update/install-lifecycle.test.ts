@@ -100,9 +100,18 @@ describe('install engine: the sample releases', () => {
     await waitFor('paused app', async () => ((await httpJson(port, '/status')).body as { paused: boolean }).paused);
     const before = await wholeProbe(root);
 
-    const r = await install(id);
+    // Every persistence point the install passes, to check that the rollback undid once.
+    const trace = join(root, '..', `points-${id}.log`);
+    process.env.SONDE_FAULT_TRACE = trace;
+    const r = await install(id).finally(() => delete process.env.SONDE_FAULT_TRACE);
     expect(r.committed).toBe(false);
     expect(r.deployment.state).toBe('rolled-back');
+    // One undo, each of its steps passed once: no second pass re-writing the pointer, the slot's
+    // status or the bootloader's environment (flash a real probe wears) once the rollback is done.
+    const points = (await readFile(trace, 'utf8')).split('\n').map((l) => l.split(' ').slice(3).join(' '));
+    for (const step of ['rollback:app-stopped', 'rollback:pointer-restored', 'rollback:db-restored', 'rollback:config-restored', 'rollback:app-started']) {
+      expect(points.filter((p) => p === step), step).toHaveLength(1);
+    }
     expect(r.deployment.errorCode).toBe('HEALTH_CHECK_FAILED');
     await waitFor('old app back', async () => ((await httpJson(port, '/status')).body as { version: string }).version === '1.1.0');
     expect(await wholeProbe(root)).toEqual(before);

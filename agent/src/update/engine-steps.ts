@@ -41,6 +41,8 @@ export interface RunMemory {
   confirm?: boolean;
   /** An agent pack after a restart: what recovery read of its trial. */
   verdict?: TrialVerdict;
+  /** This run finished the undo (`rolling-back`): its outcome state needs no second pass. */
+  undone?: boolean;
 }
 
 /** The run stops, its deployment unfinished: the agent restarts into the new agent on trial. */
@@ -127,10 +129,13 @@ export class Steps {
       case 'rolling-back':
         crashPoint('rollback:persisted');
         await this.undo(d);
+        mem.undone = true;
         return 'done';
       case 'rolled-back':
       case 'failed':
-        await this.undo(d);
+        // The undo again (it is idempotent) unless this very run just finished it: a run that
+        // starts here (recovery after a crash, a failure before any rollback) cannot know.
+        if (mem.undone !== true) await this.undo(d);
         await this.finish(d);
         return 'done';
       default:
