@@ -21,12 +21,9 @@ import { buildSamples, type SamplePackId } from '../../images/src/samples/index.
 import { setSiteVar } from '../../agent/src/update/site-vars.js';
 import { layoutOf } from '../../agent/src/update/layout.js';
 import { Engine } from '../../agent/src/update/engine.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg } = benchArgs('Usage: bench/agent-idle [--idle-seconds 60] [--cycles 500] [--dir .bench/agent-idle]', { values: ['cycles', 'dir', 'idle-seconds'] });
 const idleSeconds = Number(arg('idle-seconds', '60'));
 const cycles = Number(arg('cycles', '500'));
 const work = resolve(arg('dir', '.bench/agent-idle'));

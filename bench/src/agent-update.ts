@@ -25,12 +25,9 @@ import { loadPrivateKey, makePlan, writePack } from '../../pack/src/index.js';
 import { startServer } from '../../server/src/server.js';
 import { api, freePort } from './local-http.js';
 import { median } from './measure.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg } = benchArgs('Usage: bench/agent-update [--runs 5] [--dir .bench/agent-update]', { values: ['dir', 'runs'] });
 const runs = Number(arg('runs', '5'));
 const work = resolve(arg('dir', '.bench/agent-update'));
 const REPO = resolve(import.meta.dirname, '../../..');

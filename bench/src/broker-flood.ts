@@ -18,12 +18,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canConnect } from '../../base/src/net/can-connect.js';
 import { ConnectLimiter, DEFAULT_CONNECT_LIMIT } from '../../server/src/mqtt/frame-guard.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg, flag } = benchArgs('Usage: bench/broker-flood [--sockets 8] [--seconds 10] [--max-connections 20000] [--pace limit|none] [--header-only]', { values: ['max-connections', 'pace', 'seconds', 'sockets'], flags: ['header-only'] });
 const sockets = Number(arg('sockets', '8'));
 const seconds = Number(arg('seconds', '10'));
 const maxConnections = Number(arg('max-connections', '20000'));
@@ -34,7 +31,7 @@ const maxConnections = Number(arg('max-connections', '20000'));
  */
 const pace = arg('pace', 'limit');
 /** `--header-only`: each connection sends the 5-byte header and nothing more (what connection churn alone costs). */
-const headerOnly = argv.includes('--header-only');
+const headerOnly = flag('header-only');
 const TARGET_MIB = 20;
 const sonde = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 

@@ -20,12 +20,9 @@ import { Engine } from '../../agent/src/update/engine.js';
 import { buildSamples } from '../../images/src/samples/index.js';
 import { startServer } from '../../server/src/server.js';
 import { api, freePort } from './local-http.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg } = benchArgs('Usage: bench/diagnostics [--runs 5] [--log-kib 1850] [--dir .bench/diagnostics]', { values: ['dir', 'log-kib', 'runs'] });
 const runs = Number(arg('runs', '5'));
 const logKiB = Number(arg('log-kib', '1850'));
 const work = resolve(arg('dir', '.bench/diagnostics'));

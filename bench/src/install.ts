@@ -19,12 +19,9 @@ import { sampleRelease, writeReleaseRecipe } from '../../images/src/samples/inde
 import { Engine } from '../../agent/src/update/engine.js';
 import { makeDataset } from './dataset.js';
 import { MB, median, remove, settle, spread, timed } from './measure.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg } = benchArgs('Usage: bench/install [--size 256] [--runs 3] [--dir .bench/install]', { values: ['dir', 'runs', 'size'] });
 const sizeMiB = Number(arg('size', '256'));
 const runs = Number(arg('runs', '3'));
 const work = resolve(arg('dir', '.bench/install'));

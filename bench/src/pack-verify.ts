@@ -17,16 +17,13 @@ import { initCa, issueIntermediate, issueRecipient, issueSigner } from '../../im
 import { loadPrivateKey, makePlan, writePack } from '../../pack/src/index.js';
 import { makeDataset } from './dataset.js';
 import { MB, median, remove, settle, spread, timed } from './measure.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg, flag } = benchArgs('Usage: bench/pack-verify [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none] [--extract-root DIR]', { values: ['compression', 'dir', 'extract-root', 'runs', 'sizes'], flags: ['keep'] });
 const sizes = arg('sizes', '256').split(',').map(Number);
 const runs = Number(arg('runs', '3'));
 const work = resolve(arg('dir', '.bench/pack-verify'));
-const keep = argv.includes('--keep');
+const keep = flag('keep');
 const compression = arg('compression', 'auto') as 'auto' | 'gzip' | 'none';
 /** Where tar -x and sonde verify extract: the work dir (disk) by default, or e.g. /dev/shm. */
 const extractRoot = resolve(arg('extract-root', work));

@@ -23,22 +23,23 @@ import { CutNetwork, harnessServer } from '../../lxc/src/vm/power-cut-net.js';
 import { pointName } from '../../lxc/src/vm/power-cut-points.js';
 import { killAllQemu } from '../../lxc/src/vm/qemu.js';
 import { ensureVmImages } from '../../lxc/src/vm/vm-probe.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
-const points = argv.includes('--points');
+const USAGE = `Usage: bench/power-cut [--cuts 10] [--seed 1] [--points] [--window 120] [--jobs 1] [--from 1]
+                       [--bootloader grub|uboot] [--pack ${CUT_PACKS.join('|')}] [--no-server] [--dir .bench/power-cut]
+Real power cuts of a QEMU probe during a system update (docs/slots.md, "Power cuts"); needs root.
+The last line: "N cuts, M inconsistent".`;
+const { arg, flag, num } = benchArgs(USAGE, { values: ['cuts', 'seed', 'window', 'jobs', 'from', 'bootloader', 'pack', 'dir'], flags: ['points', 'no-server'] });
+const points = flag('points');
 /** With --points and no --cuts: every point recorded. */
-const cuts = Number(arg('cuts', points ? 'Infinity' : '10'));
-const seed = Number(arg('seed', '1'));
+const cuts = num('cuts', points ? Infinity : 10);
+const seed = num('seed', 1);
 /** The first cut to run (1-based): a campaign split over several runs cuts the same moments (or points) as one. */
-const from = Math.max(1, Number(arg('from', '1')));
+const from = Math.max(1, num('from', 1));
 /** Seconds after "install started" a moment may fall in: past the commit after the reboot. */
-const windowS = Number(arg('window', '120'));
+const windowS = num('window', 120);
 const work = resolve(arg('dir', '.bench/power-cut'));
-const jobs = Math.max(1, Number(arg('jobs', '1')));
+const jobs = Math.max(1, num('jobs', 1));
 /** What boots the probe: GRUB from the MBR, or Debian's U-Boot ROM (docs/slots.md, "U-Boot"). */
 const bootloader = arg('bootloader', 'grub');
 if (bootloader !== 'grub' && bootloader !== 'uboot') throw new Error(`--bootloader is grub or uboot, not ${bootloader}`);
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
   const images = await ensureVmImages(REPO, join(labHome(), 'images'), log);
   const expectedSchemaV2 = await schemaOfRelease('1.1.0', work);
   // The fleet server on an unrouted bridge of its own, the probes on taps there (power-cut-net.ts).
-  const network = argv.includes('--no-server') ? null : await CutNetwork.create(join(work, 'net'));
+  const network = flag('no-server') ? null : await CutNetwork.create(join(work, 'net'));
   const server = network ? await startServer({ dataDir: join(work, 'server'), port: 0, listen: [network.net.hostIp], logLevel: 'warn', keyring: images.keys.rootCert }, { logger: pino({ level: 'warn' }) }) : null;
   const o = { images, expectedSchemaV2, pack, bootloader: bootloader as 'grub' | 'uboot', ...(server && network ? { server: harnessServer(server.httpUrls[0]!, server.adminToken!, server.httpUrls.find((u) => u.includes(network.net.hostIp))!, network) } : {}) };
   // Stopped by a signal: no QEMU, tap or bridge of this run is left behind.

@@ -12,12 +12,9 @@ import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_RETENTION } from '../../server/src/store/retention.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
+const { arg } = benchArgs('Usage: bench/server-retention [--probes 1000] [--days 365] [--events-per-day 8] [--dir .bench/server-retention]', { values: ['days', 'dir', 'events-per-day', 'probes'] });
 const probes = Number(arg('probes', '1000'));
 const days = Number(arg('days', '365'));
 const eventsPerDay = Number(arg('events-per-day', '8'));
