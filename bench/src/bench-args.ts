@@ -10,8 +10,8 @@ import { parseArgs } from 'node:util';
 export interface BenchArgs {
   /** The value of `--name`, or `def` when it is not given. */
   arg(name: string, def: string): string;
-  /** The number `--name` gives (a usage error when it is not one), or `def` when it is not given. */
-  num(name: string, def: number): number;
+  /** The number `--name` gives (a usage error when it is not one, or outside min..max), or `def` when it is not given. */
+  num(name: string, def: number, min?: number, max?: number): number;
   /** Whether the flag `--name` is given. */
   flag(name: string): boolean;
 }
@@ -42,11 +42,15 @@ export function parseBenchArgs(usage: string, options: BenchOptions, argv: reado
   return {
     help: values.help === true,
     arg,
-    num: (name, def) => {
+    num: (name, def, min = -Infinity, max = Infinity) => {
       const v = arg(name, '');
       if (v === '') return def;
       const n = Number(v);
       if (!Number.isFinite(n)) throw new BenchUsageError(`--${name} takes a number, not "${v}"\n${usage}`);
+      if (n < min || n > max) {
+        const range = max === Infinity ? `of at least ${min}` : min === -Infinity ? `of at most ${max}` : `from ${min} to ${max}`;
+        throw new BenchUsageError(`--${name} takes a number ${range}, not ${v}\n${usage}`);
+      }
       return n;
     },
     flag: (name) => {
@@ -65,7 +69,7 @@ export function benchArgs(usage: string, options: BenchOptions): BenchArgs {
     console.log(usage);
     process.exit(0);
   }
-  return { arg: parsed.arg, flag: parsed.flag, num: (name, def) => usageOrExit(() => parsed.num(name, def)) };
+  return { arg: parsed.arg, flag: parsed.flag, num: (name, def, min, max) => usageOrExit(() => parsed.num(name, def, min, max)) };
 }
 
 /** Runs `fn`; a usage error is printed and ends the process with 2. */

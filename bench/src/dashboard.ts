@@ -23,18 +23,14 @@ import { startServer } from '../../server/src/server.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
 import type { ProbeState } from '../../base/src/protocol/messages.js';
 import { launch, signedInPage } from './dashboard-pages.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const num = (name: string, def: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(argv[i + 1]) : def;
-  if (!Number.isFinite(v) || v < 1) throw new Error(`--${name} must be a positive number`);
-  return v;
-};
+const { num: number, flag } = benchArgs('Usage: bench/dashboard [--probes 10000] [--loads 10] [--actions 60] [--keep]', { values: ['probes', 'loads', 'actions'], flags: ['keep'] });
+const num = (name: string, def: number): number => number(name, def, 1);
 const N = num('probes', 10_000);
 const LOADS = num('loads', 10);
 const ACTIONS = num('actions', 60);
-const keep = argv.includes('--keep');
+const keep = flag('keep');
 
 /** The page's globals as the timing functions (run in the page) see them; the benchmarks have no DOM types. */
 interface Doc {

@@ -36,18 +36,18 @@ import type { FleetServerConfig, FleetServerReady } from './fleet-server.js';
 import type { FleetSimConfig, SimStats } from './fleet-sim.js';
 import { canConnect } from '../../base/src/net/can-connect.js';
 import { openDashboards } from './dashboard-pages.js';
+import { benchArgs } from './bench-args.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1]! : def;
-};
-const flag = (name: string): boolean => argv.includes(`--${name}`);
-const num = (name: string, def: number, min: number, max: number): number => {
-  const v = Number(arg(name, String(def)));
-  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be a number from ${min} to ${max}`);
-  return v;
-};
+const { arg, flag, num } = benchArgs(
+  `Usage: bench/fleet [--probes 10000] [--duration 60] [--rate 500] [--mosquitto]
+       [--fanout rollout|sendmany|both|none] [--per-sim 5000] [--sim-nice 10] [--state-interval 10] [--keepalive 30]
+       [--reconnect-min-ms 1000] [--storm-timeout 120] [--mosquitto-option 'LINE']
+       [--profile-server DIR] [--keep] [--dashboards N] [--dashboard-view '#/probes'] [--no-storm]`,
+  {
+    values: ['probes', 'duration', 'rate', 'per-sim', 'state-interval', 'keepalive', 'reconnect-min-ms', 'storm-timeout', 'fanout', 'sim-nice', 'mosquitto-option', 'profile-server', 'dashboards', 'dashboard-view'],
+    flags: ['mosquitto', 'keep', 'no-storm'],
+  },
+);
 
 const N = num('probes', 10_000, 1, 100_000);
 const durationS = num('duration', 60, 5, 3600);
@@ -69,10 +69,10 @@ const fanoutMode = arg('fanout', 'rollout');
 const simNice = num('sim-nice', 10, 0, 19);
 const useMosquitto = flag('mosquitto');
 /** A line added to the mosquitto.conf that `sonde server mosquitto-config` wrote (to try a setting). */
-const mosquittoExtra = argv.includes('--mosquitto-option') ? arg('mosquitto-option', '') : '';
+const mosquittoExtra = arg('mosquitto-option', '');
 const keep = flag('keep');
 /** Run the server under --cpu-prof, its profile written into this directory at the end. */
-const profileDir = argv.includes('--profile-server') ? arg('profile-server', '') : '';
+const profileDir = arg('profile-server', '');
 if (!['rollout', 'sendmany', 'both', 'none'].includes(fanoutMode)) throw new Error('--fanout is rollout, sendmany, both or none');
 /** Dashboards (Chromium pages signed in on the probes page) open through the steady window (issue 22: ingest p99 unchanged while 5 are open). */
 const dashboards = num('dashboards', 0, 0, 20);
