@@ -23,9 +23,9 @@ import { layoutOf } from '../../agent/src/update/layout.js';
 import { Engine } from '../../agent/src/update/engine.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg } = benchArgs('Usage: bench/agent-idle [--idle-seconds 60] [--cycles 500] [--dir .bench/agent-idle]', { values: ['cycles', 'dir', 'idle-seconds'] });
-const idleSeconds = Number(arg('idle-seconds', '60'));
-const cycles = Number(arg('cycles', '500'));
+const { arg, num } = benchArgs('Usage: bench/agent-idle [--idle-seconds 60] [--cycles 500] [--dir .bench/agent-idle]', { values: ['cycles', 'dir', 'idle-seconds'] });
+const idleSeconds = num('idle-seconds', 60, 1);
+const cycles = num('cycles', 500, 1);
 const work = resolve(arg('dir', '.bench/agent-idle'));
 const sonde = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 

@@ -27,8 +27,8 @@ import { api, freePort } from './local-http.js';
 import { median } from './measure.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg } = benchArgs('Usage: bench/agent-update [--runs 5] [--dir .bench/agent-update]', { values: ['dir', 'runs'] });
-const runs = Number(arg('runs', '5'));
+const { arg, num } = benchArgs('Usage: bench/agent-update [--runs 5] [--dir .bench/agent-update]', { values: ['dir', 'runs'] });
+const runs = num('runs', 5, 1);
 const work = resolve(arg('dir', '.bench/agent-update'));
 const REPO = resolve(import.meta.dirname, '../../..');
 const LAUNCHER = join(REPO, 'packaging', 'sonde-agent-launch');

@@ -20,10 +20,10 @@ import { canConnect } from '../../base/src/net/can-connect.js';
 import { ConnectLimiter, DEFAULT_CONNECT_LIMIT } from '../../server/src/mqtt/frame-guard.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg, flag } = benchArgs('Usage: bench/broker-flood [--sockets 8] [--seconds 10] [--max-connections 20000] [--pace limit|none] [--header-only]', { values: ['max-connections', 'pace', 'seconds', 'sockets'], flags: ['header-only'] });
-const sockets = Number(arg('sockets', '8'));
-const seconds = Number(arg('seconds', '10'));
-const maxConnections = Number(arg('max-connections', '20000'));
+const { arg, flag, num } = benchArgs('Usage: bench/broker-flood [--sockets 8] [--seconds 10] [--max-connections 20000] [--pace limit|none] [--header-only]', { values: ['max-connections', 'pace', 'seconds', 'sockets'], flags: ['header-only'] });
+const sockets = num('sockets', 8, 1);
+const seconds = num('seconds', 10, 1);
+const maxConnections = num('max-connections', 20_000, 1);
 /**
  * `limit` (the default): connections are paced as the broker's per-address limit paces one
  * attacker off loopback (DEFAULT_CONNECT_LIMIT), since the

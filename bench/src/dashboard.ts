@@ -25,11 +25,10 @@ import type { ProbeState } from '../../base/src/protocol/messages.js';
 import { launch, signedInPage } from './dashboard-pages.js';
 import { benchArgs } from './bench-args.js';
 
-const { num: number, flag } = benchArgs('Usage: bench/dashboard [--probes 10000] [--loads 10] [--actions 60] [--keep]', { values: ['probes', 'loads', 'actions'], flags: ['keep'] });
-const num = (name: string, def: number): number => number(name, def, 1);
-const N = num('probes', 10_000);
-const LOADS = num('loads', 10);
-const ACTIONS = num('actions', 60);
+const { num, flag } = benchArgs('Usage: bench/dashboard [--probes 10000] [--loads 10] [--actions 60] [--keep]', { values: ['probes', 'loads', 'actions'], flags: ['keep'] });
+const N = num('probes', 10_000, 1);
+const LOADS = num('loads', 10, 1);
+const ACTIONS = num('actions', 60, 1);
 const keep = flag('keep');
 
 /** The page's globals as the timing functions (run in the page) see them; the benchmarks have no DOM types. */

@@ -22,9 +22,9 @@ import { startServer } from '../../server/src/server.js';
 import { api, freePort } from './local-http.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg } = benchArgs('Usage: bench/diagnostics [--runs 5] [--log-kib 1850] [--dir .bench/diagnostics]', { values: ['dir', 'log-kib', 'runs'] });
-const runs = Number(arg('runs', '5'));
-const logKiB = Number(arg('log-kib', '1850'));
+const { arg, num } = benchArgs('Usage: bench/diagnostics [--runs 5] [--log-kib 1850] [--dir .bench/diagnostics]', { values: ['dir', 'log-kib', 'runs'] });
+const runs = num('runs', 5, 1);
+const logKiB = num('log-kib', 1850, 1);
 const work = resolve(arg('dir', '.bench/diagnostics'));
 
 

@@ -21,9 +21,9 @@ import { makeDataset } from './dataset.js';
 import { MB, median, remove, settle, spread, timed } from './measure.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg } = benchArgs('Usage: bench/install [--size 256] [--runs 3] [--dir .bench/install]', { values: ['dir', 'runs', 'size'] });
-const sizeMiB = Number(arg('size', '256'));
-const runs = Number(arg('runs', '3'));
+const { arg, num } = benchArgs('Usage: bench/install [--size 256] [--runs 3] [--dir .bench/install]', { values: ['dir', 'runs', 'size'] });
+const sizeMiB = num('size', 256, 1);
+const runs = num('runs', 3, 1);
 const work = resolve(arg('dir', '.bench/install'));
 const sonde = fileURLToPath(new URL('../../cli/src/sonde.js', import.meta.url));
 

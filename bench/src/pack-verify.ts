@@ -19,9 +19,9 @@ import { makeDataset } from './dataset.js';
 import { MB, median, remove, settle, spread, timed } from './measure.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg, flag } = benchArgs('Usage: bench/pack-verify [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none] [--extract-root DIR]', { values: ['compression', 'dir', 'extract-root', 'runs', 'sizes'], flags: ['keep'] });
+const { arg, flag, num } = benchArgs('Usage: bench/pack-verify [--sizes 64,256,1024] [--runs 3] [--dir .bench/pack-verify] [--keep] [--compression auto|gzip|none] [--extract-root DIR]', { values: ['compression', 'dir', 'extract-root', 'runs', 'sizes'], flags: ['keep'] });
 const sizes = arg('sizes', '256').split(',').map(Number);
-const runs = Number(arg('runs', '3'));
+const runs = num('runs', 3, 1);
 const work = resolve(arg('dir', '.bench/pack-verify'));
 const keep = flag('keep');
 const compression = arg('compression', 'auto') as 'auto' | 'gzip' | 'none';

@@ -14,10 +14,10 @@ import { DEFAULT_RETENTION } from '../../server/src/store/retention.js';
 import { SqliteStore } from '../../server/src/store/sqlite-store.js';
 import { benchArgs } from './bench-args.js';
 
-const { arg } = benchArgs('Usage: bench/server-retention [--probes 1000] [--days 365] [--events-per-day 8] [--dir .bench/server-retention]', { values: ['days', 'dir', 'events-per-day', 'probes'] });
-const probes = Number(arg('probes', '1000'));
-const days = Number(arg('days', '365'));
-const eventsPerDay = Number(arg('events-per-day', '8'));
+const { arg, num } = benchArgs('Usage: bench/server-retention [--probes 1000] [--days 365] [--events-per-day 8] [--dir .bench/server-retention]', { values: ['days', 'dir', 'events-per-day', 'probes'] });
+const probes = num('probes', 1000, 1);
+const days = num('days', 365, 1);
+const eventsPerDay = num('events-per-day', 8, 1);
 const work = resolve(arg('dir', '.bench/server-retention'));
 const DAY = 86_400_000;
 const MiB = 1024 * 1024;

@@ -145,8 +145,8 @@ export class ProcessRunner {
 
 /**
  * Every live process started with PROBE_ROOT=<root> (Linux /proc; none found elsewhere). The
- * processes that read with an empty environment (kernel threads, and any process caught inside an
- * execve) are read once more together after a short pause, each with the exec retry.
+ * processes that read with an empty environment, kernel threads aside, are read again with the
+ * exec retry, all at once: one caught inside an execve shows its variables a moment later.
  */
 async function appsOf(root: string): Promise<number[]> {
   let names: string[];
